@@ -1,0 +1,72 @@
+// LayerNorm, GELU, rotary and ALiBi on the CPU.
+#include "model/cpu/ops.hpp"
+
+#include <cmath>
+
+#include "model/dtype.hpp"
+
+namespace eyrie {
+
+void layer_norm_row(const float* x, int64_t n, const float* w, const float* b, float eps,
+                    float* out) {
+  double mean = 0;
+  for (int64_t i = 0; i < n; ++i) mean += x[i];
+  mean /= static_cast<double>(n);
+  double var = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    double d = x[i] - mean;
+    var += d * d;
+  }
+  var /= static_cast<double>(n);
+  const float inv = static_cast<float>(1.0 / std::sqrt(var + eps));
+  const float mu = static_cast<float>(mean);
+  for (int64_t i = 0; i < n; ++i) out[i] = (x[i] - mu) * inv * w[i] + b[i];
+}
+
+void gelu_inplace(float* x, int64_t n) {
+  constexpr float kInvSqrt2 = 0.70710678118654752f;
+  for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
+}
+
+RotaryTable::RotaryTable(int64_t head_dim, double theta) : half_(head_dim / 2) {
+  inv_freq_.resize(half_);
+  const float base = static_cast<float>(theta);
+  for (int64_t i = 0; i < half_; ++i) {
+    float expo = static_cast<float>(2 * i) / static_cast<float>(head_dim);
+    inv_freq_[i] = 1.0f / std::pow(base, expo);
+  }
+}
+
+void RotaryTable::apply(float* v, int64_t pos) const {
+  const float p = static_cast<float>(pos);
+  for (int64_t i = 0; i < half_; ++i) {
+    const float f = inv_freq_[i] * p;
+    const float c = std::cos(f), s = std::sin(f);
+    const float a = v[i], b = v[i + half_];
+    v[i] = a * c - b * s;
+    v[i + half_] = b * c + a * s;
+  }
+}
+
+AlibiTable::AlibiTable(int64_t num_heads) {
+  // The slope recipe of build_alibi_tensor: powers of 2^(-8/n) for the nearest power of two
+  // n, then odd powers of the next base for the remaining heads.
+  int64_t closest = 1;
+  while (closest * 2 <= num_heads) closest *= 2;
+  const float base = static_cast<float>(std::pow(2.0, -std::pow(2.0, -(std::log2(closest) - 3))));
+  for (int64_t i = 1; i <= closest; ++i) slopes_.push_back(std::pow(base, static_cast<float>(i)));
+  if (closest != num_heads) {
+    const float extra =
+        static_cast<float>(std::pow(2.0, -std::pow(2.0, -(std::log2(2 * closest) - 3))));
+    const int64_t remaining = std::min(closest, num_heads - closest);
+    for (int64_t i = 0; i < remaining; ++i)
+      slopes_.push_back(std::pow(extra, static_cast<float>(2 * i + 1)));
+  }
+  for (auto& s : slopes_) s = round_to_bf16(s);
+}
+
+float AlibiTable::bias(int64_t head, int64_t key_pos) const {
+  return round_to_bf16(slopes_[head] * static_cast<float>(key_pos));
+}
+
+}  // namespace eyrie

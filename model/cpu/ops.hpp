@@ -1,0 +1,38 @@
+// Element-wise and normalisation ops of the Falcon block on fp32 rows.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace eyrie {
+
+// out[i] = (x[i] - mean) / sqrt(var + eps) * w[i] + b[i], one row of n.
+void layer_norm_row(const float* x, int64_t n, const float* w, const float* b, float eps,
+                    float* out);
+
+// Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), as torch.nn.GELU() computes it.
+void gelu_inplace(float* x, int64_t n);
+
+// cos/sin of the NeoX half-split rotary embedding, computed in fp32 as transformers does.
+class RotaryTable {
+ public:
+  RotaryTable(int64_t head_dim, double theta);
+  // Rotates one head vector in place for the given position.
+  void apply(float* v, int64_t pos) const;
+
+ private:
+  int64_t half_;
+  std::vector<float> inv_freq_;
+};
+
+// ALiBi slopes per head; bias(h, key_pos) reproduces transformers' bf16 rounding.
+class AlibiTable {
+ public:
+  explicit AlibiTable(int64_t num_heads);
+  float bias(int64_t head, int64_t key_pos) const;
+
+ private:
+  std::vector<float> slopes_;  // already rounded to bf16
+};
+
+}  // namespace eyrie

@@ -1,0 +1,49 @@
+// Token choice: repetition penalty, then the warpers in transformers' order, then argmax or a
+// draw from the remaining distribution.
+#include "model/sampling/sampler.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "model/sampling/logits_processors.hpp"
+
+namespace eyrie {
+
+int32_t argmax(std::span<const float> logits) {
+  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+Sampler::Sampler(const SamplingParams& params, uint64_t seed) : params_(params), rng_(seed) {}
+
+TokenChoice Sampler::choose(std::span<const float> logits, std::span<const int32_t> history) {
+  work_.assign(logits.begin(), logits.end());
+  std::span<float> w(work_);
+  if (params_.repetition_penalty && *params_.repetition_penalty != 1.0)
+    apply_repetition_penalty(w, history, static_cast<float>(*params_.repetition_penalty));
+  int32_t id;
+  if (!params_.sampling()) {
+    id = argmax(w);
+  } else {
+    if (params_.temperature && *params_.temperature != 1.0)
+      apply_temperature(w, static_cast<float>(*params_.temperature));
+    if (params_.top_k) apply_top_k(w, *params_.top_k);
+    if (params_.top_p) apply_top_p(w, static_cast<float>(*params_.top_p));
+    if (params_.typical_p) apply_typical_p(w, static_cast<float>(*params_.typical_p));
+    const float mx = *std::max_element(w.begin(), w.end());
+    double sum = 0;
+    for (float& v : w) sum += (v = std::exp(v - mx));
+    double u = std::uniform_real_distribution<double>(0.0, sum)(rng_);
+    id = argmax(w);  // fallback when rounding leaves u past the end
+    double acc = 0;
+    for (std::size_t i = 0; i < w.size(); ++i) {
+      acc += w[i];
+      if (w[i] > 0 && u < acc) {
+        id = static_cast<int32_t>(i);
+        break;
+      }
+    }
+  }
+  return {id, static_cast<float>(log_softmax_at(logits, id))};
+}
+
+}  // namespace eyrie

@@ -1,0 +1,58 @@
+// The batched step interface that every engine implements and the scheduler drives.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "model/falcon_config.hpp"
+#include "model/kv_cache.hpp"
+
+namespace eyrie {
+
+// One sequence's share of a step: prefill passes many tokens, decode passes one.
+struct SequenceStep {
+  uint64_t seq_id = 0;
+  // Tokens of this sequence already in its KV blocks; the new tokens take positions
+  // start_pos .. start_pos + tokens.size() - 1.
+  int32_t start_pos = 0;
+  std::span<const int32_t> tokens;
+  // The sequence's KV blocks in position order; must cover start_pos + tokens.size() positions.
+  std::span<const int32_t> block_table;
+  // Logits for every new token (prompt logprobs), not only for the last one.
+  bool all_logits = false;
+};
+
+struct StepBatch {
+  std::vector<SequenceStep> seqs;
+};
+
+// Logits rows of a step, [rows x vocab] in fp32, grouped by sequence in batch order.
+class StepOutput {
+ public:
+  void reset(std::size_t num_seqs, int64_t vocab);
+  // Appends rows for the next sequence and returns a pointer to their storage.
+  float* add_rows(std::size_t n);
+
+  std::size_t num_rows(std::size_t seq) const { return count_[seq]; }
+  std::span<const float> row(std::size_t seq, std::size_t i) const;
+  std::span<const float> last(std::size_t seq) const { return row(seq, count_[seq] - 1); }
+  int64_t vocab() const { return vocab_; }
+
+ private:
+  std::vector<float> logits_;
+  std::vector<std::size_t> first_, count_;
+  int64_t vocab_ = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual const FalconConfig& config() const = 0;
+  virtual const KvCacheSpec& kv_spec() const = 0;
+  // Runs one forward step over every sequence of the batch, writing their new keys and values
+  // into their KV blocks. Throws eyrie::InvalidArgument for a malformed batch.
+  virtual void step(const StepBatch& batch, StepOutput& out) = 0;
+};
+
+}  // namespace eyrie
