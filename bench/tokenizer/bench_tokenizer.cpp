@@ -3,6 +3,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cctype>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -13,10 +14,16 @@
 
 namespace {
 
+// Paths are compiled in; EYRIE_SOURCE_DIR moves them when the binary runs from another checkout.
+std::string source_path(const char* compiled, const char* relative) {
+  const char* root = std::getenv("EYRIE_SOURCE_DIR");
+  return root ? std::string(root) + "/" + relative : std::string(compiled);
+}
+
 // About 400 KB: the sample's lines, rotated, numbered and with shifting capitalisation on every
 // pass, so that pieces keep changing instead of repeating one paragraph verbatim.
 std::string english_text() {
-  std::ifstream in(EYRIE_BENCH_TEXT);
+  std::ifstream in(source_path(EYRIE_BENCH_TEXT, "bench/tokenizer/english_sample.txt"));
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) {
     if (!line.empty()) lines.push_back(line);
@@ -39,7 +46,7 @@ std::string english_text() {
 }
 
 const eyrie::Tokenizer& tokenizer() {
-  static const eyrie::Tokenizer tok = eyrie::Tokenizer::from_file(EYRIE_TOKENIZER_JSON);
+  static const eyrie::Tokenizer tok = eyrie::Tokenizer::from_file(source_path(EYRIE_TOKENIZER_JSON, "tests/data/tokenizer.json"));
   return tok;
 }
 
@@ -85,7 +92,7 @@ BENCHMARK(BM_DecodeIncremental)->Unit(benchmark::kMillisecond);
 
 void BM_Load(benchmark::State& state) {
   for (auto _ : state) {
-    benchmark::DoNotOptimize(eyrie::Tokenizer::from_file(EYRIE_TOKENIZER_JSON).vocab_size());
+    benchmark::DoNotOptimize(eyrie::Tokenizer::from_file(source_path(EYRIE_TOKENIZER_JSON, "tests/data/tokenizer.json")).vocab_size());
   }
 }
 BENCHMARK(BM_Load)->Unit(benchmark::kMillisecond);

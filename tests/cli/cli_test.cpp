@@ -20,15 +20,19 @@ struct CliRun {
 
 std::string quote(const std::string& s) {
   std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
+  for (char c : s) {
+    if (c == '\'') q.append("'\\''");
+    else q.push_back(c);
+  }
+  q.push_back('\'');
+  return q;
 }
 
 // Runs the eyrie binary with a shell-quoted argument list; stderr goes to the test log.
 CliRun eyrie(const std::vector<std::string>& args, const std::string& stdin_text = "") {
-  std::string cmd = EYRIE_BIN;
-  for (const auto& a : args) cmd += " " + quote(a);
-  cmd = "printf %s " + quote(stdin_text) + " | " + cmd;
+  std::string cmd = "printf %s ";
+  cmd.append(quote(stdin_text)).append(" | ").append(EYRIE_BIN);
+  for (const auto& a : args) cmd.append(" ").append(quote(a));
   CliRun r{0, ""};
   FILE* p = popen(cmd.c_str(), "r");
   std::array<char, 4096> buf;

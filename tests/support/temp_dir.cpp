@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <random>
 
@@ -32,11 +33,15 @@ std::string safetensors_image(const std::vector<RawTensor>& tensors) {
   std::string data;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     const auto& t = tensors[i];
-    std::string shape;
-    for (std::size_t d = 0; d < t.shape.size(); ++d) shape += (d ? "," : "") + std::to_string(t.shape[d]);
-    header += (i ? "," : "") + std::string("\"") + t.name + "\":{\"dtype\":\"" + t.dtype +
-              "\",\"shape\":[" + shape + "],\"data_offsets\":[" + std::to_string(data.size()) +
-              "," + std::to_string(data.size() + t.bytes.size()) + "]}";
+    if (i) header += ',';
+    header.append("\"").append(t.name).append("\":{\"dtype\":\"").append(t.dtype);
+    header.append("\",\"shape\":[");
+    for (std::size_t d = 0; d < t.shape.size(); ++d) {
+      if (d) header += ',';
+      header += std::to_string(t.shape[d]);
+    }
+    header.append("],\"data_offsets\":[").append(std::to_string(data.size())).append(",");
+    header.append(std::to_string(data.size() + t.bytes.size())).append("]}");
     data += t.bytes;
   }
   header += "}";
@@ -56,6 +61,10 @@ std::string bf16_bytes(const std::vector<float>& values) {
   return out;
 }
 
-std::string test_data(const std::string& relative) { return std::string(EYRIE_TEST_DATA) + "/" + relative; }
+std::string test_data(const std::string& relative) {
+  // EYRIE_TEST_DATA in the environment lets the binary run from another checkout (GPU machine).
+  const char* env = std::getenv("EYRIE_TEST_DATA");
+  return std::string(env ? env : EYRIE_TEST_DATA) + "/" + relative;
+}
 
 }  // namespace eyrie::test
