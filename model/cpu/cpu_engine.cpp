@@ -204,7 +204,7 @@ void CpuEngine::layer_forward(const Layer& L, int64_t li, const StepBatch& batch
   }
   f_.resize(n * f);
   matmul(pool_, mlp_in, n, L.h_to_4h.w, L.h_to_4h.b(), f_.data());
-  pool_.parallel_for(n, 1, [&](int64_t lo, int64_t hi) { gelu_inplace(f_.data() + lo * f, (hi - lo) * f); });
+  pool_.parallel_for(n * f, 4096, [&](int64_t lo, int64_t hi) { gelu_inplace(f_.data() + lo, hi - lo); });
   y_.resize(n * h);
   matmul(pool_, f_.data(), n, L.h4_to_h.w, L.h4_to_h.b(), y_.data());
   if (c.parallel_attn) {

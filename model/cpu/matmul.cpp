@@ -33,61 +33,72 @@ inline float scalar_at(const void* row, DType t, int64_t i) {
   return 0.f;
 }
 
-// R activation rows (1..4) against one weight row; two accumulators per row hide FMA latency.
-template <int R>
-void dot_rows(const void* wrow, DType t, const float* const* xs, int64_t k, float* out) {
-  __m256 acc0[R], acc1[R];
-  for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm256_setzero_ps();
+// An NR x MR register block: NR weight rows against MR activation rows, one accumulator per
+// output. Each weight vector is converted once and used MR times; each activation vector is
+// loaded once and used NR times. Every output sums its products in the same order whatever the
+// block shape, so a row's result does not depend on the batch it ran in.
+template <int NR, int MR>
+void block_dot(const void* const* wrows, DType t, const float* const* xs, int64_t k,
+               float* out /* [NR][MR] */) {
+  __m256 acc[NR][MR];
+  for (int a = 0; a < NR; ++a)
+    for (int b = 0; b < MR; ++b) acc[a][b] = _mm256_setzero_ps();
   int64_t i = 0;
-  for (; i + 16 <= k; i += 16) {
-    __m256 w0, w1;
-    if (t == DType::f32) {
-      w0 = load8(static_cast<const float*>(wrow) + i);
-      w1 = load8(static_cast<const float*>(wrow) + i + 8);
-    } else {
-      w0 = load8(static_cast<const uint16_t*>(wrow) + i, t);
-      w1 = load8(static_cast<const uint16_t*>(wrow) + i + 8, t);
-    }
-    for (int r = 0; r < R; ++r) {
-      acc0[r] = _mm256_fmadd_ps(w0, load8(xs[r] + i), acc0[r]);
-      acc1[r] = _mm256_fmadd_ps(w1, load8(xs[r] + i + 8), acc1[r]);
+  for (; i + 8 <= k; i += 8) {
+    __m256 w[NR];
+    for (int a = 0; a < NR; ++a)
+      w[a] = t == DType::f32 ? load8(static_cast<const float*>(wrows[a]) + i)
+                             : load8(static_cast<const uint16_t*>(wrows[a]) + i, t);
+    for (int b = 0; b < MR; ++b) {
+      const __m256 x = load8(xs[b] + i);
+      for (int a = 0; a < NR; ++a) acc[a][b] = _mm256_fmadd_ps(w[a], x, acc[a][b]);
     }
   }
-  for (int r = 0; r < R; ++r) out[r] = hsum(_mm256_add_ps(acc0[r], acc1[r]));
-  for (; i < k; ++i) {
-    float w = scalar_at(wrow, t, i);
-    for (int r = 0; r < R; ++r) out[r] += w * xs[r][i];
-  }
+  for (int a = 0; a < NR; ++a)
+    for (int b = 0; b < MR; ++b) {
+      float v = hsum(acc[a][b]);
+      for (int64_t j = i; j < k; ++j) v += scalar_at(wrows[a], t, j) * xs[b][j];
+      out[a * MR + b] = v;
+    }
+}
+
+template <int NR, int MR>
+void run_block(const WeightMatrix& w, std::size_t row_bytes, int64_t j, const float* x, int64_t r,
+               const float* bias, float* y) {
+  const int64_t n = w.rows, k = w.cols;
+  const void* wrows[NR];
+  const float* xs[MR];
+  for (int a = 0; a < NR; ++a) wrows[a] = static_cast<const uint8_t*>(w.data) + (j + a) * row_bytes;
+  for (int b = 0; b < MR; ++b) xs[b] = x + (r + b) * k;
+  float out[NR * MR];
+  block_dot<NR, MR>(wrows, w.dtype, xs, k, out);
+  for (int a = 0; a < NR; ++a)
+    for (int b = 0; b < MR; ++b) y[(r + b) * n + j + a] = out[a * MR + b] + (bias ? bias[j + a] : 0.f);
+}
+
+// Rows [m0, m1) of x against weight rows [lo, hi): blocks of NR weight rows, then single rows.
+template <int NR, int MR>
+void run_rows(const WeightMatrix& w, std::size_t row_bytes, int64_t lo, int64_t hi, const float* x,
+              int64_t r, const float* bias, float* y) {
+  int64_t j = lo;
+  for (; j + NR <= hi; j += NR) run_block<NR, MR>(w, row_bytes, j, x, r, bias, y);
+  for (; j < hi; ++j) run_block<1, MR>(w, row_bytes, j, x, r, bias, y);
 }
 
 }  // namespace
 
 void matmul(ThreadPool& pool, const float* x, int64_t m, const WeightMatrix& w, const float* bias,
             float* y) {
-  const int64_t n = w.rows, k = w.cols;
-  const std::size_t row_bytes = static_cast<std::size_t>(k) * dtype_size(w.dtype);
+  const int64_t n = w.rows;
+  const std::size_t row_bytes = static_cast<std::size_t>(w.cols) * dtype_size(w.dtype);
   // Rows of x per pass over a weight slice: the slice stays in cache while x rows stream.
   constexpr int64_t kMTile = 64;
   pool.parallel_for(n, 16, [&](int64_t lo, int64_t hi) {
     for (int64_t m0 = 0; m0 < m; m0 += kMTile) {
       const int64_t m1 = std::min(m, m0 + kMTile);
-      for (int64_t j = lo; j < hi; ++j) {
-        const void* wrow = static_cast<const uint8_t*>(w.data) + j * row_bytes;
-        const float b = bias ? bias[j] : 0.f;
-        int64_t r = m0;
-        for (; r + 4 <= m1; r += 4) {
-          const float* xs[4] = {x + r * k, x + (r + 1) * k, x + (r + 2) * k, x + (r + 3) * k};
-          float out[4];
-          dot_rows<4>(wrow, w.dtype, xs, k, out);
-          for (int q = 0; q < 4; ++q) y[(r + q) * n + j] = out[q] + b;
-        }
-        for (; r < m1; ++r) {
-          const float* xs[1] = {x + r * k};
-          float out[1];
-          dot_rows<1>(wrow, w.dtype, xs, k, out);
-          y[r * n + j] = out[0] + b;
-        }
-      }
+      int64_t r = m0;
+      for (; r + 4 <= m1; r += 4) run_rows<2, 4>(w, row_bytes, lo, hi, x, r, bias, y);
+      for (; r < m1; ++r) run_rows<4, 1>(w, row_bytes, lo, hi, x, r, bias, y);
     }
   });
 }
