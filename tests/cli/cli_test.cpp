@@ -5,6 +5,9 @@
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "tests/support/reference.hpp"
@@ -106,6 +109,27 @@ TEST(Cli, StopSequenceEndsGeneration) {
   simdjson::dom::element doc = parser.parse(r.out);
   EXPECT_EQ(std::string_view(doc["details"]["finish_reason"]), "stop_sequence");
   EXPECT_EQ(std::string_view(doc["generated_text"]), " funnel dehors");
+}
+
+TEST(Cli, EosTokenFromConfigEndsGeneration) {
+  // The bundled model with its EOS id moved to its first greedy token for this prompt.
+  const std::string fixture = test::test_data("models/falcon-7b-tiny");
+  test::TempDir dir;
+  std::ifstream in(fixture + "/config.json");
+  std::string config((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string key = "\"eos_token_id\": 11";
+  ASSERT_NE(config.find(key), std::string::npos);
+  config.replace(config.find(key), key.size(), "\"eos_token_id\": 26263");
+  dir.write("config.json", config);
+  std::filesystem::create_symlink(fixture + "/model.safetensors", dir.file("model.safetensors"));
+  std::filesystem::create_symlink(fixture + "/tokenizer.json", dir.file("tokenizer.json"));
+  CliRun r = eyrie({"generate", "--model", dir.path().string(), "--prompt",
+                    "The capital of France is", "--json"});
+  ASSERT_EQ(r.code, 0);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc = parser.parse(r.out);
+  EXPECT_EQ(std::string_view(doc["details"]["finish_reason"]), "eos_token");
+  EXPECT_EQ(int64_t(doc["details"]["generated_tokens"]), 1);
 }
 
 TEST(Cli, TokenizeFromFlagAndStdin) {
