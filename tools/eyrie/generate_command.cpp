@@ -3,7 +3,7 @@
 #include <filesystem>
 
 #include "model/cpu/cpu_engine.hpp"
-#include "model/generation/generate.hpp"
+#include "actors/generator.hpp"
 #include "net/json_writer.hpp"
 #include "tools/eyrie/commands.hpp"
 #include "tools/eyrie/options.hpp"
@@ -80,14 +80,14 @@ int generate_command(std::span<char*> args) {
       std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fflush(stdout);
     };
-  GenerationResult r = gen.run(req, stream);
+  DoneEvent r = gen.run(req, stream);
   if (!json) {
     std::fputc('\n', stdout);
     return 0;
   }
   JsonWriter w;
   w.begin_object().key("generated_text").value(r.generated_text).key("details").begin_object();
-  w.key("finish_reason").value(finish_reason_name(r.finish_reason));
+  w.key("finish_reason").value(stop_reason_name(r.reason));
   w.key("generated_tokens").value(static_cast<int64_t>(r.tokens.size()));
   w.key("seed").value(r.seed);
   w.key("prefill").begin_array();
