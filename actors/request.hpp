@@ -38,6 +38,7 @@ struct TokenEvent {
   int32_t index = 0;  // 0 for the first generated token
   TokenDetail token;
   std::string text;   // what this token adds to the generated text (whole UTF-8 characters)
+  bool last = false;  // a DoneEvent follows at once
 };
 
 struct Timing {

@@ -88,6 +88,11 @@ bool Scheduler::submit(SeqRequest request) {
 
 void Scheduler::cancel(uint64_t id) { cancelled_.push_back(id); }
 
+void Scheduler::cancel_all() {
+  for (const auto& s : waiting_) cancelled_.push_back(s->req.id);
+  for (const auto& s : running_) cancelled_.push_back(s->req.id);
+}
+
 bool Scheduler::admit_blocks(Sequence& s, int64_t positions) {
   const int32_t need = kv_.blocks_for(positions) - static_cast<int32_t>(s.blocks.size());
   return need <= 0 || blocks_.allocate(need, s.blocks);
@@ -232,7 +237,8 @@ void Scheduler::complete(const StepOutput& out, std::vector<GenerationEvent>& ev
     std::optional<std::string> stopped = s.stops.push(ev.text);
     const bool eos = c.id == opt_.eos_token_id;
     const bool length = static_cast<int64_t>(s.generated.size()) + 1 >= s.req.params.max_new_tokens;
-    if (eos || stopped || length) ev.text += s.detok.flush();
+    ev.last = eos || stopped || length;
+    if (ev.last) ev.text += s.detok.flush();
     s.text += ev.text;
     ev.token.text = ev.token.special ? tokenizer_.decode(std::span<const int32_t>(&c.id, 1)) : ev.text;
     s.generated.push_back(ev.token);
@@ -247,6 +253,18 @@ void Scheduler::complete(const StepOutput& out, std::vector<GenerationEvent>& ev
   planned_.clear();
   for (Sequence* f : finished)
     running_.erase(std::find_if(running_.begin(), running_.end(), [&](const SeqPtr& p) { return p.get() == f; }));
+}
+
+std::vector<uint64_t> Scheduler::abort_step(std::vector<GenerationEvent>& events) {
+  std::vector<uint64_t> ids;
+  for (Sequence* s : planned_) {
+    ids.push_back(s->req.id);
+    s->chunk = 0;
+    events.emplace_back(finish(*s, StopReason::cancelled));
+    running_.erase(std::find_if(running_.begin(), running_.end(), [&](const SeqPtr& p) { return p.get() == s; }));
+  }
+  planned_.clear();
+  return ids;
 }
 
 SchedulerStats Scheduler::stats() const {

@@ -41,6 +41,7 @@ class Scheduler {
   bool submit(SeqRequest request);
   // Cancels a waiting or running request; its blocks are freed by the next plan().
   void cancel(uint64_t id);
+  void cancel_all();
 
   bool idle() const { return waiting_.empty() && running_.empty(); }
 
@@ -50,6 +51,8 @@ class Scheduler {
   bool plan(StepBatch& batch, std::vector<GenerationEvent>& events);
   // Samples from the step's logits, advancing every sequence of the planned batch.
   void complete(const StepOutput& out, std::vector<GenerationEvent>& events);
+  // The planned step failed: its sequences are finished as cancelled. Returns their ids.
+  std::vector<uint64_t> abort_step(std::vector<GenerationEvent>& events);
 
   SchedulerStats stats() const;
 

@@ -19,4 +19,10 @@ class InvalidArgument : public Error {
   using Error::Error;
 };
 
+// The request queue is full: retry later (HTTP 429).
+class Overloaded : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace eyrie

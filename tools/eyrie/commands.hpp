@@ -8,6 +8,7 @@ namespace eyrie::cli {
 
 int tokenize_command(std::span<char*> args);
 int generate_command(std::span<char*> args);
+int serve_command(std::span<char*> args);
 
 // Model directory used when --model is not given.
 std::string default_model_dir();

@@ -14,6 +14,7 @@ const char* kUsage =
     "usage: eyrie <command> [options]\n"
     "\n"
     "commands:\n"
+    "  serve      serve the HTTP and WebSocket APIs (TGI, SageMaker, /ws)\n"
     "  generate   generate text from a prompt, streaming it to stdout (or one JSON object)\n"
     "  tokenize   print the token ids and pieces of a text as JSON\n"
     "\n"
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       return 0;
     }
+    if (cmd == "serve") return eyrie::cli::serve_command(rest);
     if (cmd == "generate") return eyrie::cli::generate_command(rest);
     if (cmd == "tokenize") return eyrie::cli::tokenize_command(rest);
     std::fprintf(stderr, "eyrie: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);

@@ -1,0 +1,203 @@
+// Worker, scheduler and router actors: each turns messages into calls on a plain class.
+#include "actors/replica_actors.hpp"
+
+#include <iostream>
+#include <unordered_map>
+
+#include "actors/messages.hpp"
+#include "model/error.hpp"
+
+namespace eyrie {
+
+caf::actor spawn_worker(caf::actor_system& sys, std::shared_ptr<Engine> engine) {
+  return sys.spawn<caf::detached>([engine](caf::event_based_actor*) -> caf::behavior {
+    return {
+        [engine](step_atom, StepJobPtr job) {
+          try {
+            engine->step(job->batch, job->output);
+          } catch (...) {
+            job->error = std::current_exception();
+          }
+          return caf::make_message(step_atom_v, std::move(job));
+        },
+    };
+  });
+}
+
+namespace {
+
+struct SchedulerActorState {
+  std::unique_ptr<Scheduler> sched;
+  caf::actor worker, router;
+  int replica = 0;
+  std::shared_ptr<Metrics> metrics;
+  std::unordered_map<uint64_t, caf::actor> sinks;
+  bool in_flight = false;
+  StepJobPtr job = std::make_shared<StepJob>();
+  std::vector<GenerationEvent> events;
+};
+
+using SchedulerActor = caf::stateful_actor<SchedulerActorState>;
+
+void publish(SchedulerActor* self) {
+  auto& st = self->state;
+  SchedulerStats s = st.sched->stats();
+  st.metrics->set_replica_state(st.replica, s.waiting, s.running, s.kv_blocks_used, s.kv_blocks_total);
+}
+
+void dispatch(SchedulerActor* self) {
+  auto& st = self->state;
+  for (auto& e : st.events) {
+    if (auto* t = std::get_if<TokenEvent>(&e)) {
+      st.metrics->add_generated_tokens(1);
+      auto it = st.sinks.find(t->request);
+      if (it != st.sinks.end()) self->send(it->second, std::move(*t));
+    } else {
+      auto& d = std::get<DoneEvent>(e);
+      if (d.completion_tokens > 0) {
+        st.metrics->queue_ms.observe(d.timing.queue_ms);
+        st.metrics->ttft_ms.observe(d.timing.ttft_ms);
+        if (d.completion_tokens > 1) st.metrics->tpot_ms.observe(d.timing.tpot_ms);
+      }
+      auto it = st.sinks.find(d.request);
+      if (it != st.sinks.end()) {
+        self->send(it->second, std::move(d));
+        st.sinks.erase(it);
+      }
+      self->send(st.router, finished_atom_v, st.replica);
+    }
+  }
+  st.events.clear();
+}
+
+// Starts the next step unless one is in flight; one step at a time keeps the batch's memory
+// untouched while the worker reads it.
+void kick(SchedulerActor* self) {
+  auto& st = self->state;
+  if (st.in_flight) return;
+  st.events.clear();
+  const bool has_step = st.sched->plan(st.job->batch, st.events);
+  dispatch(self);
+  publish(self);
+  if (!has_step) return;
+  st.in_flight = true;
+  st.metrics->batch_size.observe(static_cast<double>(st.job->batch.seqs.size()));
+  self->request(st.worker, caf::infinite, step_atom_v, st.job)
+      .then(
+          [self](step_atom, StepJobPtr job) {
+            auto& s = self->state;
+            s.in_flight = false;
+            if (job->error) {
+              std::string what = "engine step failed";
+              try {
+                std::rethrow_exception(job->error);
+              } catch (const std::exception& e) {
+                what += std::string(": ") + e.what();
+              }
+              job->error = nullptr;
+              std::cerr << "eyrie: replica " << s.replica << ": " << what << "\n";
+              s.sched->abort_step(s.events);
+            } else {
+              s.sched->complete(job->output, s.events);
+            }
+            dispatch(self);
+            kick(self);
+          },
+          [self](caf::error& err) {
+            std::cerr << "eyrie: replica " << self->state.replica << ": worker unreachable: "
+                      << self->system().render(err) << "\n";
+            self->state.in_flight = false;
+            self->state.sched->abort_step(self->state.events);
+            dispatch(self);
+          });
+}
+
+}  // namespace
+
+caf::actor spawn_scheduler(caf::actor_system& sys, caf::actor worker, caf::actor router,
+                           int replica, const Tokenizer& tokenizer, KvCacheSpec kv,
+                           SchedulerOptions options, std::shared_ptr<Metrics> metrics) {
+  return sys.spawn([=, &tokenizer](SchedulerActor* self) -> caf::behavior {
+    auto& st = self->state;
+    st.sched = std::make_unique<Scheduler>(tokenizer, kv, options);
+    st.worker = worker;
+    st.router = router;
+    st.replica = replica;
+    st.metrics = metrics;
+    publish(self);
+    return {
+        [self](submit_atom, SeqRequest req, caf::actor sink) -> SubmitReply {
+          auto& s = self->state;
+          const uint64_t id = req.id;
+          const auto prompt_tokens = static_cast<int64_t>(req.prompt.size());
+          try {
+            if (!s.sched->submit(std::move(req))) {
+              self->send(s.router, finished_atom_v, s.replica);
+              return {429, "overloaded", "Model is overloaded: the request queue is full"};
+            }
+          } catch (const InvalidArgument& e) {
+            self->send(s.router, finished_atom_v, s.replica);
+            return {422, "validation", e.what()};
+          }
+          s.metrics->add_prompt_tokens(prompt_tokens);
+          s.sinks[id] = std::move(sink);
+          kick(self);
+          return {200, "", ""};
+        },
+        [self](cancel_atom, uint64_t id) {
+          if (!self->state.sinks.count(id)) return;
+          self->state.sched->cancel(id);
+          kick(self);
+        },
+        [self](stats_atom) { return self->state.sched->stats(); },
+        [self](drain_atom) {
+          self->state.sched->cancel_all();
+          kick(self);
+        },
+    };
+  });
+}
+
+namespace {
+
+struct RouterState {
+  std::vector<caf::actor> replicas;
+  std::vector<int64_t> load;
+};
+
+}  // namespace
+
+caf::actor spawn_router(caf::actor_system& sys) {
+  return sys.spawn([](caf::stateful_actor<RouterState>* self) -> caf::behavior {
+    return {
+        [self](replicas_atom, std::vector<caf::actor> replicas) {
+          self->state.replicas = std::move(replicas);
+          self->state.load.assign(self->state.replicas.size(), 0);
+        },
+        [self](submit_atom a, SeqRequest& req, caf::actor& sink) -> caf::result<caf::message> {
+          auto& st = self->state;
+          if (st.replicas.empty())
+            return caf::make_message(SubmitReply{503, "unavailable", "no replica is running"});
+          std::size_t best = 0;
+          for (std::size_t i = 1; i < st.load.size(); ++i)
+            if (st.load[i] < st.load[best]) best = i;
+          ++st.load[best];
+          return self->delegate(st.replicas[best], a, std::move(req), std::move(sink));
+        },
+        [self](finished_atom, int replica) {
+          auto& load = self->state.load;
+          if (replica >= 0 && static_cast<std::size_t>(replica) < load.size() && load[replica] > 0)
+            --load[replica];
+        },
+        [self](cancel_atom a, uint64_t id) {
+          for (auto& r : self->state.replicas) self->send(r, a, id);
+        },
+    };
+  });
+}
+
+void set_router_replicas(caf::actor router, std::vector<caf::actor> replicas) {
+  caf::anon_send(router, replicas_atom_v, std::move(replicas));
+}
+
+}  // namespace eyrie

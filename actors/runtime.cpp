@@ -1,0 +1,159 @@
+// Runtime construction, submission through the router, stats and shutdown.
+#include <future>
+#include <thread>
+
+#include "actors/replica_actors.hpp"
+#include "actors/runtime_impl.hpp"
+#include "model/cpu/cpu_engine.hpp"
+#include "model/error.hpp"
+#include "net/http_server.hpp"
+
+namespace eyrie {
+
+Runtime::Impl::Impl(const RuntimeOptions& opt) : options(opt) {
+  if (options.replicas < 1) throw InvalidArgument("replicas must be at least 1");
+  model = FalconModel::load(options.model_dir);
+  tokenizer = std::make_unique<Tokenizer>(Tokenizer::from_file(options.model_dir + "/tokenizer.json"));
+  const int64_t context = model->config.max_position_embeddings;
+  if (options.max_total_tokens <= 0) options.max_total_tokens = context;
+  if (options.max_input_tokens <= 0) options.max_input_tokens = options.max_total_tokens - 1;
+  if (options.max_input_tokens >= options.max_total_tokens)
+    throw InvalidArgument("max_input_tokens (" + std::to_string(options.max_input_tokens) +
+                          ") must be below max_total_tokens (" +
+                          std::to_string(options.max_total_tokens) + ")");
+
+  caf_config = std::make_unique<caf::actor_system_config>();
+  system = std::make_unique<caf::actor_system>(*caf_config);
+  // Shutdown cancels every request first; a session still waiting then must not block exit.
+  system->await_actors_before_shutdown(false);
+  router = spawn_router(*system);
+  int threads = options.threads_per_replica;
+  if (threads <= 0)
+    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / options.replicas);
+  SchedulerOptions so;
+  so.max_running = options.max_batch_size;
+  so.max_queue = options.max_queue;
+  so.max_step_tokens = options.max_step_tokens;
+  so.eos_token_id = model->config.eos_token_id;
+  for (int r = 0; r < options.replicas; ++r) {
+    CpuEngineOptions eo;
+    eo.threads = threads;
+    eo.block_size = options.kv_block_size;
+    eo.kv_tokens = options.kv_cache_tokens;
+    auto engine = std::make_shared<CpuEngine>(model, eo);
+    const KvCacheSpec kv = engine->kv_spec();
+    workers.push_back(spawn_worker(*system, engine));
+    schedulers.push_back(spawn_scheduler(*system, workers.back(), router, r, *tokenizer, kv, so, metrics));
+  }
+  set_router_replicas(router, schedulers);
+}
+
+Runtime::Impl::~Impl() {
+  for (auto& a : schedulers) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  for (auto& a : workers) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
+}
+
+SeqRequest Runtime::Impl::prepare(const std::string& prompt, const SamplingParams& params,
+                                  bool prefill_details, std::optional<int64_t> truncate) {
+  params.validate();
+  SeqRequest r;
+  r.id = next_id();
+  r.params = params;
+  r.prefill_details = prefill_details;
+  r.prompt = tokenizer->encode(prompt);
+  if (truncate && static_cast<int64_t>(r.prompt.size()) > *truncate)
+    r.prompt.erase(r.prompt.begin(), r.prompt.end() - *truncate);
+  const auto n = static_cast<int64_t>(r.prompt.size());
+  if (n == 0) throw InvalidArgument("`inputs` cannot be empty");
+  if (n > options.max_input_tokens)
+    throw InvalidArgument("`inputs` must have at most " + std::to_string(options.max_input_tokens) +
+                          " tokens; given: " + std::to_string(n) + " tokens");
+  if (n + params.max_new_tokens > options.max_total_tokens)
+    throw InvalidArgument("`inputs` tokens + `max_new_tokens` must be <= " +
+                          std::to_string(options.max_total_tokens) + "; given: " +
+                          std::to_string(n) + " `inputs` tokens and " +
+                          std::to_string(params.max_new_tokens) + " `max_new_tokens`");
+  return r;
+}
+
+caf::actor spawn_callback_sink(caf::actor_system& sys, GenerationCallbacks cb) {
+  return sys.spawn([cb = std::move(cb)](caf::event_based_actor* self) -> caf::behavior {
+    return {
+        [cb](TokenEvent& t) {
+          if (cb.on_token) cb.on_token(t);
+        },
+        [self, cb](DoneEvent& d) {
+          if (cb.on_done) cb.on_done(d);
+          self->quit();
+        },
+    };
+  });
+}
+
+Runtime::Runtime(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Runtime::~Runtime() {
+  if (impl_) shutdown(std::chrono::milliseconds(0));
+}
+
+std::unique_ptr<Runtime> Runtime::create(const RuntimeOptions& options) {
+  std::unique_ptr<Runtime> rt(new Runtime(std::make_unique<Impl>(options)));
+  // One short generation on every replica before reporting ready: it touches the weights and
+  // exercises the whole path once.
+  std::vector<std::future<void>> warm;
+  for (int r = 0; r < options.replicas; ++r) {
+    auto done = std::make_shared<std::promise<void>>();
+    warm.push_back(done->get_future());
+    SamplingParams p;
+    p.max_new_tokens = 2;
+    rt->submit("Hello", p, {nullptr, [done](const DoneEvent&) { done->set_value(); }});
+  }
+  for (auto& f : warm) f.wait();
+  rt->impl_->ready = true;
+  return rt;
+}
+
+uint64_t Runtime::submit(const std::string& prompt, const SamplingParams& params,
+                         GenerationCallbacks callbacks, bool prefill_details) {
+  SeqRequest req = impl_->prepare(prompt, params, prefill_details);
+  const uint64_t id = req.id;
+  caf::actor sink = spawn_callback_sink(*impl_->system, std::move(callbacks));
+  caf::scoped_actor self{*impl_->system};
+  SubmitReply reply{500, "internal", "no reply from the router"};
+  self->request(impl_->router, caf::infinite, submit_atom_v, std::move(req), sink)
+      .receive([&](SubmitReply& r) { reply = std::move(r); },
+               [&](caf::error& e) { reply = {500, "internal", impl_->system->render(e)}; });
+  if (reply.status != 200) {
+    caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);
+    if (reply.status == 429) throw Overloaded(reply.message);
+    if (reply.status == 422) throw InvalidArgument(reply.message);
+    throw Error(reply.message);
+  }
+  return id;
+}
+
+void Runtime::cancel(uint64_t id) { caf::anon_send(impl_->router, cancel_atom_v, id); }
+
+RuntimeStats Runtime::stats() const {
+  RuntimeStats out;
+  caf::scoped_actor self{*impl_->system};
+  for (auto& s : impl_->schedulers)
+    self->request(s, caf::infinite, stats_atom_v)
+        .receive(
+            [&](SchedulerStats& st) {
+              out.waiting += st.waiting;
+              out.running += st.running;
+              out.kv_blocks_used += st.kv_blocks_used;
+              out.kv_blocks_total += st.kv_blocks_total;
+            },
+            [&](caf::error&) {});
+  return out;
+}
+
+const FalconConfig& Runtime::config() const { return impl_->model->config; }
+const Tokenizer& Runtime::tokenizer() const { return *impl_->tokenizer; }
+const RuntimeOptions& Runtime::options() const { return impl_->options; }
+std::string Runtime::metrics_text() const { return impl_->metrics->render(); }
+
+}  // namespace eyrie

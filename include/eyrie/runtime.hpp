@@ -1,0 +1,77 @@
+// eyrie's embedding API: load a Falcon model, submit generations with per-token callbacks,
+// cancel them, read stats, and optionally serve the HTTP and WebSocket API from the same runtime.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "actors/request.hpp"
+#include "model/falcon_config.hpp"
+#include "model/sampling/params.hpp"
+#include "model/tokenizer/tokenizer.hpp"
+
+namespace eyrie {
+
+struct RuntimeOptions {
+  std::string model_dir;
+  int replicas = 1;                 // each replica: its own engine and KV cache, shared weights
+  int threads_per_replica = 0;      // 0: the machine's threads divided among replicas
+  int64_t kv_cache_tokens = 0;      // per replica; 0: 4 x the model's context
+  int32_t kv_block_size = 16;
+  int32_t max_batch_size = 64;      // sequences per step
+  int32_t max_queue = 256;          // waiting requests per replica before "overloaded"
+  int32_t max_step_tokens = 512;    // prefill tokens per step
+  int64_t max_input_tokens = 0;     // 0: context - 1
+  int64_t max_total_tokens = 0;     // prompt + new tokens; 0: the model's context
+  int64_t default_max_new_tokens = 100;
+};
+
+struct GenerationCallbacks {
+  std::function<void(const TokenEvent&)> on_token;  // called on a runtime thread
+  std::function<void(const DoneEvent&)> on_done;    // called once, last
+};
+
+struct RuntimeStats {
+  int32_t waiting = 0;
+  int32_t running = 0;
+  int32_t kv_blocks_used = 0;
+  int32_t kv_blocks_total = 0;
+};
+
+class Runtime {
+ public:
+  // Loads the model and starts the replicas. Throws eyrie::Error naming what failed.
+  static std::unique_ptr<Runtime> create(const RuntimeOptions& options);
+  ~Runtime();
+
+  // Tokenizes, validates and queues a generation. Throws InvalidArgument (bad parameters,
+  // prompt too long) or Overloaded (queue full). Returns the id to cancel it with.
+  uint64_t submit(const std::string& prompt, const SamplingParams& params,
+                  GenerationCallbacks callbacks, bool prefill_details = false);
+  // Stops a generation; its on_done follows with reason `cancelled`. Unknown ids are ignored.
+  void cancel(uint64_t id);
+  RuntimeStats stats() const;
+  const FalconConfig& config() const;
+  const Tokenizer& tokenizer() const;
+  const RuntimeOptions& options() const;
+
+  // Serves the HTTP / WebSocket API on host:port (0: any free port) and returns the bound
+  // port. Non-blocking. Throws eyrie::Error if the address cannot be bound.
+  uint16_t serve(const std::string& host, uint16_t port);
+  // Stops accepting, lets in-flight requests finish for up to `grace`, cancels the rest.
+  void shutdown(std::chrono::milliseconds grace);
+  // Metrics in the Prometheus text format.
+  std::string metrics_text() const;
+
+  class Impl;
+  Impl& impl() { return *impl_; }
+
+ private:
+  explicit Runtime(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace eyrie
