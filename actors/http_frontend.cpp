@@ -1,6 +1,8 @@
 // TGI, SageMaker and WebSocket routes over the runtime.
 #include "actors/http_frontend.hpp"
 
+#include <atomic>
+#include <ctime>
 #include <filesystem>
 
 #include "actors/sessions.hpp"
@@ -33,6 +35,10 @@ class Frontend : public net::HttpHandler {
       if (path == "/generate" || path == "/generate_stream" || path == "/")
         return only(req, res, "POST", [&] { generate(req, res, path); });
       if (path == "/invocations") return only(req, res, "POST", [&] { invocations(req, res); });
+      if (path == "/v1/completions") return only(req, res, "POST", [&] { openai(req, res, false); });
+      if (path == "/v1/chat/completions") return only(req, res, "POST", [&] { openai(req, res, true); });
+      if (path == "/v1/models")
+        return only(req, res, "GET", [&] { reply(*res, path, 200, net::openai_models(model_id(), started_)); });
       if (path == "/ws")
         return reply(*res, path, 400, net::error_body("/ws expects a WebSocket upgrade", "validation"));
       reply(*res, "other", 404, net::error_body("no route for " + req.method + " " + path, "not_found"));
@@ -81,7 +87,7 @@ class Frontend : public net::HttpHandler {
     const FalconConfig& c = rt_.model->config;
     JsonWriter w;
     w.begin_object();
-    w.key("model_id").value(std::filesystem::path(rt_.options.model_dir).filename().string());
+    w.key("model_id").value(model_id());
     w.key("model_dir").value(rt_.options.model_dir);
     w.key("model_type").value(c.model_type);
     w.key("model_dtype").value(std::string(dtype_name(rt_.model->weights.word_embeddings->dtype)));
@@ -154,7 +160,25 @@ class Frontend : public net::HttpHandler {
     start_http_generation(rt_, std::move(g), res);
   }
 
+  std::string model_id() const { return std::filesystem::path(rt_.options.model_dir).filename().string(); }
+
+  void openai(const net::HttpRequest& req, const std::shared_ptr<net::HttpResponder>& res, bool chat) {
+    net::OpenAiRequest o = net::parse_openai_request(req.body, chat, rt_.options.default_max_new_tokens);
+    HttpGeneration g;
+    g.api = o.stream ? HttpApi::openai_stream : HttpApi::openai;
+    g.endpoint = req.path;
+    g.prompt = std::move(o.prompt);
+    g.params = o.params;
+    g.openai.chat = chat;
+    g.openai.id = (chat ? "chatcmpl-" : "cmpl-") + std::to_string(next_openai_id_.fetch_add(1));
+    g.openai.created = static_cast<int64_t>(std::time(nullptr));
+    g.openai.model = o.model.empty() ? model_id() : o.model;
+    start_http_generation(rt_, std::move(g), res);
+  }
+
   Runtime::Impl& rt_;
+  const int64_t started_ = static_cast<int64_t>(std::time(nullptr));
+  std::atomic<uint64_t> next_openai_id_{1};
 };
 
 }  // namespace

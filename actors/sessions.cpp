@@ -32,7 +32,10 @@ struct HttpSessionState {
   uint64_t id = 0;
   std::optional<TokenEvent> last;
   bool streaming = false;
+  bool first_chunk = true;
 };
+
+bool is_stream(HttpApi api) { return api == HttpApi::tgi_stream || api == HttpApi::openai_stream; }
 
 }  // namespace
 
@@ -60,7 +63,7 @@ void start_http_generation(Runtime::Impl& rt, HttpGeneration g, std::shared_ptr<
             self->quit();
             return;
           }
-          if (s.g.api == HttpApi::tgi_stream) {
+          if (is_stream(s.g.api)) {
             s.streaming = true;
             rtp->metrics->count_request(s.g.endpoint, 200);
             s.res->begin_stream("text/event-stream");
@@ -72,19 +75,34 @@ void start_http_generation(Runtime::Impl& rt, HttpGeneration g, std::shared_ptr<
         [self](TokenEvent& t) {
           auto& s = self->state;
           if (!s.streaming) return;
-          if (t.last) s.last = std::move(t);
-          else s.res->write(net::sse_event(net::tgi_stream_event(t, nullptr, s.g.params, s.g.prompt)));
+          if (s.g.api == HttpApi::openai_stream) {
+            if (t.text.empty()) return;
+            s.res->write(net::sse_event(net::openai_chunk(s.g.openai, t.text, std::nullopt, s.first_chunk)));
+            s.first_chunk = false;
+          } else if (t.last) {
+            s.last = std::move(t);
+          } else {
+            s.res->write(net::sse_event(net::tgi_stream_event(t, nullptr, s.g.params, s.g.prompt)));
+          }
         },
         [self, rtp](DoneEvent& d) {
           auto& s = self->state;
-          if (s.streaming) {
+          if (s.g.api == HttpApi::openai_stream) {
+            s.res->write(net::sse_event(net::openai_chunk(s.g.openai, "", d.reason, s.first_chunk)));
+            s.res->write(net::sse_event("[DONE]"));
+            s.res->end();
+          } else if (s.streaming) {
             if (s.last) s.res->write(net::sse_event(net::tgi_stream_event(*s.last, &d, s.g.params, s.g.prompt)));
             s.res->end();
           } else {
             rtp->metrics->count_request(s.g.endpoint, 200);
-            std::string body = s.g.api == HttpApi::sagemaker_text
-                                   ? sagemaker_response(d, s.g.prompt)
-                                   : net::tgi_generate_response(d, s.g.params, s.g.prompt);
+            std::string body;
+            if (s.g.api == HttpApi::sagemaker_text)
+              body = sagemaker_response(d, s.g.prompt);
+            else if (s.g.api == HttpApi::openai)
+              body = net::openai_response(s.g.openai, d, net::trim_at_stop(d.generated_text, s.g.params.sampling, d.reason));
+            else
+              body = net::tgi_generate_response(d, s.g.params, s.g.prompt);
             s.res->send(200, "application/json", std::move(body));
           }
           self->quit();

@@ -8,17 +8,19 @@
 
 #include "actors/runtime_impl.hpp"
 #include "net/api/generate_request.hpp"
+#include "net/api/openai.hpp"
 #include "net/http_types.hpp"
 
 namespace eyrie {
 
-enum class HttpApi { tgi_generate, tgi_stream, sagemaker_text };
+enum class HttpApi { tgi_generate, tgi_stream, sagemaker_text, openai, openai_stream };
 
 struct HttpGeneration {
   HttpApi api = HttpApi::tgi_generate;
   std::string endpoint;  // for metrics
   std::string prompt;
   net::GenerateParams params;
+  net::OpenAiMeta openai;  // for the OpenAI shapes
 };
 
 // Validates and tokenizes on the calling thread, then hands the request to a session actor
