@@ -1,0 +1,215 @@
+// Load generator: N concurrent WebSocket clients against an in-process `eyrie serve`, with a mix
+// of prompt and output lengths. Reports time to first token and time per output token (p50 /
+// p99), total tokens/s, and the server's overhead against the same requests run through the
+// scheduler and engine alone, without actors or sockets.
+//
+//   bench_ws_load [--clients N] [--model DIR] [--threads T] [--batch B]
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/scheduler.hpp"
+#include "eyrie/runtime.hpp"
+#include "model/cpu/cpu_engine.hpp"
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace ws = beast::websocket;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Job {
+  std::string prompt;
+  int max_new = 0;
+};
+
+// The workload: prompts of 1 to ~60 tokens, outputs of 8 to 64 tokens.
+std::vector<Job> workload(int n) {
+  const char* words[] = {"falcon", "the", "river", "flows", "under", "a", "stone", "bridge", "at", "dawn"};
+  std::vector<Job> jobs;
+  for (int i = 0; i < n; ++i) {
+    Job j;
+    const int len = 1 + (i * 7919) % 60;
+    for (int w = 0; w < len; ++w) j.prompt += std::string(w ? " " : "") + words[(i + w * 3) % 10];
+    j.max_new = 8 + (i * 104729) % 57;
+    jobs.push_back(std::move(j));
+  }
+  return jobs;
+}
+
+struct Stats {
+  std::vector<double> ttft_ms, tpot_ms;
+  int64_t tokens = 0;
+  int errors = 0;
+};
+
+class Client : public std::enable_shared_from_this<Client> {
+ public:
+  Client(asio::io_context& io, uint16_t port, Job job, Stats& stats)
+      : ws_(asio::make_strand(io)), port_(port), job_(std::move(job)), stats_(stats) {}
+
+  void start() {
+    auto self = shared_from_this();
+    asio::ip::tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), port_);
+    beast::get_lowest_layer(ws_).async_connect(ep, [self](beast::error_code ec) {
+      if (ec) return self->fail();
+      self->ws_.async_handshake("127.0.0.1", "/ws", [self](beast::error_code ec2) {
+        if (ec2) return self->fail();
+        self->ready_ = true;
+      });
+    });
+  }
+  bool ready() const { return ready_; }
+
+  void go() {
+    auto self = shared_from_this();
+    asio::post(ws_.get_executor(), [self] {
+      self->frame_ = R"({"type":"generate","id":"r","inputs":")" + self->job_.prompt +
+                     R"(","parameters":{"max_new_tokens":)" + std::to_string(self->job_.max_new) + "}}";
+      self->sent_ = Clock::now();
+      self->ws_.async_write(asio::buffer(self->frame_), [self](beast::error_code ec, std::size_t) {
+        if (ec) return self->fail();
+        self->read();
+      });
+    });
+  }
+
+ private:
+  void read() {
+    auto self = shared_from_this();
+    ws_.async_read(buf_, [self](beast::error_code ec, std::size_t) {
+      if (ec) return self->fail();
+      const auto now = Clock::now();
+      std::string msg = beast::buffers_to_string(self->buf_.data());
+      self->buf_.consume(self->buf_.size());
+      if (msg.find("\"type\":\"token\"") != std::string::npos) {
+        if (self->tokens_ == 0) self->first_ = now;
+        ++self->tokens_;
+        self->last_ = now;
+        return self->read();
+      }
+      if (msg.find("\"type\":\"done\"") != std::string::npos && self->tokens_ > 0) {
+        self->stats_.ttft_ms.push_back(std::chrono::duration<double, std::milli>(self->first_ - self->sent_).count());
+        if (self->tokens_ > 1)
+          self->stats_.tpot_ms.push_back(std::chrono::duration<double, std::milli>(self->last_ - self->first_).count() /
+                                         (self->tokens_ - 1));
+        self->stats_.tokens += self->tokens_;
+      } else {
+        ++self->stats_.errors;
+      }
+      self->ws_.async_close(ws::close_code::normal, [self](beast::error_code) {});
+    });
+  }
+  void fail() { ++stats_.errors; }
+
+  ws::stream<beast::tcp_stream> ws_;
+  uint16_t port_;
+  Job job_;
+  Stats& stats_;
+  beast::flat_buffer buf_;
+  std::string frame_;
+  bool ready_ = false;
+  int tokens_ = 0;
+  Clock::time_point sent_, first_, last_;
+};
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * (v.size() - 1) + 0.5))];
+}
+
+// The same jobs through the scheduler and engine directly: the work without the server.
+double engine_alone_tokens_per_s(const eyrie::RuntimeOptions& o, const std::vector<Job>& jobs,
+                                 const eyrie::Tokenizer& tok) {
+  auto model = eyrie::FalconModel::load(o.model_dir);
+  eyrie::CpuEngine engine(model, {.threads = o.threads_per_replica, .block_size = o.kv_block_size,
+                                  .kv_tokens = o.kv_cache_tokens});
+  eyrie::Scheduler sched(tok, engine.kv_spec(),
+                         {.max_running = o.max_batch_size, .max_queue = static_cast<int32_t>(jobs.size()),
+                          .max_step_tokens = o.max_step_tokens, .eos_token_id = model->config.eos_token_id});
+  uint64_t id = 1;
+  for (const auto& j : jobs) {
+    eyrie::SeqRequest r;
+    r.id = id++;
+    r.prompt = tok.encode(j.prompt);
+    r.params.max_new_tokens = j.max_new;
+    sched.submit(std::move(r));
+  }
+  eyrie::StepBatch batch;
+  eyrie::StepOutput out;
+  std::vector<eyrie::GenerationEvent> events;
+  int64_t tokens = 0;
+  const auto t0 = Clock::now();
+  while (!sched.idle()) {
+    events.clear();
+    if (sched.plan(batch, events)) {
+      engine.step(batch, out);
+      sched.complete(out, events);
+    }
+    for (auto& e : events) tokens += std::holds_alternative<eyrie::TokenEvent>(e);
+  }
+  return tokens / std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int clients = 1000, threads = 0, batch = 256;
+  std::string model = EYRIE_DEFAULT_MODEL;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--clients")) clients = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--model")) model = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--batch")) batch = std::atoi(argv[i + 1]);
+  }
+  eyrie::RuntimeOptions o;
+  o.model_dir = model;
+  o.threads_per_replica = threads;
+  o.max_batch_size = batch;
+  o.max_queue = clients;
+  o.kv_cache_tokens = static_cast<int64_t>(batch) * 160;
+  o.max_step_tokens = 2048;
+  const std::vector<Job> jobs = workload(clients);
+
+  auto rt = eyrie::Runtime::create(o);
+  const uint16_t port = rt->serve("127.0.0.1", 0);
+  asio::io_context io;
+  Stats stats;
+  std::vector<std::shared_ptr<Client>> cs;
+  for (int i = 0; i < clients; ++i) {
+    cs.push_back(std::make_shared<Client>(io, port, jobs[i], stats));
+    cs.back()->start();
+  }
+  // Connect everyone first, so every stream is held open at once.
+  while (std::any_of(cs.begin(), cs.end(), [](auto& c) { return !c->ready(); }) && stats.errors == 0)
+    io.run_for(std::chrono::milliseconds(10));
+  std::printf("connected: %d WebSocket clients (errors %d)\n", clients, stats.errors);
+  io.restart();
+  const auto t0 = Clock::now();
+  for (auto& c : cs) c->go();
+  io.run();
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double ws_tps = stats.tokens / secs;
+  rt->shutdown(std::chrono::milliseconds(0));
+  const auto& tok = rt->tokenizer();
+  const double engine_tps = engine_alone_tokens_per_s(rt->options(), jobs, tok);
+
+  std::printf("completed: %zu of %d streams, %lld tokens, errors %d, %.2f s\n", stats.ttft_ms.size(), clients,
+              static_cast<long long>(stats.tokens), stats.errors, secs);
+  std::printf("ttft_ms: p50 %.1f p99 %.1f\n", percentile(stats.ttft_ms, 0.5), percentile(stats.ttft_ms, 0.99));
+  std::printf("tpot_ms: p50 %.2f p99 %.2f\n", percentile(stats.tpot_ms, 0.5), percentile(stats.tpot_ms, 0.99));
+  std::printf("throughput: %.0f tok/s through WebSocket, %.0f tok/s engine alone, server overhead %.1f%%\n",
+              ws_tps, engine_tps, 100.0 * (1.0 - ws_tps / engine_tps));
+  return stats.errors == 0 ? 0 : 1;
+}
