@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "actors/messages.hpp"
+#include "actors/router_policy.hpp"
 #include "model/error.hpp"
 
 namespace eyrie {
@@ -162,7 +163,7 @@ namespace {
 
 struct RouterState {
   std::vector<caf::actor> replicas;
-  std::vector<int64_t> load;
+  LeastLoaded policy;
 };
 
 }  // namespace
@@ -172,22 +173,16 @@ caf::actor spawn_router(caf::actor_system& sys) {
     return {
         [self](replicas_atom, std::vector<caf::actor> replicas) {
           self->state.replicas = std::move(replicas);
-          self->state.load.assign(self->state.replicas.size(), 0);
+          self->state.policy.resize(self->state.replicas.size());
         },
         [self](submit_atom a, SeqRequest& req, caf::actor& sink) -> caf::result<caf::message> {
           auto& st = self->state;
           if (st.replicas.empty())
             return caf::make_message(SubmitReply{503, "unavailable", "no replica is running"});
-          std::size_t best = 0;
-          for (std::size_t i = 1; i < st.load.size(); ++i)
-            if (st.load[i] < st.load[best]) best = i;
-          ++st.load[best];
-          return self->delegate(st.replicas[best], a, std::move(req), std::move(sink));
+          return self->delegate(st.replicas[st.policy.pick()], a, std::move(req), std::move(sink));
         },
         [self](finished_atom, int replica) {
-          auto& load = self->state.load;
-          if (replica >= 0 && static_cast<std::size_t>(replica) < load.size() && load[replica] > 0)
-            --load[replica];
+          if (replica >= 0) self->state.policy.finished(static_cast<std::size_t>(replica));
         },
         [self](cancel_atom a, uint64_t id) {
           for (auto& r : self->state.replicas) self->send(r, a, id);
