@@ -63,7 +63,7 @@ const std::vector<OptionDecl>& serving_option_decls() {
   static const std::vector<OptionDecl> decls = {
       {"model_id", T::string, "", "model directory (config.json, tokenizer.json, safetensors)"},
       {"host", T::string, "127.0.0.1", "address to listen on"},
-      {"port", T::integer, "8080", "port to listen on"},
+      {"port", T::integer, "8080", "port to listen on (0: any free port)"},
       {"device", T::string, "cpu", "device the replicas run on"},
       {"dtype", T::string, "auto", "weight type in memory: auto keeps the checkpoint's (bf16, fp16, fp32)"},
       {"tensor_parallel_degree", T::integer, "1", "devices per replica"},
@@ -137,10 +137,13 @@ ServingOptions ServingOptions::resolve(const std::optional<std::string>& path,
   if (o.integer("tensor_parallel_degree") != 1)
     throw InvalidArgument(o.sources_["tensor_parallel_degree"] +
                           ": tensor_parallel_degree other than 1 is not supported by the CPU engine");
-  for (const char* k : {"port", "max_rolling_batch_size", "max_new_tokens", "max_batch_prefill_tokens",
+  for (const char* k : {"max_rolling_batch_size", "max_new_tokens", "max_batch_prefill_tokens",
                         "queue_size", "kv_block_size"})
-    if (o.integer(k) <= 0 || (std::string(k) == "port" && o.integer(k) > 65535))
-      throw InvalidArgument(o.sources_[k] + ": '" + k + "' is out of range: " + o.values_[k]);
+    if (o.integer(k) <= 0)
+      throw InvalidArgument(o.sources_[k] + ": '" + k + "' must be positive: " + o.values_[k]);
+  if (o.integer("port") < 0 || o.integer("port") > 65535)
+    throw InvalidArgument(o.sources_["port"] + ": 'port' is out of range (0 to 65535, 0: any free port): " +
+                          o.values_["port"]);
   for (const char* k : {"replicas", "threads", "max_input_len", "max_total_tokens", "kv_cache_tokens"})
     if (o.integer(k) < 0) throw InvalidArgument(o.sources_[k] + ": '" + k + "' must be >= 0");
   return o;
