@@ -5,6 +5,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <cstdio>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -47,7 +48,9 @@ struct HttpServer::Impl {
 HttpServer::HttpServer(HttpServerOptions options, std::shared_ptr<HttpHandler> handler)
     : impl_(std::make_unique<Impl>(std::move(options), std::move(handler))) {}
 
-HttpServer::~HttpServer() { stop(); }
+HttpServer::~HttpServer() {
+  stop();
+}
 
 void HttpServer::start() {
   std::lock_guard lock(impl_->mutex);
@@ -73,7 +76,22 @@ void HttpServer::start() {
 
   impl_->work.emplace(impl_->ioc.get_executor());
   int n = std::max(1, options.io_threads);
-  for (int i = 0; i < n; ++i) impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  for (int i = 0; i < n; ++i) {
+    impl_->threads.emplace_back([this] {
+      // Sessions catch what request logic throws; anything reaching here is a bug, but one
+      // connection's bug must not take the whole server down with std::terminate.
+      while (true) {
+        try {
+          impl_->ioc.run();
+          return;
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "eyrie: network thread: %s\n", e.what());
+        } catch (...) {
+          std::fprintf(stderr, "eyrie: network thread: unknown exception\n");
+        }
+      }
+    });
+  }
 }
 
 uint16_t HttpServer::port() const {
@@ -106,6 +124,8 @@ void HttpServer::stop() {
   impl_->state->gate()->shut();
 }
 
-std::size_t HttpServer::connections() const { return impl_->state->connections(); }
+std::size_t HttpServer::connections() const {
+  return impl_->state->connections();
+}
 
 }  // namespace eyrie::net

@@ -18,7 +18,7 @@ struct HttpServerOptions {
   int io_threads = 2;
   std::size_t max_body_bytes = 2 << 20;  // larger bodies get 413 and the connection is closed
   std::size_t max_ws_message_bytes = 2 << 20;
-  std::size_t max_connections = 10000;  // beyond this new connections get 503 and are closed
+  std::size_t max_connections = 10000;     // beyond this new connections get 503 and are closed
   std::chrono::seconds idle_timeout{300};  // keep-alive wait and per-write limit
 };
 
@@ -35,7 +35,8 @@ class HttpServer {
   // Closes the listener; connections already open keep being served.
   void stop_accepting();
   // Closes every connection (WebSocket ones with 1001 going away), reports on_close to their
-  // handlers and joins the io threads. Idempotent.
+  // handlers and joins the io threads. Idempotent. Must not be called from a handler callback
+  // running on a network thread, since it joins those threads.
   void stop();
   std::size_t connections() const;
 

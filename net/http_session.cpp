@@ -66,7 +66,11 @@ HttpSession::HttpSession(tcp::socket&& socket, std::shared_ptr<ServerState> stat
       executor_(stream_.get_executor()),
       state_(std::move(state)),
       remote_(peer_name(stream_.socket())),
-      timer_(executor_) {}
+      timer_(executor_) {
+  // Streamed tokens are small writes; Nagle's algorithm would hold each one back for an ACK.
+  beast::error_code ignored;
+  stream_.socket().set_option(tcp::no_delay(true), ignored);
+}
 
 HttpSession::~HttpSession() {
   if (id_ != 0) state_->remove(id_);
@@ -97,8 +101,9 @@ void HttpSession::do_read() {
     if (upgrade_pending_) return;
     reading_ = true;
     stream_.expires_never();
-    stream_.async_read_some(asio::buffer(drain_),
-                            beast::bind_front_handler(&HttpSession::on_drained, shared_from_this()));
+    stream_.async_read_some(
+        asio::buffer(drain_),
+        beast::bind_front_handler(&HttpSession::on_drained, shared_from_this()));
     return;
   }
   if (queue_.size() >= kMaxQueuedRequests) return;
@@ -210,6 +215,8 @@ void HttpSession::dispatch(Request request) {
     state_->handler().handle(to_http_request(std::move(request), remote_), responder);
   } catch (const std::exception& e) {
     on_send(*responder, 500, "application/json", json_error(e.what(), "internal"), {});
+  } catch (...) {
+    on_send(*responder, 500, "application/json", json_error("unknown error", "internal"), {});
   }
 }
 
@@ -217,6 +224,9 @@ void HttpSession::upgrade(Request request) {
   closed_ = true;  // the socket now belongs to the WebSocket session
   ++timer_generation_;
   timer_.cancel();
+  // The connection is counted once: from here by the WebSocket session.
+  state_->remove(id_);
+  id_ = 0;
   auto ws = std::make_shared<WebsocketSession>(stream_.release_socket(), state_, remote_);
   ws->run(std::move(request));
 }

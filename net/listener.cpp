@@ -34,7 +34,8 @@ boost::system::error_code Listener::listen(const tcp::endpoint& endpoint) {
 }
 
 void Listener::run() {
-  asio::post(acceptor_.get_executor(), beast::bind_front_handler(&Listener::do_accept, shared_from_this()));
+  asio::post(acceptor_.get_executor(),
+             beast::bind_front_handler(&Listener::do_accept, shared_from_this()));
 }
 
 void Listener::close() {

@@ -11,8 +11,8 @@ void SessionResponder::post(std::function<void(HttpSession&, SessionResponder&)>
   gate_->run_if_open([&] {
     auto session = session_.lock();
     if (!session) return;
-    boost::asio::post(session->executor(),
-                      [session, self = shared_from_this(), fn = std::move(fn)] { fn(*session, *self); });
+    boost::asio::post(session->executor(), [session, self = shared_from_this(),
+                                            fn = std::move(fn)] { fn(*session, *self); });
   });
 }
 
@@ -69,7 +69,11 @@ void SessionResponder::mark_closed() {
     notified_ = true;
     fn = std::move(on_close_);
   }
-  if (fn) fn();
+  try {
+    fn();
+  } catch (...) {
+    // The connection is gone either way; a throwing callback must not unwind the network thread.
+  }
 }
 
 }  // namespace eyrie::net

@@ -30,7 +30,8 @@ std::string sse_event(std::string_view data, std::string_view event) {
     std::string_view name = event.substr(0, event.find_first_of("\r\n"));
     out.append("event: ").append(name).append("\n");
   }
-  for_each_line(data, [&](std::string_view line) { out.append("data: ").append(line).append("\n"); });
+  for_each_line(data,
+                [&](std::string_view line) { out.append("data: ").append(line).append("\n"); });
   out.append("\n");
   return out;
 }

@@ -22,6 +22,8 @@ namespace {
 // Frames waiting for a client that does not read; beyond this it is disconnected, since a
 // close frame would only queue behind them.
 constexpr std::size_t kMaxPendingBytes = 16 << 20;
+// Messages are read in pieces of this size, so one over the limit is noticed early.
+constexpr std::size_t kReadChunk = 64 << 10;
 
 }  // namespace
 
@@ -30,8 +32,9 @@ void SessionWsWriter::send_text(std::string frame) {
   gate_->run_if_open([&] {
     auto session = session_.lock();
     if (!session) return;
-    asio::post(session->executor(),
-               [session, frame = std::move(frame)]() mutable { session->queue_text(std::move(frame)); });
+    asio::post(session->executor(), [session, frame = std::move(frame)]() mutable {
+      session->queue_text(std::move(frame));
+    });
   });
 }
 
@@ -46,9 +49,10 @@ void SessionWsWriter::close() {
 
 WebsocketSession::WebsocketSession(tcp::socket&& socket, std::shared_ptr<ServerState> state,
                                    std::string remote)
-    : ws_(std::move(socket)), executor_(ws_.get_executor()), state_(std::move(state)) {
-  upgrade_.remote = std::move(remote);
-}
+    : ws_(std::move(socket)),
+      executor_(ws_.get_executor()),
+      state_(std::move(state)),
+      remote_(std::move(remote)) {}
 
 WebsocketSession::~WebsocketSession() {
   if (id_ != 0) state_->remove(id_);
@@ -60,8 +64,7 @@ void WebsocketSession::run(http::request<http::string_body> upgrade) {
     finish();
     return;
   }
-  std::string remote = std::move(upgrade_.remote);
-  upgrade_ = to_http_request(http::request<http::string_body>(upgrade), remote);
+  upgrade_ = to_http_request(http::request<http::string_body>(upgrade), remote_);
 
   // The WebSocket stream keeps its own timeouts (handshake, idle pings); the TCP layer's would
   // cut long-lived connections.
@@ -69,7 +72,9 @@ void WebsocketSession::run(http::request<http::string_body> upgrade) {
   ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
   ws_.set_option(websocket::stream_base::decorator(
       [](websocket::response_type& res) { res.set(http::field::server, "eyrie"); }));
-  ws_.read_message_max(state_->options().max_ws_message_bytes);
+  // The message limit is enforced in on_read: Beast's own check tears the connection down in a
+  // way that can reset it before the client has read the 1009 close frame.
+  ws_.read_message_max(0);
   ws_.async_accept(upgrade,
                    beast::bind_front_handler(&WebsocketSession::on_accept, shared_from_this()));
 }
@@ -82,7 +87,7 @@ void WebsocketSession::on_accept(beast::error_code ec) {
   try {
     handler_ = state_->handler().open_websocket(upgrade_, writer_);
     if (!handler_) start_close({websocket::close_code::policy_error, "not accepted"});
-  } catch (const std::exception&) {
+  } catch (...) {
     start_close(websocket::close_code::internal_error);
   }
   do_read();
@@ -103,12 +108,14 @@ void WebsocketSession::force_close() {
 }
 
 void WebsocketSession::do_read() {
-  ws_.async_read(buffer_, beast::bind_front_handler(&WebsocketSession::on_read, shared_from_this()));
+  ws_.async_read_some(buffer_, kReadChunk,
+                      beast::bind_front_handler(&WebsocketSession::on_read, shared_from_this()));
 }
 
+// After start_close() no further read is issued: the close operation itself reads and discards
+// the rest of the peer's frames until its close frame arrives, then the session finishes.
 void WebsocketSession::on_read(beast::error_code ec, std::size_t) {
-  // Errors include the peer's close, a message over read_message_max (Beast has already sent
-  // 1009) and the idle timeout; all of them end the connection.
+  // Errors include the peer's close and the idle timeout; all of them end the connection.
   if (ec) {
     finish();
     return;
@@ -116,6 +123,14 @@ void WebsocketSession::on_read(beast::error_code ec, std::size_t) {
   if (!ws_.got_text()) {
     buffer_.clear();
     start_close({websocket::close_code::unknown_data, "binary messages are not supported"});
+    return;
+  }
+  if (buffer_.size() > state_->options().max_ws_message_bytes) {
+    buffer_.clear();
+    start_close({websocket::close_code::too_big, "message too big"});
+    return;
+  }
+  if (!ws_.is_message_done()) {
     do_read();
     return;
   }
@@ -124,7 +139,7 @@ void WebsocketSession::on_read(beast::error_code ec, std::size_t) {
   if (handler_ && !closing_) {
     try {
       handler_->on_text(std::move(text));
-    } catch (const std::exception&) {
+    } catch (...) {
       start_close(websocket::close_code::internal_error);
     }
   }
@@ -176,10 +191,7 @@ void WebsocketSession::start_close(websocket::close_reason reason) {
   if (closing_ || finished_) return;
   closing_ = true;
   if (writer_) writer_->mark_closed();
-  // The read loop sees the peer's answering close frame and finishes the session.
-  ws_.async_close(reason, [self = shared_from_this()](beast::error_code ec) {
-    if (ec) self->finish();
-  });
+  ws_.async_close(reason, [self = shared_from_this()](beast::error_code) { self->finish(); });
 }
 
 void WebsocketSession::finish() {
@@ -193,7 +205,7 @@ void WebsocketSession::finish() {
   if (auto handler = std::move(handler_)) {
     try {
       handler->on_close();
-    } catch (const std::exception&) {
+    } catch (...) {
       // The connection is gone either way; there is no one left to tell.
     }
   }

@@ -67,7 +67,8 @@ class WebsocketSession final : public Session,
   boost::asio::any_io_executor executor_;
   std::shared_ptr<ServerState> state_;
   uint64_t id_ = 0;
-  HttpRequest upgrade_;
+  std::string remote_;
+  HttpRequest upgrade_;  // kept for open_websocket, which runs after the handshake
   boost::beast::flat_buffer buffer_;
   std::shared_ptr<WsHandler> handler_;
   std::shared_ptr<SessionWsWriter> writer_;

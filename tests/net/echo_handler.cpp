@@ -25,6 +25,11 @@ class UpperEcho : public net::WsHandler {
       writer_->close();
       return;
     }
+    if (frame == "flood") {
+      // 40 MiB at once: more than socket buffers and the server's pending-frame cap together.
+      for (int i = 0; i < 640; ++i) writer_->send_text(std::string(64 << 10, 'f'));
+      return;
+    }
     for (char& c : frame) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     writer_->send_text(std::move(frame));
   }

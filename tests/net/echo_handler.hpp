@@ -23,7 +23,7 @@ namespace eyrie::test {
 //   /delayed?ms=N    "late", sent from another thread after N ms
 //   /wait            never answered; the responder is kept in held_responder
 //   /ws              WebSocket: each text message comes back uppercased; "close" makes the
-//                    server close the connection
+//                    server close the connection, "flood" sends 40 MiB of frames at once
 class EchoHandler : public net::HttpHandler {
  public:
   ~EchoHandler() override;
@@ -45,7 +45,7 @@ class EchoHandler : public net::HttpHandler {
   }
 
   std::atomic<int> requests{0};
-  std::atomic<int> http_closed{0};  // on_close calls from HTTP responders
+  std::atomic<int> http_closed{0};      // on_close calls from HTTP responders
   std::atomic<int> hang_saw_closed{0};  // /hang producers that saw closed() and stopped
   std::atomic<int> ws_opened{0};
   std::atomic<int> ws_closed{0};

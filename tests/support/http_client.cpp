@@ -13,6 +13,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <cctype>
+#include <cstdlib>
 #include <limits>
 #include <stdexcept>
 
@@ -62,7 +63,9 @@ void check(const beast::error_code& ec, const char* what) {
   if (ec) throw std::runtime_error(std::string("test client: ") + what + ": " + ec.message());
 }
 
-tcp::endpoint local(uint16_t port) { return {asio::ip::make_address("127.0.0.1"), port}; }
+tcp::endpoint local(uint16_t port) {
+  return {asio::ip::make_address("127.0.0.1"), port};
+}
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -101,6 +104,7 @@ class ClientStream {
  public:
   ClientStream(uint16_t port, std::chrono::milliseconds timeout) : port_(port), timeout_(timeout) {
     check(wait([&](auto h) { stream_.async_connect(local(port), std::move(h)); }), "connect");
+    stream_.socket().set_option(tcp::no_delay(true));
   }
 
   template <typename Start>
@@ -218,9 +222,13 @@ HttpResult HttpConnection::request(std::string method, std::string target, std::
   return impl_->read_response();
 }
 
-void HttpConnection::send_raw(std::string_view bytes) { impl_->write_raw(bytes); }
+void HttpConnection::send_raw(std::string_view bytes) {
+  impl_->write_raw(bytes);
+}
 
-HttpResult HttpConnection::read_response() { return impl_->read_response(); }
+HttpResult HttpConnection::read_response() {
+  return impl_->read_response();
+}
 
 bool HttpConnection::wait_closed(std::chrono::milliseconds timeout) {
   return impl_->wait_closed(timeout);
@@ -244,8 +252,10 @@ HttpResult http_sse(uint16_t port, std::string target, std::string body,
 
 struct WsClient::Impl {
   Impl(uint16_t port, std::chrono::milliseconds t) : timeout(t) {
-    check(wait([&](auto h) { beast::get_lowest_layer(ws).async_connect(local(port), std::move(h)); }),
-          "connect");
+    check(
+        wait([&](auto h) { beast::get_lowest_layer(ws).async_connect(local(port), std::move(h)); }),
+        "connect");
+    beast::get_lowest_layer(ws).socket().set_option(tcp::no_delay(true));
   }
   ~Impl() { drop(); }
 
@@ -325,10 +335,16 @@ void WsClient::close() {
   if (ec || (c.reading && !run_until(c.ioc, c.read_done, c.timeout))) c.drop();
 }
 
-void WsClient::drop() { impl_->drop(); }
+void WsClient::drop() {
+  impl_->drop();
+}
 
-bool WsClient::is_open() const { return impl_->ws.is_open(); }
+bool WsClient::is_open() const {
+  return impl_->ws.is_open();
+}
 
-int WsClient::close_code() const { return static_cast<int>(impl_->ws.reason().code); }
+int WsClient::close_code() const {
+  return static_cast<int>(impl_->ws.reason().code);
+}
 
 }  // namespace eyrie::test

@@ -35,9 +35,15 @@ std::vector<OptionSpec> serve_specs() {
 }
 
 // Reads every page of the weights once so the first requests do not wait on the disk; shows
-// progress when stderr is a terminal.
-void page_in(const std::string& dir) {
+// progress when stderr is a terminal. Checks option.dtype against the checkpoint on the way.
+void page_in(const std::string& dir, const ServingOptions& o) {
   auto model = FalconModel::load(dir);
+  const std::string dtype = o.str("dtype");
+  const DType stored = model->weights.word_embeddings->dtype;
+  const char* stored_name = stored == DType::bf16 ? "bf16" : stored == DType::f16 ? "fp16" : "fp32";
+  if (dtype != "auto" && dtype != stored_name)
+    throw InvalidArgument(o.source("dtype") + ": 'dtype' is " + dtype + " but the checkpoint holds " +
+                          stored_name + " weights; the CPU engine uses them as stored (set auto)");
   const std::size_t total = model->weight_bytes();
   const bool tty = ::isatty(2);
   std::size_t done = 0, shown = 101;
@@ -99,7 +105,7 @@ int serve_command(std::span<char*> args) {
 
   const auto t0 = std::chrono::steady_clock::now();
   std::fprintf(stderr, "eyrie: loading %s (model_id from %s)\n", ro.model_dir.c_str(), o.source("model_id").c_str());
-  page_in(ro.model_dir);
+  page_in(ro.model_dir, o);
   auto rt = Runtime::create(ro);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr, "eyrie: %s\n", rt->config().describe().c_str());
