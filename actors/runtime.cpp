@@ -1,4 +1,5 @@
 // Runtime construction, submission through the router, stats and shutdown.
+#include <algorithm>
 #include <future>
 #include <thread>
 
@@ -23,6 +24,12 @@ Runtime::Impl::Impl(const RuntimeOptions& opt) : options(opt) {
                           std::to_string(options.max_total_tokens) + ")");
 
   caf_config = std::make_unique<caf::actor_system_config>();
+  // Actors only relay messages; the cores belong to the engines. A few scheduler threads that
+  // stop polling soon keep CAF from taking cycles the engine's threads are waiting for.
+  const auto hw = static_cast<std::size_t>(std::max(1u, std::thread::hardware_concurrency()));
+  caf_config->set("scheduler.max-threads", std::clamp<std::size_t>(hw / 8, 2, 4));
+  caf_config->set("work-stealing.aggressive-poll-attempts", std::size_t{10});
+  caf_config->set("work-stealing.moderate-poll-attempts", std::size_t{20});
   system = std::make_unique<caf::actor_system>(*caf_config);
   // Shutdown cancels every request first; a session still waiting then must not block exit.
   system->await_actors_before_shutdown(false);

@@ -27,11 +27,13 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::run_chunks() {
+void ThreadPool::run_chunks(Job& job) {
   for (;;) {
-    int64_t lo = next_.fetch_add(chunk_);
-    if (lo >= n_) break;
-    (*fn_)(lo, std::min(n_, lo + chunk_));
+    const int64_t lo = job.next.fetch_add(job.chunk, std::memory_order_relaxed);
+    if (lo >= job.n) break;
+    const int64_t hi = std::min(job.n, lo + job.chunk);
+    (*job.fn)(lo, hi);
+    job.done.fetch_add(hi - lo, std::memory_order_release);
   }
 }
 
@@ -43,14 +45,15 @@ void ThreadPool::worker_loop() {
       _mm_pause();
       ++spins;
     }
-    if (generation_.load(std::memory_order_acquire) == seen) {
+    std::shared_ptr<Job> job;
+    {
       std::unique_lock lock(mu_);
       wake_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+      if (stop_.load()) return;
+      seen = generation_.load();
+      job = job_;
     }
-    if (stop_.load()) return;
-    seen = generation_.load(std::memory_order_acquire);
-    run_chunks();
-    active_.fetch_sub(1, std::memory_order_acq_rel);
+    if (job) run_chunks(*job);
   }
 }
 
@@ -63,24 +66,21 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
     fn(0, n);
     return;
   }
+  auto job = std::make_shared<Job>();
+  job->fn = &fn;
+  job->n = n;
   // About four chunks per thread balances uneven rows without much contention.
-  const int64_t chunk = std::max(grain, (n + threads * 4 - 1) / (threads * 4));
-  fn_ = &fn;
-  n_ = n;
-  chunk_ = chunk;
-  next_.store(0);
-  active_.store(static_cast<int>(workers_.size()));
+  job->chunk = std::max(grain, (n + threads * 4 - 1) / (threads * 4));
   {
-    // Under the lock so that a worker about to sleep either sees the new generation or is
-    // already waiting when notified.
     std::lock_guard lock(mu_);
+    job_ = job;
     generation_.fetch_add(1, std::memory_order_acq_rel);
   }
   wake_.notify_all();
-  run_chunks();
-  // Every worker must leave this generation before the next one may start.
-  while (active_.load(std::memory_order_acquire) != 0) _mm_pause();
-  fn_ = nullptr;
+  run_chunks(*job);
+  while (job->done.load(std::memory_order_acquire) != n) _mm_pause();
+  std::lock_guard lock(mu_);
+  if (job_ == job) job_.reset();
 }
 
 }  // namespace eyrie

@@ -1,12 +1,15 @@
 // A fixed set of worker threads for data-parallel loops in the CPU engine.
 // A decode step runs about a hundred short loops, so workers spin briefly between loops before
-// sleeping: a futex wake-up per loop would cost a noticeable share of the step.
+// sleeping: a futex wake-up per loop would cost a noticeable share of the step. A loop ends when
+// its items are done, not when every worker has checked in, so a worker the OS has preempted
+// (the server's other threads share the cores) does not hold the step up.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -28,16 +31,22 @@ class ThreadPool {
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
+  // One parallel loop. Workers hold it by shared_ptr, so one that wakes after the loop has
+  // finished finds no chunk left and touches nothing else.
+  struct Job {
+    const std::function<void(int64_t, int64_t)>* fn = nullptr;
+    int64_t n = 0, chunk = 1;
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> done{0};  // items finished
+  };
+
   void worker_loop();
-  void run_chunks();
+  static void run_chunks(Job& job);
 
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable wake_;
-  const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
-  int64_t n_ = 0, chunk_ = 1;
-  std::atomic<int64_t> next_{0};
-  std::atomic<int> active_{0};
+  std::shared_ptr<Job> job_;  // guarded by mu_
   std::atomic<uint64_t> generation_{0};
   std::atomic<bool> stop_{false};
 };
