@@ -209,7 +209,7 @@ void Scheduler::complete(const StepOutput& out, std::vector<GenerationEvent>& ev
       for (int32_t r = 0; r < s.chunk; ++r) {
         const int32_t next = s.computed + r + 1;
         if (next < s.prompt_len)
-          s.prompt_logprobs[next] = static_cast<float>(log_softmax_at(out.row(j, r), s.tokens[next]));
+          s.prompt_logprobs[next] = out.row(j, r)[s.tokens[next]] - out.logsumexp(j, r);
       }
     }
     s.computed += s.chunk;
@@ -227,7 +227,7 @@ void Scheduler::complete(const StepOutput& out, std::vector<GenerationEvent>& ev
         }
     }
     s.last_token_at = now;
-    TokenChoice c = s.sampler.choose(out.last(j), s.tokens);
+    TokenChoice c = s.sampler.choose(out.last(j), s.tokens, out.last_logsumexp(j));
     s.tokens.push_back(c.id);
     TokenEvent ev;
     ev.request = s.req.id;

@@ -6,6 +6,7 @@ namespace eyrie {
 void StepOutput::reset(std::size_t num_seqs, int64_t vocab) {
   vocab_ = vocab;
   logits_.clear();
+  lse_.clear();
   first_.clear();
   count_.clear();
   first_.reserve(num_seqs);
@@ -17,6 +18,7 @@ float* StepOutput::add_rows(std::size_t n) {
   first_.push_back(first);
   count_.push_back(n);
   logits_.resize((first + n) * static_cast<std::size_t>(vocab_));
+  lse_.resize(first + n);
   return logits_.data() + first * static_cast<std::size_t>(vocab_);
 }
 

@@ -38,9 +38,17 @@ class StepOutput {
   std::span<const float> row(std::size_t seq, std::size_t i) const;
   std::span<const float> last(std::size_t seq) const { return row(seq, count_[seq] - 1); }
   int64_t vocab() const { return vocab_; }
+  // log(sum(exp(row))): row[id] - logsumexp is the token's logprob. Engines fill it in, once
+  // per row, in parallel, so samplers need not pass over the vocabulary again.
+  float logsumexp(std::size_t seq, std::size_t i) const { return lse_[first_[seq] + i]; }
+  float last_logsumexp(std::size_t seq) const { return logsumexp(seq, count_[seq] - 1); }
+  std::size_t total_rows() const { return lse_.size(); }
+  float* all_logits() { return logits_.data(); }
+  float* all_logsumexp() { return lse_.data(); }
 
  private:
   std::vector<float> logits_;
+  std::vector<float> lse_;
   std::vector<std::size_t> first_, count_;
   int64_t vocab_ = 0;
 };

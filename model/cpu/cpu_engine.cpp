@@ -167,13 +167,14 @@ void CpuEngine::step(const StepBatch& batch, StepOutput& out) {
                      a_.data() + i * h);
   });
   out.reset(batch.seqs.size(), c.vocab_size);
-  int64_t done = 0;
-  for (const auto& s : batch.seqs) {
-    const int64_t k = s.all_logits ? static_cast<int64_t>(s.tokens.size()) : 1;
-    float* dst = out.add_rows(static_cast<std::size_t>(k));
-    matmul(pool_, a_.data() + done * h, k, lm_head_, nullptr, dst);
-    done += k;
-  }
+  for (const auto& s : batch.seqs) out.add_rows(s.all_logits ? s.tokens.size() : 1);
+  matmul(pool_, a_.data(), np, lm_head_, nullptr, out.all_logits());
+  const float* logits = out.all_logits();
+  float* lse = out.all_logsumexp();
+  pool_.parallel_for(np, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t row = lo; row < hi; ++row)
+      lse[row] = logsumexp_row(logits + row * c.vocab_size, c.vocab_size);
+  });
 }
 
 void CpuEngine::layer_forward(const Layer& L, int64_t li, const StepBatch& batch) {

@@ -15,11 +15,19 @@ int32_t argmax(std::span<const float> logits) {
 
 Sampler::Sampler(const SamplingParams& params, uint64_t seed) : params_(params), rng_(seed) {}
 
-TokenChoice Sampler::choose(std::span<const float> logits, std::span<const int32_t> history) {
+TokenChoice Sampler::choose(std::span<const float> logits, std::span<const int32_t> history,
+                            std::optional<float> logsumexp) {
+  auto logprob = [&](int32_t id) {
+    return logsumexp ? logits[id] - *logsumexp : static_cast<float>(log_softmax_at(logits, id));
+  };
+  const bool penalty = params_.repetition_penalty && *params_.repetition_penalty != 1.0;
+  if (!params_.sampling() && !penalty) {
+    const int32_t id = argmax(logits);
+    return {id, logprob(id)};
+  }
   work_.assign(logits.begin(), logits.end());
   std::span<float> w(work_);
-  if (params_.repetition_penalty && *params_.repetition_penalty != 1.0)
-    apply_repetition_penalty(w, history, static_cast<float>(*params_.repetition_penalty));
+  if (penalty) apply_repetition_penalty(w, history, static_cast<float>(*params_.repetition_penalty));
   int32_t id;
   if (!params_.sampling()) {
     id = argmax(w);
@@ -43,7 +51,7 @@ TokenChoice Sampler::choose(std::span<const float> logits, std::span<const int32
       }
     }
   }
-  return {id, static_cast<float>(log_softmax_at(logits, id))};
+  return {id, logprob(id)};
 }
 
 }  // namespace eyrie

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <span>
 #include <vector>
@@ -21,7 +22,9 @@ class Sampler {
   // The seed is the request's or, when it has none, one drawn by the caller and reported back.
   Sampler(const SamplingParams& params, uint64_t seed);
   // history: every token of the sequence so far, prompt included (repetition penalty).
-  TokenChoice choose(std::span<const float> logits, std::span<const int32_t> history);
+  // logsumexp of the logits when the engine has it; otherwise it is computed here.
+  TokenChoice choose(std::span<const float> logits, std::span<const int32_t> history,
+                     std::optional<float> logsumexp = std::nullopt);
 
  private:
   SamplingParams params_;
