@@ -227,7 +227,7 @@ void Scheduler::complete(const StepOutput& out, std::vector<GenerationEvent>& ev
         }
     }
     s.last_token_at = now;
-    TokenChoice c = s.sampler.choose(out.last(j), s.tokens, out.last_logsumexp(j));
+    TokenChoice c = s.sampler.choose(out.last(j), s.tokens, out.last_logsumexp(j), out.last_argmax(j));
     s.tokens.push_back(c.id);
     TokenEvent ev;
     ev.request = s.req.id;

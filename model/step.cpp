@@ -7,6 +7,7 @@ void StepOutput::reset(std::size_t num_seqs, int64_t vocab) {
   vocab_ = vocab;
   logits_.clear();
   lse_.clear();
+  argmax_.clear();
   first_.clear();
   count_.clear();
   first_.reserve(num_seqs);
@@ -19,6 +20,7 @@ float* StepOutput::add_rows(std::size_t n) {
   count_.push_back(n);
   logits_.resize((first + n) * static_cast<std::size_t>(vocab_));
   lse_.resize(first + n);
+  argmax_.resize(first + n);
   return logits_.data() + first * static_cast<std::size_t>(vocab_);
 }
 

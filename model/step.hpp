@@ -42,13 +42,17 @@ class StepOutput {
   // per row, in parallel, so samplers need not pass over the vocabulary again.
   float logsumexp(std::size_t seq, std::size_t i) const { return lse_[first_[seq] + i]; }
   float last_logsumexp(std::size_t seq) const { return logsumexp(seq, count_[seq] - 1); }
+  // The greedy choice of the sequence's last row (lowest index among equal maxima).
+  int32_t last_argmax(std::size_t seq) const { return argmax_[first_[seq] + count_[seq] - 1]; }
   std::size_t total_rows() const { return lse_.size(); }
   float* all_logits() { return logits_.data(); }
   float* all_logsumexp() { return lse_.data(); }
+  int32_t* all_argmax() { return argmax_.data(); }
 
  private:
   std::vector<float> logits_;
   std::vector<float> lse_;
+  std::vector<int32_t> argmax_;
   std::vector<std::size_t> first_, count_;
   int64_t vocab_ = 0;
 };

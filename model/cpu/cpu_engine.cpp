@@ -171,9 +171,13 @@ void CpuEngine::step(const StepBatch& batch, StepOutput& out) {
   matmul(pool_, a_.data(), np, lm_head_, nullptr, out.all_logits());
   const float* logits = out.all_logits();
   float* lse = out.all_logsumexp();
+  int32_t* arg = out.all_argmax();
   pool_.parallel_for(np, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t row = lo; row < hi; ++row)
-      lse[row] = logsumexp_row(logits + row * c.vocab_size, c.vocab_size);
+    for (int64_t row = lo; row < hi; ++row) {
+      const RowStats st = row_stats(logits + row * c.vocab_size, c.vocab_size);
+      lse[row] = st.logsumexp;
+      arg[row] = st.argmax;
+    }
   });
 }
 

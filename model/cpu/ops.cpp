@@ -53,20 +53,28 @@ inline __m256 exp256(__m256 x) {
 
 }  // namespace
 
-float logsumexp_row(const float* x, int64_t n) {
+RowStats row_stats(const float* x, int64_t n) {
+  __m256 vmax = _mm256_set1_ps(-INFINITY);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
+  float lanes[8];
+  _mm256_storeu_ps(lanes, vmax);
   float mx = -INFINITY;
-  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
-  if (!std::isfinite(mx)) return mx;
+  for (float v : lanes) mx = std::max(mx, v);
+  for (; i < n; ++i) mx = std::max(mx, x[i]);
+  int32_t arg = 0;
+  while (arg < n && x[arg] != mx) ++arg;
+  if (arg == n) arg = 0;  // all NaN
+  if (!std::isfinite(mx)) return {mx, arg};
   const __m256 m = _mm256_set1_ps(mx);
   __m256 acc = _mm256_setzero_ps();
-  int64_t i = 0;
+  i = 0;
   for (; i + 8 <= n; i += 8) acc = _mm256_add_ps(acc, exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), m)));
-  float lanes[8];
   _mm256_storeu_ps(lanes, acc);
   double sum = 0;
   for (float v : lanes) sum += v;
   for (; i < n; ++i) sum += std::exp(x[i] - mx);
-  return mx + static_cast<float>(std::log(sum));
+  return {mx + static_cast<float>(std::log(sum)), arg};
 }
 
 RotaryTable::RotaryTable(int64_t head_dim, double theta) : half_(head_dim / 2) {

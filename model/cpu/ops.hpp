@@ -13,8 +13,14 @@ void layer_norm_row(const float* x, int64_t n, const float* w, const float* b, f
 // Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), as torch.nn.GELU() computes it.
 void gelu_inplace(float* x, int64_t n);
 
-// log(sum(exp(x))) of one row, in fp32 with a vectorised exp (relative error ~1e-7).
-float logsumexp_row(const float* x, int64_t n);
+// log(sum(exp(x))) of one row, in fp32 with a vectorised exp (relative error ~1e-7), and the
+// index of the row's first maximum.
+struct RowStats {
+  float logsumexp;
+  int32_t argmax;
+};
+RowStats row_stats(const float* x, int64_t n);
+inline float logsumexp_row(const float* x, int64_t n) { return row_stats(x, n).logsumexp; }
 
 // cos/sin of the NeoX half-split rotary embedding, computed in fp32 as transformers does.
 class RotaryTable {

@@ -22,9 +22,10 @@ class Sampler {
   // The seed is the request's or, when it has none, one drawn by the caller and reported back.
   Sampler(const SamplingParams& params, uint64_t seed);
   // history: every token of the sequence so far, prompt included (repetition penalty).
-  // logsumexp of the logits when the engine has it; otherwise it is computed here.
+  // logsumexp and argmax of the logits when the engine has them; otherwise computed here.
   TokenChoice choose(std::span<const float> logits, std::span<const int32_t> history,
-                     std::optional<float> logsumexp = std::nullopt);
+                     std::optional<float> logsumexp = std::nullopt,
+                     std::optional<int32_t> argmax = std::nullopt);
 
  private:
   SamplingParams params_;

@@ -43,3 +43,18 @@ TEST(CpuOps, EngineLogSumExpAgreesWithLogits) {
 
 }  // namespace
 }  // namespace eyrie
+
+namespace eyrie {
+namespace {
+
+TEST(CpuOps, RowStatsArgmaxIsFirstMaximum) {
+  std::vector<float> x(37, 0.f);
+  x[20] = 3.f;
+  x[30] = 3.f;
+  EXPECT_EQ(row_stats(x.data(), 37).argmax, 20);
+  x[36] = 4.f;  // in the scalar tail
+  EXPECT_EQ(row_stats(x.data(), 37).argmax, 36);
+}
+
+}  // namespace
+}  // namespace eyrie
