@@ -29,11 +29,11 @@ ThreadPool::~ThreadPool() {
 
 void ThreadPool::run_chunks(Job& job) {
   for (;;) {
-    const int64_t lo = job.next.fetch_add(job.chunk, std::memory_order_relaxed);
+    const int64_t lo = job.next.fetch_add(job.chunk);
     if (lo >= job.n) break;
     const int64_t hi = std::min(job.n, lo + job.chunk);
     (*job.fn)(lo, hi);
-    job.done.fetch_add(hi - lo, std::memory_order_release);
+    job.done.fetch_add(hi - lo);
   }
 }
 
@@ -41,19 +41,23 @@ void ThreadPool::worker_loop() {
   uint64_t seen = 0;
   for (;;) {
     int spins = 0;
-    while (generation_.load(std::memory_order_acquire) == seen && !stop_.load() && spins < kSpins) {
+    while (generation_.load() == seen && !stop_.load() && spins < kSpins) {
       _mm_pause();
       ++spins;
     }
-    std::shared_ptr<Job> job;
-    {
+    if (generation_.load() == seen && !stop_.load()) {
+      sleepers_.fetch_add(1);
       std::unique_lock lock(mu_);
       wake_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
-      if (stop_.load()) return;
-      seen = generation_.load();
-      job = job_;
+      sleepers_.fetch_sub(1);
     }
-    if (job) run_chunks(*job);
+    if (stop_.load()) return;
+    const uint64_t g = generation_.load();
+    Job& job = jobs_[g % kSlots];
+    job.refs.fetch_add(1);
+    if (job.gen.load() == g) run_chunks(job);
+    job.refs.fetch_sub(1);
+    seen = g;
   }
 }
 
@@ -66,21 +70,29 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
     fn(0, n);
     return;
   }
-  auto job = std::make_shared<Job>();
-  job->fn = &fn;
-  job->n = n;
+  const uint64_t g = generation_.load() + 1;
+  Job& job = jobs_[g % kSlots];
+  // Retire the slot: wait out workers still inside it, invalidate it, and wait out any that
+  // pinned it before seeing the invalidation.
+  while (job.refs.load() != 0) _mm_pause();
+  job.gen.store(0);
+  while (job.refs.load() != 0) _mm_pause();
+  job.fn = &fn;
+  job.n = n;
   // About four chunks per thread balances uneven rows without much contention.
-  job->chunk = std::max(grain, (n + threads * 4 - 1) / (threads * 4));
-  {
-    std::lock_guard lock(mu_);
-    job_ = job;
-    generation_.fetch_add(1, std::memory_order_acq_rel);
+  job.chunk = std::max(grain, (n + threads * 4 - 1) / (threads * 4));
+  job.next.store(0);
+  job.done.store(0);
+  job.gen.store(g);
+  generation_.store(g);
+  if (sleepers_.load() > 0) {
+    { std::lock_guard lock(mu_); }
+    wake_.notify_all();
   }
-  wake_.notify_all();
-  run_chunks(*job);
-  while (job->done.load(std::memory_order_acquire) != n) _mm_pause();
-  std::lock_guard lock(mu_);
-  if (job_ == job) job_.reset();
+  job.refs.fetch_add(1);
+  run_chunks(job);
+  job.refs.fetch_sub(1);
+  while (job.done.load() != n) _mm_pause();
 }
 
 }  // namespace eyrie

@@ -5,6 +5,7 @@
 // (the server's other threads share the cores) does not hold the step up.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -31,22 +32,27 @@ class ThreadPool {
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
-  // One parallel loop. Workers hold it by shared_ptr, so one that wakes after the loop has
-  // finished finds no chunk left and touches nothing else.
+  // One parallel loop, in a ring of slots reused every kSlots loops. A worker pins a slot with
+  // `refs` and checks `gen` before touching it, so one that wakes late (after its loop has
+  // finished, or after the slot was reused) leaves without doing anything.
   struct Job {
     const std::function<void(int64_t, int64_t)>* fn = nullptr;
     int64_t n = 0, chunk = 1;
     std::atomic<int64_t> next{0};
     std::atomic<int64_t> done{0};  // items finished
+    std::atomic<int> refs{0};
+    std::atomic<uint64_t> gen{0};
   };
+  static constexpr std::size_t kSlots = 8;
 
   void worker_loop();
   static void run_chunks(Job& job);
 
   std::vector<std::thread> workers_;
+  std::array<Job, kSlots> jobs_;
   std::mutex mu_;
   std::condition_variable wake_;
-  std::shared_ptr<Job> job_;  // guarded by mu_
+  std::atomic<int> sleepers_{0};
   std::atomic<uint64_t> generation_{0};
   std::atomic<bool> stop_{false};
 };
