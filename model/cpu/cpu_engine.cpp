@@ -126,6 +126,11 @@ void CpuEngine::norm_rows(const Norm& n, const float* in, float* out, int64_t ro
 
 void CpuEngine::step(const StepBatch& batch, StepOutput& out) {
   validate(batch);
+  struct Burst {
+    ThreadPool& pool;
+    explicit Burst(ThreadPool& p) : pool(p) { pool.set_busy(true); }
+    ~Burst() { pool.set_busy(false); }
+  } burst(pool_);
   const FalconConfig& c = model_->config;
   const int64_t h = c.hidden_size;
   rows_.clear();

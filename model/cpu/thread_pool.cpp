@@ -8,8 +8,10 @@
 namespace eyrie {
 namespace {
 
-// About 100 microseconds of polling before a worker goes to sleep.
-constexpr int kSpins = 20000;
+// Polling before a worker sleeps: about 10 microseconds between bursts, 2 milliseconds within
+// one (longer gaps inside a step are serial work worth sleeping through).
+constexpr int kIdleSpins = 2000;
+constexpr int kBusySpins = 400000;
 
 }  // namespace
 
@@ -41,7 +43,8 @@ void ThreadPool::worker_loop() {
   uint64_t seen = 0;
   for (;;) {
     int spins = 0;
-    while (generation_.load() == seen && !stop_.load() && spins < kSpins) {
+    while (generation_.load() == seen && !stop_.load() &&
+           spins < (busy_.load(std::memory_order_relaxed) ? kBusySpins : kIdleSpins)) {
       _mm_pause();
       ++spins;
     }

@@ -1,6 +1,6 @@
 // A fixed set of worker threads for data-parallel loops in the CPU engine.
-// A decode step runs about a hundred short loops, so workers spin briefly between loops before
-// sleeping: a futex wake-up per loop would cost a noticeable share of the step. A loop ends when
+// A decode step runs about a hundred short loops, so during a step workers poll between loops:
+// a futex wake-up per loop would cost a noticeable share of the step. A loop ends when
 // its items are done, not when every worker has checked in, so a worker the OS has preempted
 // (the server's other threads share the cores) does not hold the step up.
 #pragma once
@@ -26,6 +26,10 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Within a burst of loops (an engine step) workers keep polling between loops; outside one
+  // they soon sleep, leaving the cores to the rest of the process.
+  void set_busy(bool busy) { busy_.store(busy); }
 
   // Calls fn(lo, hi) over [0, n) in chunks of at least `grain`, spread over the threads, and
   // returns when all are done. Not reentrant: one loop at a time per pool.
@@ -55,6 +59,7 @@ class ThreadPool {
   std::atomic<int> sleepers_{0};
   std::atomic<uint64_t> generation_{0};
   std::atomic<bool> stop_{false};
+  std::atomic<bool> busy_{false};
 };
 
 }  // namespace eyrie
