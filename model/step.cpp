@@ -1,6 +1,11 @@
 // Storage of per-step logits.
 #include "model/step.hpp"
 
+#include <set>
+#include <string>
+
+#include "model/error.hpp"
+
 namespace eyrie {
 
 void StepOutput::reset(std::size_t num_seqs, int64_t vocab) {
@@ -27,6 +32,30 @@ float* StepOutput::add_rows(std::size_t n) {
 std::span<const float> StepOutput::row(std::size_t seq, std::size_t i) const {
   return {logits_.data() + (first_[seq] + i) * static_cast<std::size_t>(vocab_),
           static_cast<std::size_t>(vocab_)};
+}
+
+}  // namespace eyrie
+
+namespace eyrie {
+
+void validate_step(const StepBatch& batch, const FalconConfig& c, const KvCacheSpec& kv) {
+  std::set<uint64_t> ids;
+  for (const SequenceStep& s : batch.seqs) {
+    const std::string where = "step: sequence " + std::to_string(s.seq_id);
+    if (!ids.insert(s.seq_id).second) throw InvalidArgument(where + " appears twice in one batch");
+    if (s.tokens.empty()) throw InvalidArgument(where + " has no tokens");
+    if (s.start_pos < 0) throw InvalidArgument(where + " has a negative start position");
+    const int64_t end = static_cast<int64_t>(s.start_pos) + static_cast<int64_t>(s.tokens.size());
+    if (static_cast<int64_t>(s.block_table.size()) * kv.block_size < end)
+      throw InvalidArgument(where + ": " + std::to_string(s.block_table.size()) +
+                            " KV blocks cannot hold " + std::to_string(end) + " positions");
+    for (int32_t b : s.block_table)
+      if (b < 0 || b >= kv.num_blocks)
+        throw InvalidArgument(where + ": KV block " + std::to_string(b) + " is out of range");
+    for (int32_t t : s.tokens)
+      if (t < 0 || t >= c.vocab_size)
+        throw InvalidArgument(where + ": token id " + std::to_string(t) + " is outside the vocabulary");
+  }
 }
 
 }  // namespace eyrie

@@ -57,6 +57,10 @@ class StepOutput {
   int64_t vocab_ = 0;
 };
 
+// Checks a batch against the model and the KV cache geometry; throws InvalidArgument naming the
+// sequence and what is wrong. Every engine calls it first.
+void validate_step(const StepBatch& batch, const FalconConfig& config, const KvCacheSpec& kv);
+
 class Engine {
  public:
   virtual ~Engine() = default;

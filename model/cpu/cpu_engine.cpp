@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <set>
 #include <string>
 
 #include "model/error.hpp"
@@ -93,28 +92,6 @@ float* CpuEngine::v_at(int64_t layer, int32_t block, int64_t kv_head, int32_t sl
   return v_cache_.data() + (k_at(layer, block, kv_head, slot) - k_cache_.data());
 }
 
-void CpuEngine::validate(const StepBatch& batch) const {
-  const FalconConfig& c = model_->config;
-  std::set<uint64_t> ids;
-  for (std::size_t i = 0; i < batch.seqs.size(); ++i) {
-    const SequenceStep& s = batch.seqs[i];
-    const std::string where = "step: sequence " + std::to_string(s.seq_id);
-    if (!ids.insert(s.seq_id).second) throw InvalidArgument(where + " appears twice in one batch");
-    if (s.tokens.empty()) throw InvalidArgument(where + " has no tokens");
-    if (s.start_pos < 0) throw InvalidArgument(where + " has a negative start position");
-    const int64_t end = static_cast<int64_t>(s.start_pos) + static_cast<int64_t>(s.tokens.size());
-    if (static_cast<int64_t>(s.block_table.size()) * spec_.block_size < end)
-      throw InvalidArgument(where + ": " + std::to_string(s.block_table.size()) +
-                            " KV blocks cannot hold " + std::to_string(end) + " positions");
-    for (int32_t b : s.block_table)
-      if (b < 0 || b >= spec_.num_blocks)
-        throw InvalidArgument(where + ": KV block " + std::to_string(b) + " is out of range");
-    for (int32_t t : s.tokens)
-      if (t < 0 || t >= c.vocab_size)
-        throw InvalidArgument(where + ": token id " + std::to_string(t) + " is outside the vocabulary");
-  }
-}
-
 void CpuEngine::norm_rows(const Norm& n, const float* in, float* out, int64_t rows) {
   const int64_t h = model_->config.hidden_size;
   const float eps = static_cast<float>(model_->config.layer_norm_epsilon);
@@ -125,7 +102,7 @@ void CpuEngine::norm_rows(const Norm& n, const float* in, float* out, int64_t ro
 }
 
 void CpuEngine::step(const StepBatch& batch, StepOutput& out) {
-  validate(batch);
+  validate_step(batch, model_->config, spec_);
   struct Burst {
     ThreadPool& pool;
     explicit Burst(ThreadPool& p) : pool(p) { pool.set_busy(true); }

@@ -50,7 +50,6 @@ class CpuEngine final : public Engine {
     int32_t pos;
   };
 
-  void validate(const StepBatch& batch) const;
   void layer_forward(const Layer& layer, int64_t li, const StepBatch& batch);
   void write_qkv(int64_t li, const StepBatch& batch);
   void attention(int64_t li, const StepBatch& batch);
