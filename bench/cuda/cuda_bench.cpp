@@ -1,0 +1,149 @@
+// Falcon decode and prefill on one GPU with random bf16 weights created on the device from a
+// config.json: time to first token, time per output token, batched decode throughput, and the
+// share of the memory-bandwidth roofline (device copy bandwidth measured in the same run).
+//
+//   bench_cuda --config tests/data/configs/falcon-7b.json [--batches 16,64,256]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cuda/check.hpp"
+#include "cuda/cuda_engine.hpp"
+
+using Clock = std::chrono::steady_clock;
+using namespace eyrie;
+
+namespace {
+
+double copy_bandwidth() {
+  const std::size_t bytes = std::size_t{1} << 31;
+  void *a, *b;
+  EYRIE_CUDA_CHECK(cudaMalloc(&a, bytes));
+  EYRIE_CUDA_CHECK(cudaMalloc(&b, bytes));
+  EYRIE_CUDA_CHECK(cudaMemset(a, 1, bytes));
+  cudaEvent_t t0, t1;
+  cudaEventCreate(&t0);
+  cudaEventCreate(&t1);
+  EYRIE_CUDA_CHECK(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice));
+  cudaEventRecord(t0);
+  const int reps = 10;
+  for (int i = 0; i < reps; ++i) EYRIE_CUDA_CHECK(cudaMemcpy(i % 2 ? a : b, i % 2 ? b : a, bytes, cudaMemcpyDeviceToDevice));
+  cudaEventRecord(t1);
+  cudaEventSynchronize(t1);
+  float ms = 0;
+  cudaEventElapsedTime(&ms, t0, t1);
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * bytes * reps / (ms / 1e3);  // bytes read + written per second
+}
+
+struct Seq {
+  std::vector<int32_t> tokens, blocks;
+  int32_t pos = 0;
+};
+
+// Prefills every sequence (in steps of at most max_rows rows), then runs decode steps.
+double prefill(CudaEngine& e, std::vector<Seq>& seqs, int64_t max_rows) {
+  StepOutput out;
+  const auto t0 = Clock::now();
+  std::size_t i = 0;
+  while (i < seqs.size()) {
+    StepBatch b;
+    int64_t rows = 0;
+    while (i < seqs.size() && (rows == 0 || rows + static_cast<int64_t>(seqs[i].tokens.size()) <= max_rows)) {
+      b.seqs.push_back({i, 0, seqs[i].tokens, seqs[i].blocks, false});
+      rows += static_cast<int64_t>(seqs[i].tokens.size());
+      seqs[i].pos = static_cast<int32_t>(seqs[i].tokens.size());
+      ++i;
+    }
+    e.step(b, out);
+  }
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+double decode(CudaEngine& e, std::vector<Seq>& seqs, int steps) {
+  StepOutput out;
+  std::vector<int32_t> next(seqs.size(), 1000);
+  const auto t0 = Clock::now();
+  for (int s = 0; s < steps; ++s) {
+    StepBatch b;
+    for (std::size_t i = 0; i < seqs.size(); ++i)
+      b.seqs.push_back({i, seqs[i].pos, std::span<const int32_t>(&next[i], 1), seqs[i].blocks, false});
+    e.step(b, out);
+    for (std::size_t i = 0; i < seqs.size(); ++i) {
+      next[i] = out.last_argmax(i);
+      ++seqs[i].pos;
+    }
+  }
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::vector<Seq> make_seqs(const CudaEngine& e, int batch, int prompt, int total) {
+  std::vector<Seq> seqs(batch);
+  const int32_t per = e.kv_spec().blocks_for(total);
+  for (int b = 0; b < batch; ++b) {
+    for (int t = 0; t < prompt; ++t) seqs[b].tokens.push_back(12 + (b * 7919 + t * 104729) % 65000);
+    for (int32_t k = 0; k < per; ++k) seqs[b].blocks.push_back(b * per + k);
+  }
+  return seqs;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path = "tests/data/configs/falcon-7b.json";
+  std::vector<int> batches = {16, 64, 256};
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--config")) config_path = argv[i + 1];
+    if (!std::strcmp(argv[i], "--batches")) {
+      batches.clear();
+      std::stringstream ss(argv[i + 1]);
+      for (std::string t; std::getline(ss, t, ',');) batches.push_back(std::stoi(t));
+    }
+  }
+  try {
+    const double bw = copy_bandwidth();
+    FalconConfig cfg = FalconConfig::from_file(config_path);
+    const int max_batch = *std::max_element(batches.begin(), batches.end());
+    CudaEngine e(cfg, 7, {.block_size = 16, .kv_tokens = int64_t{max_batch} * 656 + 4096, .max_step_tokens = 8192});
+    const double wbytes = static_cast<double>(e.weight_bytes());
+    std::printf("device copy bandwidth: %.2f TB/s; weights %.2f GB; roofline per token %.2f ms\n", bw / 1e12,
+                wbytes / 1e9, wbytes / bw * 1e3);
+
+    for (int prompt : {128, 2048}) {
+      auto seqs = make_seqs(e, 1, prompt, prompt + 1);
+      prefill(e, seqs, 8192);  // warm-up
+      double best = 1e9;
+      for (int r = 0; r < 3; ++r) {
+        auto s2 = make_seqs(e, 1, prompt, prompt + 1);
+        best = std::min(best, prefill(e, s2, 8192));
+      }
+      std::printf("ttft batch 1, %d prompt tokens: %.2f ms\n", prompt, best * 1e3);
+    }
+    {
+      auto seqs = make_seqs(e, 1, 128, 128 + 129);
+      prefill(e, seqs, 8192);
+      decode(e, seqs, 1);
+      const double t = decode(e, seqs, 128);
+      std::printf("tpot batch 1 (context 128-256): %.3f ms (%.1f tok/s), %.0f%% of the roofline\n", t / 128 * 1e3,
+                  128 / t, 100.0 * (wbytes / bw) / (t / 128));
+    }
+    for (int b : batches) {
+      auto seqs = make_seqs(e, b, 512, 512 + 129);
+      prefill(e, seqs, 8192);
+      const double t = decode(e, seqs, 128);
+      std::printf("decode batch %d (512 prompt, 128 new): %.2f ms/step, %.0f tok/s\n", b, t / 128 * 1e3, b * 128 / t);
+    }
+  } catch (const std::exception& ex) {
+    std::fprintf(stderr, "bench_cuda: %s\n", ex.what());
+    return 1;
+  }
+  return 0;
+}

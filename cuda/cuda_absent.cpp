@@ -1,0 +1,23 @@
+// The CUDA backend's entry points in a build without CUDA: they say so instead of failing later.
+#include "cuda/cuda_engine.hpp"
+#include "model/error.hpp"
+
+namespace eyrie {
+
+namespace {
+const char* kNoCuda = "this eyrie was built without the CUDA backend (EYRIE_CUDA=OFF or no nvcc found)";
+}
+
+struct CudaEngine::Impl {};
+
+bool cuda_available() { return false; }
+CudaEngine::CudaEngine(std::shared_ptr<const FalconModel>, CudaEngineOptions) { throw Error(kNoCuda); }
+CudaEngine::CudaEngine(const FalconConfig&, uint64_t, CudaEngineOptions) { throw Error(kNoCuda); }
+CudaEngine::~CudaEngine() = default;
+const FalconConfig& CudaEngine::config() const { throw Error(kNoCuda); }
+const KvCacheSpec& CudaEngine::kv_spec() const { throw Error(kNoCuda); }
+void CudaEngine::step(const StepBatch&, StepOutput&) { throw Error(kNoCuda); }
+std::size_t CudaEngine::weight_bytes() const { return 0; }
+void CudaEngine::synchronize() {}
+
+}  // namespace eyrie

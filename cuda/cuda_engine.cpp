@@ -1,0 +1,382 @@
+// CudaEngine: weight upload, per-step metadata, and the block sequence of kernels and GEMMs.
+#include "cuda/cuda_engine.hpp"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "cuda/check.hpp"
+#include "cuda/kernels.hpp"
+#include "model/cpu/ops.hpp"
+#include "model/error.hpp"
+
+namespace eyrie {
+
+using cuda::bf16;
+
+namespace {
+
+// Owning device allocation.
+template <typename T>
+class DeviceArray {
+ public:
+  DeviceArray() = default;
+  explicit DeviceArray(std::size_t n) { resize(n); }
+  ~DeviceArray() { if (p_) cudaFree(p_); }
+  DeviceArray(DeviceArray&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr; o.n_ = 0; }
+  DeviceArray& operator=(DeviceArray&& o) noexcept {
+    std::swap(p_, o.p_);
+    std::swap(n_, o.n_);
+    return *this;
+  }
+  void resize(std::size_t n) {
+    if (n <= n_) return;
+    if (p_) cudaFree(p_);
+    p_ = nullptr;
+    n_ = 0;
+    EYRIE_CUDA_CHECK(cudaMalloc(&p_, std::max<std::size_t>(n, 1) * sizeof(T)));
+    n_ = n;
+  }
+  T* get() const { return p_; }
+  std::size_t size() const { return n_; }
+
+ private:
+  T* p_ = nullptr;
+  std::size_t n_ = 0;
+};
+
+struct Linear {
+  DeviceArray<bf16> w;  // [out, in]
+  DeviceArray<float> b;
+  int64_t in = 0, out = 0;
+  bool has_bias = false;
+  const float* bias() const { return has_bias ? b.get() : nullptr; }
+};
+
+struct Norm {
+  DeviceArray<float> w, b;
+};
+
+struct Layer {
+  Norm ln_attn, ln_mlp;
+  bool shared_norm = false;
+  Linear qkv, dense, h_to_4h, h4_to_h;
+};
+
+std::vector<uint16_t> to_bf16(const TensorView& t) {
+  std::vector<uint16_t> out(static_cast<std::size_t>(t.numel()));
+  if (t.dtype == DType::bf16) {
+    std::memcpy(out.data(), t.data, t.nbytes);
+  } else {
+    std::vector<float> f(out.size());
+    to_f32(t.dtype, t.data, f.data(), f.size());
+    for (std::size_t i = 0; i < f.size(); ++i) out[i] = f32_to_bf16(f[i]);
+  }
+  return out;
+}
+
+std::vector<float> to_float(const TensorView& t) {
+  std::vector<float> f(static_cast<std::size_t>(t.numel()));
+  to_f32(t.dtype, t.data, f.data(), f.size());
+  return f;
+}
+
+}  // namespace
+
+bool cuda_available() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+struct CudaEngine::Impl {
+  FalconConfig cfg;
+  CudaEngineOptions opt;
+  KvCacheSpec spec;
+  cudaStream_t stream = nullptr;
+  cublasHandle_t blas = nullptr;
+  std::vector<Layer> layers;
+  Norm ln_f;
+  DeviceArray<bf16> embed, lm_head_own;
+  const bf16* lm_head = nullptr;
+  DeviceArray<float> k_cache, v_cache;  // [layer][block][kv_head][slot][hd]
+  DeviceArray<float> alibi_slopes;
+  std::size_t weight_bytes = 0;
+
+  // Step scratch sized for opt.max_step_tokens rows.
+  DeviceArray<int32_t> d_tokens, d_pos, d_seq, d_tables, d_pick;
+  DeviceArray<float> x, qkv, q, o, f, y, logits_split, logits, lse;
+  DeviceArray<int32_t> argmax;
+  DeviceArray<bf16> a, m, attn, fb, lnf;
+  std::vector<int32_t> h_tokens, h_pos, h_seq, h_tables, h_pick;
+
+  void init_common() {
+    EYRIE_CUDA_CHECK(cudaSetDevice(opt.device));
+    EYRIE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    EYRIE_CUBLAS_CHECK(cublasCreate(&blas));
+    EYRIE_CUBLAS_CHECK(cublasSetStream(blas, stream));
+    spec.block_size = opt.block_size;
+    const int64_t kv_tokens = opt.kv_tokens > 0 ? opt.kv_tokens : 4 * cfg.max_position_embeddings;
+    spec.num_blocks = spec.blocks_for(kv_tokens);
+    const std::size_t cache = static_cast<std::size_t>(cfg.num_layers) * spec.num_blocks * cfg.num_kv_heads *
+                              spec.block_size * cfg.head_dim;
+    k_cache.resize(cache);
+    v_cache.resize(cache);
+    if (cfg.alibi) {
+      AlibiTable t(cfg.num_heads);
+      std::vector<float> slopes(cfg.num_heads);
+      for (int64_t h = 0; h < cfg.num_heads; ++h) slopes[h] = t.bias(h, 1);  // bf16(slope)
+      alibi_slopes.resize(slopes.size());
+      EYRIE_CUDA_CHECK(cudaMemcpy(alibi_slopes.get(), slopes.data(), slopes.size() * 4, cudaMemcpyHostToDevice));
+    }
+  }
+
+  template <typename T>
+  void upload(DeviceArray<T>& dst, const std::vector<T>& src) {
+    dst.resize(src.size());
+    EYRIE_CUDA_CHECK(cudaMemcpy(dst.get(), src.data(), src.size() * sizeof(T), cudaMemcpyHostToDevice));
+    weight_bytes += src.size() * sizeof(T);
+  }
+
+  void upload_bf16(DeviceArray<bf16>& dst, const TensorView& t) {
+    std::vector<uint16_t> h = to_bf16(t);
+    dst.resize(h.size());
+    EYRIE_CUDA_CHECK(cudaMemcpy(dst.get(), h.data(), h.size() * 2, cudaMemcpyHostToDevice));
+    weight_bytes += h.size() * 2;
+  }
+
+  void upload_model(const FalconModel& model) {
+    const FalconWeights& w = model.weights;
+    auto linear = [&](Linear& l, const LinearWeights& lw) {
+      upload_bf16(l.w, *lw.weight);
+      l.in = lw.in;
+      l.out = lw.out;
+      l.has_bias = lw.bias != nullptr;
+      if (l.has_bias) upload(l.b, to_float(*lw.bias));
+    };
+    auto norm = [&](Norm& n, const NormWeights& nw) {
+      upload(n.w, to_float(*nw.weight));
+      upload(n.b, to_float(*nw.bias));
+    };
+    for (const auto& lw : w.layers) {
+      Layer l;
+      norm(l.ln_attn, lw.ln_attn);
+      l.shared_norm = lw.ln_mlp.weight == lw.ln_attn.weight;
+      if (!l.shared_norm) norm(l.ln_mlp, lw.ln_mlp);
+      linear(l.qkv, lw.qkv);
+      linear(l.dense, lw.dense);
+      linear(l.h_to_4h, lw.h_to_4h);
+      linear(l.h4_to_h, lw.h4_to_h);
+      layers.push_back(std::move(l));
+    }
+    norm(ln_f, w.ln_f);
+    upload_bf16(embed, *w.word_embeddings);
+    if (w.lm_head.weight != w.word_embeddings) {
+      upload_bf16(lm_head_own, *w.lm_head.weight);
+      lm_head = lm_head_own.get();
+    } else {
+      lm_head = embed.get();
+    }
+  }
+
+  void random_model(uint64_t seed) {
+    const int64_t h = cfg.hidden_size, ffn = cfg.ffn_hidden_size;
+    auto rnd_bf16 = [&](DeviceArray<bf16>& d, int64_t n, float scale) {
+      d.resize(n);
+      cuda::fill_random_bf16(d.get(), n, seed++, scale, 0.f, stream);
+      weight_bytes += n * 2;
+    };
+    auto rnd_f32 = [&](DeviceArray<float>& d, int64_t n, float scale, float offset) {
+      d.resize(n);
+      cuda::fill_random_f32(d.get(), n, seed++, scale, offset, stream);
+      weight_bytes += n * 4;
+    };
+    auto linear = [&](Linear& l, int64_t out, int64_t in) {
+      rnd_bf16(l.w, out * in, 1.0f / std::sqrt(static_cast<float>(in)));
+      l.in = in;
+      l.out = out;
+      l.has_bias = cfg.bias;
+      if (l.has_bias) rnd_f32(l.b, out, 0.05f, 0.f);
+    };
+    auto norm = [&](Norm& n) {
+      rnd_f32(n.w, h, 0.1f, 1.0f);
+      rnd_f32(n.b, h, 0.05f, 0.f);
+    };
+    for (int64_t i = 0; i < cfg.num_layers; ++i) {
+      Layer l;
+      norm(l.ln_attn);
+      l.shared_norm = !cfg.two_layernorms() && cfg.parallel_attn;
+      if (!l.shared_norm) norm(l.ln_mlp);
+      linear(l.qkv, cfg.qkv_out_dim(), h);
+      linear(l.dense, h, h);
+      linear(l.h_to_4h, ffn, h);
+      linear(l.h4_to_h, h, ffn);
+      layers.push_back(std::move(l));
+    }
+    norm(ln_f);
+    rnd_bf16(embed, cfg.vocab_size * h, 1.0f);
+    if (cfg.tie_word_embeddings) {
+      lm_head = embed.get();
+    } else {
+      rnd_bf16(lm_head_own, cfg.vocab_size * h, 1.0f);
+      lm_head = lm_head_own.get();
+    }
+    EYRIE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  }
+
+  void alloc_scratch() {
+    const int64_t t = opt.max_step_tokens, h = cfg.hidden_size;
+    // GEMM inputs and outputs hold two halves (split bf16), see cuda/kernels.hpp.
+    x.resize(t * h);
+    a.resize(2 * t * h);
+    m.resize(2 * t * h);
+    qkv.resize(2 * t * cfg.qkv_out_dim());
+    q.resize(t * cfg.num_heads * cfg.head_dim);
+    attn.resize(2 * t * h);
+    o.resize(2 * t * h);
+    f.resize(2 * t * cfg.ffn_hidden_size);
+    fb.resize(2 * t * cfg.ffn_hidden_size);
+    y.resize(2 * t * h);
+    d_tokens.resize(t);
+    d_pos.resize(t);
+    d_seq.resize(t);
+    d_pick.resize(t);
+  }
+
+  // y[rows, out] = x[rows, in] W^T, fp32 accumulation and output.
+  void gemm(const bf16* xin, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* yout) {
+    const float alpha = 1.f, beta = 0.f;
+    EYRIE_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out_dim), static_cast<int>(rows),
+                                    static_cast<int>(in_dim), &alpha, w, CUDA_R_16BF, static_cast<int>(in_dim), xin,
+                                    CUDA_R_16BF, static_cast<int>(in_dim), &beta, yout, CUDA_R_32F,
+                                    static_cast<int>(out_dim), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+
+  void step(const StepBatch& batch, StepOutput& out) {
+    validate_step(batch, cfg, spec);
+    const int64_t h = cfg.hidden_size;
+    h_tokens.clear();
+    h_pos.clear();
+    h_seq.clear();
+    h_pick.clear();
+    int32_t max_blocks = 1, max_len = 1;
+    for (const auto& s : batch.seqs) max_blocks = std::max<int32_t>(max_blocks, static_cast<int32_t>(s.block_table.size()));
+    h_tables.assign(batch.seqs.size() * max_blocks, 0);
+    for (std::size_t si = 0; si < batch.seqs.size(); ++si) {
+      const auto& s = batch.seqs[si];
+      std::copy(s.block_table.begin(), s.block_table.end(), h_tables.begin() + si * max_blocks);
+      for (std::size_t i = 0; i < s.tokens.size(); ++i) {
+        h_tokens.push_back(s.tokens[i]);
+        h_pos.push_back(s.start_pos + static_cast<int32_t>(i));
+        h_seq.push_back(static_cast<int32_t>(si));
+        if (s.all_logits || i + 1 == s.tokens.size()) h_pick.push_back(static_cast<int32_t>(h_tokens.size() - 1));
+      }
+      max_len = std::max<int32_t>(max_len, s.start_pos + static_cast<int32_t>(s.tokens.size()));
+    }
+    const int64_t n = static_cast<int64_t>(h_tokens.size());
+    if (n > opt.max_step_tokens)
+      throw InvalidArgument("step: " + std::to_string(n) + " token rows exceed this engine's limit of " +
+                            std::to_string(opt.max_step_tokens));
+    d_tables.resize(h_tables.size());
+    auto put = [&](DeviceArray<int32_t>& d, const std::vector<int32_t>& v) {
+      EYRIE_CUDA_CHECK(cudaMemcpyAsync(d.get(), v.data(), v.size() * 4, cudaMemcpyHostToDevice, stream));
+    };
+    put(d_tokens, h_tokens);
+    put(d_pos, h_pos);
+    put(d_seq, h_seq);
+    put(d_tables, h_tables);
+    put(d_pick, h_pick);
+
+    cuda::AttentionShape as{static_cast<int32_t>(cfg.num_heads), static_cast<int32_t>(cfg.num_kv_heads),
+                            static_cast<int32_t>(cfg.head_dim),
+                            cfg.qkv_layout() == FalconConfig::QkvLayout::grouped       ? 0
+                            : cfg.qkv_layout() == FalconConfig::QkvLayout::multi_query ? 1
+                                                                                        : 2,
+                            spec.block_size, max_blocks, static_cast<float>(cfg.rope_theta), cfg.alibi};
+    cuda::RowMeta meta{d_seq.get(), d_pos.get(), d_tables.get()};
+    const float eps = static_cast<float>(cfg.layer_norm_epsilon);
+    const std::size_t layer_cache = static_cast<std::size_t>(spec.num_blocks) * cfg.num_kv_heads * spec.block_size * cfg.head_dim;
+
+    cuda::embed_rows(embed.get(), d_tokens.get(), n, h, x.get(), stream);
+    for (std::size_t li = 0; li < layers.size(); ++li) {
+      const Layer& L = layers[li];
+      cuda::layer_norm(x.get(), nullptr, n, h, L.ln_attn.w.get(), L.ln_attn.b.get(), eps, a.get(), stream);
+      if (cfg.two_layernorms())
+        cuda::layer_norm(x.get(), nullptr, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream);
+      gemm(a.get(), 2 * n, L.qkv.w.get(), L.qkv.out, h, qkv.get());
+      float* kc = k_cache.get() + li * layer_cache;
+      float* vc = v_cache.get() + li * layer_cache;
+      cuda::qkv_to_cache(qkv.get(), L.qkv.bias(), n, as, meta, q.get(), kc, vc, stream);
+      cuda::paged_attention(q.get(), kc, vc, n, max_len, as, meta, alibi_slopes.get(), attn.get(), stream);
+      gemm(attn.get(), 2 * n, L.dense.w.get(), h, h, o.get());
+      const bf16* mlp_in = a.get();
+      if (cfg.parallel_attn) {
+        if (cfg.two_layernorms()) mlp_in = m.get();
+      } else {
+        cuda::residual_add(x.get(), o.get(), L.dense.bias(), nullptr, nullptr, n, h, stream);
+        cuda::layer_norm(x.get(), nullptr, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream);
+        mlp_in = m.get();
+      }
+      gemm(mlp_in, 2 * n, L.h_to_4h.w.get(), cfg.ffn_hidden_size, h, f.get());
+      cuda::bias_gelu(f.get(), L.h_to_4h.bias(), n, cfg.ffn_hidden_size, fb.get(), stream);
+      gemm(fb.get(), 2 * n, L.h4_to_h.w.get(), h, cfg.ffn_hidden_size, y.get());
+      if (cfg.parallel_attn)
+        cuda::residual_add(x.get(), o.get(), L.dense.bias(), y.get(), L.h4_to_h.bias(), n, h, stream);
+      else
+        cuda::residual_add(x.get(), y.get(), L.h4_to_h.bias(), nullptr, nullptr, n, h, stream);
+    }
+    const int64_t np = static_cast<int64_t>(h_pick.size());
+    lnf.resize(2 * np * h);
+    logits_split.resize(2 * np * cfg.vocab_size);
+    logits.resize(np * cfg.vocab_size);
+    lse.resize(np);
+    argmax.resize(np);
+    cuda::layer_norm(x.get(), d_pick.get(), np, h, ln_f.w.get(), ln_f.b.get(), eps, lnf.get(), stream);
+    gemm(lnf.get(), 2 * np, lm_head, cfg.vocab_size, h, logits_split.get());
+    cuda::combine_halves(logits_split.get(), np, cfg.vocab_size, logits.get(), stream);
+    cuda::row_stats(logits.get(), np, cfg.vocab_size, lse.get(), argmax.get(), stream);
+
+    out.reset(batch.seqs.size(), cfg.vocab_size);
+    for (const auto& s : batch.seqs) out.add_rows(s.all_logits ? s.tokens.size() : 1);
+    EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_logits(), logits.get(), np * cfg.vocab_size * 4, cudaMemcpyDeviceToHost, stream));
+    EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_logsumexp(), lse.get(), np * 4, cudaMemcpyDeviceToHost, stream));
+    EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_argmax(), argmax.get(), np * 4, cudaMemcpyDeviceToHost, stream));
+    EYRIE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  }
+};
+
+CudaEngine::CudaEngine(std::shared_ptr<const FalconModel> model, CudaEngineOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  if (!cuda_available()) throw Error("no CUDA device is available");
+  impl_->cfg = model->config;
+  impl_->opt = options;
+  impl_->init_common();
+  impl_->upload_model(*model);
+  impl_->alloc_scratch();
+}
+
+CudaEngine::CudaEngine(const FalconConfig& config, uint64_t seed, CudaEngineOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  if (!cuda_available()) throw Error("no CUDA device is available");
+  impl_->cfg = config;
+  impl_->opt = options;
+  impl_->init_common();
+  impl_->random_model(seed);
+  impl_->alloc_scratch();
+}
+
+CudaEngine::~CudaEngine() {
+  if (impl_->blas) cublasDestroy(impl_->blas);
+  if (impl_->stream) cudaStreamDestroy(impl_->stream);
+}
+
+const FalconConfig& CudaEngine::config() const { return impl_->cfg; }
+const KvCacheSpec& CudaEngine::kv_spec() const { return impl_->spec; }
+void CudaEngine::step(const StepBatch& batch, StepOutput& out) { impl_->step(batch, out); }
+std::size_t CudaEngine::weight_bytes() const { return impl_->weight_bytes; }
+void CudaEngine::synchronize() { EYRIE_CUDA_CHECK(cudaStreamSynchronize(impl_->stream)); }
+
+}  // namespace eyrie

@@ -1,0 +1,45 @@
+// The Falcon forward pass on one GPU: bf16 weights and paged KV cache, cuBLAS GEMMs with fp32
+// accumulation, fp32 residual stream; the same batched step interface as the CPU engine.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "model/falcon_model.hpp"
+#include "model/step.hpp"
+
+namespace eyrie {
+
+struct CudaEngineOptions {
+  int device = 0;
+  int32_t block_size = 16;
+  int64_t kv_tokens = 0;        // 0: 4 x max_position_embeddings
+  int64_t max_step_tokens = 4096;  // token rows one step may carry
+};
+
+// True when this build has the CUDA backend and a GPU is visible.
+bool cuda_available();
+
+class CudaEngine final : public Engine {
+ public:
+  // Uploads the checkpoint's weights (bf16; fp16 / fp32 converted on the way).
+  CudaEngine(std::shared_ptr<const FalconModel> model, CudaEngineOptions options = {});
+  // Random weights created on the GPU for a config (benchmarks at full size, no file).
+  CudaEngine(const FalconConfig& config, uint64_t seed, CudaEngineOptions options = {});
+  ~CudaEngine() override;
+
+  const FalconConfig& config() const override;
+  const KvCacheSpec& kv_spec() const override;
+  void step(const StepBatch& batch, StepOutput& out) override;
+
+  std::size_t weight_bytes() const;
+  // Blocks until the GPU is idle (for timing).
+  void synchronize();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace eyrie

@@ -1,0 +1,74 @@
+// Launchers of the Falcon kernels; all take a stream and check their launch.
+//
+// GEMM inputs are "split bf16": an fp32 activation x is stored as two bf16 rows, hi = bf16(x)
+// at row r and lo = bf16(x - hi) at row rows + r, so one GEMM over 2 x rows (the weights still
+// read once) gives W.hi and W.lo, whose sum carries ~16 mantissa bits instead of bf16's 8. The
+// consumers of GEMM outputs add the two halves.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace eyrie::cuda {
+
+using bf16 = __nv_bfloat16;
+
+// out[r, :] = fp32(emb[tokens[r], :])
+void embed_rows(const bf16* emb, const int32_t* tokens, int64_t rows, int64_t hidden, float* out,
+                cudaStream_t s);
+
+// out = split bf16 of LayerNorm(x[src(r)]) ([2 x rows, hidden]); src(r) = rows_idx ? rows_idx[r] : r.
+void layer_norm(const float* x, const int32_t* rows_idx, int64_t rows, int64_t hidden, const float* w,
+                const float* b, float eps, bf16* out, cudaStream_t s);
+
+// Geometry of the fused query_key_value row and of the paged cache, for the kernels below.
+struct AttentionShape {
+  int32_t num_heads, num_kv_heads, head_dim;
+  int32_t layout;  // 0 grouped (new architecture), 1 multi-query, 2 interleaved per head
+  int32_t block_size;
+  int32_t max_blocks_per_seq;  // stride of the block table
+  float rope_theta;
+  bool alibi;
+};
+
+// Per token row of a step: its sequence (index into the block tables) and position.
+struct RowMeta {
+  const int32_t* seq;
+  const int32_t* pos;
+  const int32_t* block_tables;  // [num_seqs, max_blocks_per_seq]
+};
+
+// Splits qkv (two halves, + bias) into fp32 queries [rows, heads, hd] (rotated) and writes
+// rotated keys and values into the layer's cache [block, kv_head, slot, hd]. The cache is fp32:
+// bf16 keys alone move the reference fixtures' logprobs by up to 0.37.
+void qkv_to_cache(const float* qkv, const float* bias, int64_t rows, const AttentionShape& a,
+                  const RowMeta& m, float* q, float* k_cache, float* v_cache, cudaStream_t s);
+
+// Causal attention of each row over its sequence's cached keys 0..pos; out: split bf16
+// [2 x rows, heads*hd].
+void paged_attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows,
+                     int32_t max_len, const AttentionShape& a, const RowMeta& m,
+                     const float* alibi_slopes, bf16* out, cudaStream_t s);
+
+// out = split bf16 of gelu(x_hi + x_lo + bias), exact erf GELU; x is a [2 x rows, cols] GEMM output.
+void bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf16* out, cudaStream_t s);
+
+// x += a + a_bias (+ c + c_bias when c is given): the block's residual adds; a and c are
+// [2 x rows, cols] GEMM outputs whose halves are summed.
+void residual_add(float* x, const float* a, const float* a_bias, const float* c, const float* c_bias,
+                  int64_t rows, int64_t cols, cudaStream_t s);
+
+// out[r] = y[r] + y[rows + r]: the two halves of a GEMM over split rows.
+void combine_halves(const float* y, int64_t rows, int64_t cols, float* out, cudaStream_t s);
+
+// Per row of logits: logsumexp and the first argmax.
+void row_stats(const float* logits, int64_t rows, int64_t vocab, float* lse, int32_t* argmax,
+               cudaStream_t s);
+
+// Fills n bf16 values with a deterministic hash-based uniform(-scale, scale) + offset.
+void fill_random_bf16(bf16* dst, int64_t n, uint64_t seed, float scale, float offset, cudaStream_t s);
+void fill_random_f32(float* dst, int64_t n, uint64_t seed, float scale, float offset, cudaStream_t s);
+
+}  // namespace eyrie::cuda

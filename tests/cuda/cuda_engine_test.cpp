@@ -1,0 +1,104 @@
+// The CUDA engine against the float64 transformers references (bf16 tolerances) and against
+// the CPU engine. Skipped where no GPU is present.
+#include "cuda/cuda_engine.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include "model/cpu/cpu_engine.hpp"
+#include "model/error.hpp"
+#include "model/sampling/logits_processors.hpp"
+#include "tests/support/reference.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace eyrie {
+namespace {
+
+constexpr double kBf16LogprobTol = 3e-2;
+
+class CudaReference : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  }
+};
+
+std::vector<int32_t> blocks_for(const KvCacheSpec& spec, int64_t n, int32_t first = 0) {
+  std::vector<int32_t> b(spec.blocks_for(n));
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = first + static_cast<int32_t>(i);
+  return b;
+}
+
+TEST_P(CudaReference, LogprobsAndGreedyWithinBf16Tolerance) {
+  auto model = FalconModel::load(GetParam());
+  CudaEngine engine(model, {.block_size = 16, .kv_tokens = 2048});
+  for (const auto& rc : test::load_reference(GetParam() + "/reference.json")) {
+    SCOPED_TRACE(rc.prompt.substr(0, 30));
+    std::vector<int32_t> seq = rc.ids;
+    auto blocks = blocks_for(engine.kv_spec(), seq.size() + rc.greedy_ids.size());
+    StepBatch batch;
+    batch.seqs.push_back({1, 0, seq, blocks, true});
+    StepOutput out;
+    engine.step(batch, out);
+    for (std::size_t i = 1; i < seq.size(); ++i)
+      EXPECT_NEAR(out.row(0, i - 1)[seq[i]] - out.logsumexp(0, i - 1), *rc.logprobs[i], kBf16LogprobTol);
+    for (std::size_t step = 0; step < rc.greedy_ids.size(); ++step) {
+      const int32_t want = rc.greedy_ids[step];
+      if (rc.greedy_margins[step] > 0.1) {
+        EXPECT_EQ(out.last_argmax(0), want) << "greedy step " << step;
+      }
+      EXPECT_NEAR(out.last(0)[want] - out.last_logsumexp(0), rc.greedy_logprobs[step], kBf16LogprobTol);
+      const int32_t tok[1] = {want};
+      batch.seqs[0] = {1, static_cast<int32_t>(seq.size()), std::span<const int32_t>(tok, 1), blocks, false};
+      engine.step(batch, out);
+      seq.push_back(want);
+    }
+  }
+}
+
+TEST_P(CudaReference, AgreesWithCpuEngineInBatchedMixedSteps) {
+  auto model = FalconModel::load(GetParam());
+  CudaEngine gpu(model, {.block_size = 16, .kv_tokens = 4096});
+  CpuEngine cpu(model, {.threads = 2, .block_size = 16, .kv_tokens = 4096});
+  auto cases = test::load_reference(GetParam() + "/reference.json");
+  StepBatch batch;
+  std::vector<std::vector<int32_t>> blocks;
+  int32_t next = 0;
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    blocks.push_back(blocks_for(gpu.kv_spec(), cases[i].ids.size(), next));
+    next += static_cast<int32_t>(blocks.back().size());
+  }
+  for (std::size_t i = 0; i < cases.size(); ++i) batch.seqs.push_back({i, 0, cases[i].ids, blocks[i], false});
+  StepOutput g, c;
+  gpu.step(batch, g);
+  cpu.step(batch, c);
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    auto gr = g.last(i), cr = c.last(i);
+    // The CPU engine's ten most likely tokens, compared as logprobs.
+    std::vector<int32_t> idx(cr.size());
+    for (std::size_t k = 0; k < idx.size(); ++k) idx[k] = static_cast<int32_t>(k);
+    std::partial_sort(idx.begin(), idx.begin() + 10, idx.end(), [&](int32_t a, int32_t b) { return cr[a] > cr[b]; });
+    for (int k = 0; k < 10; ++k)
+      EXPECT_NEAR(gr[idx[k]] - g.last_logsumexp(i), cr[idx[k]] - c.last_logsumexp(i), kBf16LogprobTol)
+          << "case " << i << " rank " << k;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, CudaReference, ::testing::ValuesIn(test::fixture_models()),
+                         [](const ::testing::TestParamInfo<std::string>& p) {
+                           std::string n = std::filesystem::path(p.param).filename().string();
+                           for (char& ch : n)
+                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           return n;
+                         });
+
+TEST(CudaBuild, SaysWhenNoDeviceIsThere) {
+  if (cuda_available()) GTEST_SKIP() << "a CUDA device is present";
+  EXPECT_THROW(CudaEngine(FalconModel::load(test::test_data("models/falcon-7b-tiny"))), Error);
+}
+
+}  // namespace
+}  // namespace eyrie
