@@ -5,6 +5,7 @@
 
 #include "actors/replica_actors.hpp"
 #include "actors/runtime_impl.hpp"
+#include "cuda/cuda_engine.hpp"
 #include "model/cpu/cpu_engine.hpp"
 #include "model/error.hpp"
 #include "net/http_server.hpp"
@@ -12,7 +13,18 @@
 namespace eyrie {
 
 Runtime::Impl::Impl(const RuntimeOptions& opt) : options(opt) {
-  if (options.replicas < 1) throw InvalidArgument("replicas must be at least 1");
+  if (options.device != "cpu" && options.device != "cuda")
+    throw InvalidArgument("device must be cpu or cuda, got '" + options.device + "'");
+  const bool gpu = options.device == "cuda";
+  const int gpus = gpu ? cuda_device_count() : 0;
+  if (gpu && gpus == 0)
+    throw InvalidArgument(EYRIE_HAS_CUDA ? "device is cuda but no GPU is visible"
+                                         : "device is cuda but this eyrie was built without the CUDA backend");
+  if (options.replicas < 0) throw InvalidArgument("replicas must be >= 0");
+  if (options.replicas == 0) options.replicas = gpu ? gpus : 1;
+  if (gpu && options.replicas > gpus)
+    throw InvalidArgument(std::to_string(options.replicas) + " replicas need as many GPUs; " +
+                          std::to_string(gpus) + " visible");
   model = FalconModel::load(options.model_dir);
   tokenizer = std::make_unique<Tokenizer>(Tokenizer::from_file(options.model_dir + "/tokenizer.json"));
   const int64_t context = model->config.max_position_embeddings;
@@ -35,6 +47,7 @@ Runtime::Impl::Impl(const RuntimeOptions& opt) : options(opt) {
   system->await_actors_before_shutdown(false);
   router = spawn_router(*system);
   int threads = options.threads_per_replica;
+  if (options.replicas < 1) options.replicas = 1;
   if (threads <= 0)
     threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / options.replicas);
   SchedulerOptions so;
@@ -43,11 +56,21 @@ Runtime::Impl::Impl(const RuntimeOptions& opt) : options(opt) {
   so.max_step_tokens = options.max_step_tokens;
   so.eos_token_id = model->config.eos_token_id;
   for (int r = 0; r < options.replicas; ++r) {
-    CpuEngineOptions eo;
-    eo.threads = threads;
-    eo.block_size = options.kv_block_size;
-    eo.kv_tokens = options.kv_cache_tokens;
-    auto engine = std::make_shared<CpuEngine>(model, eo);
+    std::shared_ptr<Engine> engine;
+    if (gpu) {
+      CudaEngineOptions co;
+      co.device = r;
+      co.block_size = options.kv_block_size;
+      co.kv_tokens = options.kv_cache_tokens;
+      co.max_step_tokens = std::max<int64_t>(options.max_step_tokens + options.max_batch_size, 256);
+      engine = std::make_shared<CudaEngine>(model, co);
+    } else {
+      CpuEngineOptions eo;
+      eo.threads = threads;
+      eo.block_size = options.kv_block_size;
+      eo.kv_tokens = options.kv_cache_tokens;
+      engine = std::make_shared<CpuEngine>(model, eo);
+    }
     const KvCacheSpec kv = engine->kv_spec();
     workers.push_back(spawn_worker(*system, engine));
     schedulers.push_back(spawn_scheduler(*system, workers.back(), router, r, *tokenizer, kv, so, metrics));
@@ -109,7 +132,7 @@ std::unique_ptr<Runtime> Runtime::create(const RuntimeOptions& options) {
   // One short generation on every replica before reporting ready: it touches the weights and
   // exercises the whole path once.
   std::vector<std::future<void>> warm;
-  for (int r = 0; r < options.replicas; ++r) {
+  for (int r = 0; r < rt->impl_->options.replicas; ++r) {
     auto done = std::make_shared<std::promise<void>>();
     warm.push_back(done->get_future());
     SamplingParams p;

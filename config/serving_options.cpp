@@ -64,10 +64,10 @@ const std::vector<OptionDecl>& serving_option_decls() {
       {"model_id", T::string, "", "model directory (config.json, tokenizer.json, safetensors)"},
       {"host", T::string, "127.0.0.1", "address to listen on"},
       {"port", T::integer, "8080", "port to listen on (0: any free port)"},
-      {"device", T::string, "cpu", "device the replicas run on"},
+      {"device", T::string, "cpu", "cpu or cuda: where the replicas run"},
       {"dtype", T::string, "auto", "weight type in memory: auto keeps the checkpoint's (bf16, fp16, fp32)"},
       {"tensor_parallel_degree", T::integer, "1", "devices per replica"},
-      {"replicas", T::integer, "0", "model replicas; 0: devices / tensor_parallel_degree (1 on the CPU)"},
+      {"replicas", T::integer, "0", "model replicas; 0: GPUs / tensor_parallel_degree (1 on the CPU)"},
       {"threads", T::integer, "0", "CPU threads per replica; 0: all threads divided among replicas"},
       {"max_rolling_batch_size", T::integer, "64", "sequences per engine step"},
       {"max_input_len", T::integer, "0", "longest prompt in tokens; 0: max_total_tokens - 1"},
@@ -128,15 +128,14 @@ ServingOptions ServingOptions::resolve(const std::optional<std::string>& path,
     set(key, value, "--" + flag);
   }
   const std::string& device = o.values_["device"];
-  if (device != "cpu")
-    throw InvalidArgument(o.sources_["device"] + ": 'device' is '" + device +
-                          "'; this build runs replicas on the CPU only");
+  if (device != "cpu" && device != "cuda")
+    throw InvalidArgument(o.sources_["device"] + ": 'device' must be cpu or cuda, got '" + device + "'");
   const std::string& dtype = o.values_["dtype"];
   if (dtype != "auto" && dtype != "bf16" && dtype != "fp16" && dtype != "fp32")
     throw InvalidArgument(o.sources_["dtype"] + ": 'dtype' must be auto, bf16, fp16 or fp32");
   if (o.integer("tensor_parallel_degree") != 1)
     throw InvalidArgument(o.sources_["tensor_parallel_degree"] +
-                          ": tensor_parallel_degree other than 1 is not supported by the CPU engine");
+                          ": tensor_parallel_degree other than 1 is not supported yet");
   for (const char* k : {"max_rolling_batch_size", "max_new_tokens", "max_batch_prefill_tokens",
                         "queue_size", "kv_block_size"})
     if (o.integer(k) <= 0)

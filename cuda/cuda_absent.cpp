@@ -11,6 +11,7 @@ const char* kNoCuda = "this eyrie was built without the CUDA backend (EYRIE_CUDA
 struct CudaEngine::Impl {};
 
 bool cuda_available() { return false; }
+int cuda_device_count() { return 0; }
 CudaEngine::CudaEngine(std::shared_ptr<const FalconModel>, CudaEngineOptions) { throw Error(kNoCuda); }
 CudaEngine::CudaEngine(const FalconConfig&, uint64_t, CudaEngineOptions) { throw Error(kNoCuda); }
 CudaEngine::~CudaEngine() = default;

@@ -87,10 +87,12 @@ std::vector<float> to_float(const TensorView& t) {
 
 }  // namespace
 
-bool cuda_available() {
+int cuda_device_count() {
   int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
 }
+
+bool cuda_available() { return cuda_device_count() > 0; }
 
 struct CudaEngine::Impl {
   FalconConfig cfg;
@@ -257,6 +259,8 @@ struct CudaEngine::Impl {
 
   void step(const StepBatch& batch, StepOutput& out) {
     validate_step(batch, cfg, spec);
+    // Steps may come from a thread other than the constructor's (the replica's worker).
+    EYRIE_CUDA_CHECK(cudaSetDevice(opt.device));
     const int64_t h = cfg.hidden_size;
     h_tokens.clear();
     h_pos.clear();

@@ -19,6 +19,7 @@ struct CudaEngineOptions {
 
 // True when this build has the CUDA backend and a GPU is visible.
 bool cuda_available();
+int cuda_device_count();
 
 class CudaEngine final : public Engine {
  public:

@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "cuda/cuda_engine.hpp"
 #include "model/cpu/cpu_engine.hpp"
 #include "actors/generator.hpp"
 #include "net/json_writer.hpp"
@@ -25,6 +26,7 @@ const OptionSpec kOptions[] = {
     {"do-sample", "", "sample even when no other option asks for it"},
     {"json", "", "print one JSON object shaped like TGI's /generate response with details"},
     {"threads", "N", "CPU threads (default: all)"},
+    {"device", "D", "cpu (default) or cuda"},
     {"help", "", "show this help"},
 };
 
@@ -68,11 +70,22 @@ int generate_command(std::span<char*> args) {
   const std::string dir = a.get("model").value_or(default_model_dir());
   auto model = FalconModel::load(dir);
   Tokenizer tok = Tokenizer::from_file((std::filesystem::path(dir) / "tokenizer.json").string());
-  CpuEngineOptions eo;
-  eo.threads = static_cast<int>(threads);
-  eo.kv_tokens = model->config.max_position_embeddings;
-  CpuEngine engine(model, eo);
-  Generator gen(engine, tok);
+  const std::string device = a.get("device").value_or("cpu");
+  std::unique_ptr<Engine> engine;
+  if (device == "cuda") {
+    CudaEngineOptions co;
+    co.kv_tokens = model->config.max_position_embeddings;
+    co.max_step_tokens = model->config.max_position_embeddings;
+    engine = std::make_unique<CudaEngine>(model, co);
+  } else if (device == "cpu") {
+    CpuEngineOptions eo;
+    eo.threads = static_cast<int>(threads);
+    eo.kv_tokens = model->config.max_position_embeddings;
+    engine = std::make_unique<CpuEngine>(model, eo);
+  } else {
+    throw InvalidArgument("--device must be cpu or cuda, got '" + device + "'");
+  }
+  Generator gen(*engine, tok);
 
   TokenCallback stream;
   if (!json)
