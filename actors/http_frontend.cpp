@@ -9,11 +9,17 @@
 #include "net/api/api_error.hpp"
 #include "net/api/responses.hpp"
 #include "net/json_writer.hpp"
+#include "web/web_assets.hpp"
 
 namespace eyrie {
 namespace {
 
 constexpr const char* kJson = "application/json";
+// The UI loads only its own files and talks only to this server; model text can never run.
+constexpr const char* kUiPolicy =
+    "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'";
 
 class Frontend : public net::HttpHandler {
  public:
@@ -32,6 +38,8 @@ class Frontend : public net::HttpHandler {
         });
       if (path == "/tokenize")
         return only(req, res, "POST", [&] { tokenize(req, *res); });
+      if (req.method == "GET")
+        if (const web::Asset* a = web::find_asset(path)) return asset(req, *res, *a);
       if (path == "/generate" || path == "/generate_stream" || path == "/")
         return only(req, res, "POST", [&] { generate(req, res, path); });
       if (path == "/invocations") return only(req, res, "POST", [&] { invocations(req, res); });
@@ -76,6 +84,23 @@ class Frontend : public net::HttpHandler {
     res.send(status, kJson, std::move(body), std::move(headers));
   }
 
+  // The chat UI's files. They are not fingerprinted, so browsers revalidate each load (no-cache)
+  // and get a 304 while the ETag still matches. GET / is counted as /index.html, apart from
+  // TGI's POST /.
+  void asset(const net::HttpRequest& req, net::HttpResponder& res, const web::Asset& a) {
+    std::map<std::string, std::string> headers = {{"Cache-Control", "no-cache"},
+                                                  {"ETag", std::string(a.etag)},
+                                                  {"Content-Security-Policy", kUiPolicy},
+                                                  {"X-Content-Type-Options", "nosniff"},
+                                                  {"Referrer-Policy", "no-referrer"}};
+    const std::string endpoint(a.path);
+    auto match = req.headers.find("if-none-match");
+    const bool fresh = match != req.headers.end() && match->second == a.etag;
+    rt_.metrics->count_request(endpoint, fresh ? 304 : 200);
+    if (fresh) return res.send(304, std::string(a.content_type), "", std::move(headers));
+    res.send(200, std::string(a.content_type), std::string(a.body), std::move(headers));
+  }
+
   void health(net::HttpResponder& res, bool sagemaker) {
     const bool ok = rt_.ready.load();
     const std::string endpoint = sagemaker ? "/ping" : "/health";
@@ -91,7 +116,7 @@ class Frontend : public net::HttpHandler {
     w.key("model_dir").value(rt_.options.model_dir);
     w.key("model_type").value(c.model_type);
     w.key("model_dtype").value(std::string(dtype_name(rt_.model->weights.word_embeddings->dtype)));
-    w.key("model_device_type").value("cpu");
+    w.key("model_device_type").value(rt_.options.device);
     w.key("max_concurrent_requests").value(static_cast<int64_t>(rt_.options.max_queue) * rt_.options.replicas);
     w.key("max_best_of").value(int64_t{1});
     w.key("max_stop_sequences").value(int64_t{8});

@@ -3,7 +3,7 @@
 // p99), total tokens/s, and the server's overhead against the same requests run through the
 // scheduler and engine alone, without actors or sockets.
 //
-//   bench_ws_load [--clients N] [--model DIR] [--threads T] [--batch B]
+//   bench_ws_load [--clients N] [--model DIR] [--threads T] [--batch B] [--device cpu|cuda]
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
@@ -19,6 +19,7 @@
 
 #include "actors/scheduler.hpp"
 #include "eyrie/runtime.hpp"
+#include "cuda/cuda_engine.hpp"
 #include "model/cpu/cpu_engine.hpp"
 
 namespace asio = boost::asio;
@@ -133,8 +134,16 @@ double percentile(std::vector<double> v, double p) {
 double engine_alone_tokens_per_s(const eyrie::RuntimeOptions& o, const std::vector<Job>& jobs,
                                  const eyrie::Tokenizer& tok) {
   auto model = eyrie::FalconModel::load(o.model_dir);
-  eyrie::CpuEngine engine(model, {.threads = o.threads_per_replica, .block_size = o.kv_block_size,
-                                  .kv_tokens = o.kv_cache_tokens});
+  std::unique_ptr<eyrie::Engine> owned;
+  if (o.device == "cuda")
+    owned = std::make_unique<eyrie::CudaEngine>(
+        model, eyrie::CudaEngineOptions{.block_size = o.kv_block_size, .kv_tokens = o.kv_cache_tokens,
+                                        .max_step_tokens = o.max_step_tokens + o.max_batch_size});
+  else
+    owned = std::make_unique<eyrie::CpuEngine>(
+        model, eyrie::CpuEngineOptions{.threads = o.threads_per_replica, .block_size = o.kv_block_size,
+                                       .kv_tokens = o.kv_cache_tokens});
+  eyrie::Engine& engine = *owned;
   eyrie::Scheduler sched(tok, engine.kv_spec(),
                          {.max_running = o.max_batch_size, .max_queue = static_cast<int32_t>(jobs.size()),
                           .max_step_tokens = o.max_step_tokens, .eos_token_id = model->config.eos_token_id});
@@ -166,15 +175,18 @@ double engine_alone_tokens_per_s(const eyrie::RuntimeOptions& o, const std::vect
 
 int main(int argc, char** argv) {
   int clients = 1000, threads = 0, batch = 256;
-  std::string model = EYRIE_DEFAULT_MODEL;
+  std::string model = EYRIE_DEFAULT_MODEL, device = "cpu";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--clients")) clients = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--model")) model = argv[i + 1];
     else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--batch")) batch = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--device")) device = argv[i + 1];
   }
   eyrie::RuntimeOptions o;
   o.model_dir = model;
+  o.device = device;
+  o.replicas = 1;
   o.threads_per_replica = threads;
   o.max_batch_size = batch;
   o.max_queue = clients;
