@@ -2,7 +2,9 @@
 // paged cache: one block per (token row, query head), online over the sequence's keys.
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cfloat>
+#include <vector>
 
 #include "cuda/check.hpp"
 #include "cuda/kernels.hpp"
@@ -69,63 +71,108 @@ __global__ void qkv_kernel(const float* qkv, const float* bias, int64_t rows, At
   }
 }
 
-constexpr int kAttnThreads = 128;
+constexpr int kAttnThreads = 256;
+constexpr int kTileQueries = 64;  // (row, head) queries per block, all reading one KV head
+constexpr int kTileKeys = 64;     // keys per pass
 
-// grid: (rows, heads). Scores for all keys in shared memory, then softmax, then the weighted sum.
+// grid: query tiles. A tile is nr consecutive rows of one sequence times nh query heads that share
+// one KV head, so each key and value is read once for all of them: decode rows take a whole
+// group (Falcon-7B's 71 heads share one KV head), prefill rows 16 at a time. Flash-style: keys
+// in tiles through shared memory, an online softmax per query, causal and (for ALiBi) biased.
 __global__ void attention_kernel(const float* q, const float* k_cache, const float* v_cache, AttentionShape a,
-                                 RowMeta m, const float* slopes, bf16* out, int64_t lo_offset) {
+                                 RowMeta m, const int32_t* tiles, const float* slopes, bf16* out,
+                                 int64_t lo_offset) {
   extern __shared__ float smem[];
   const int hd = a.head_dim;
-  float* qs = smem;             // [hd]
-  float* scores = smem + hd;    // [len]
-  __shared__ float red[32];
-  const int64_t r = blockIdx.x;
-  const int h = blockIdx.y;
-  const int j = h / (a.num_heads / a.num_kv_heads);
-  const int pos = m.pos[r];
-  const int len = pos + 1;
-  const int* table = m.block_tables + static_cast<int64_t>(m.seq[r]) * a.max_blocks_per_seq;
+  // sK rows are padded by one float: a warp reads 32 keys at the same d, which would otherwise
+  // all fall in one shared-memory bank.
+  const int hdp = hd + 1;
+  float* sQ = smem;                               // [kTileQueries][hd]
+  float* sO = sQ + kTileQueries * hd;             // [kTileQueries][hd]
+  float* sK = sO + kTileQueries * hd;             // [kTileKeys][hdp]
+  float* sV = sK + kTileKeys * hdp;               // [kTileKeys][hd]
+  float* sS = sV + kTileKeys * hd;                // [kTileQueries][kTileKeys]
+  float* sM = sS + kTileQueries * kTileKeys;      // running max per query
+  float* sL = sM + kTileQueries;                  // running sum per query
+  float* sA = sL + kTileQueries;                  // rescale of this pass
+  const int32_t* t = tiles + 4 * blockIdx.x;
+  const int r0 = t[0], nr = t[1], h0 = t[2], nh = t[3];
+  const int nq = nr * nh;
+  const int j = h0 / (a.num_heads / a.num_kv_heads);
+  const int p0 = m.pos[r0];
+  const int last = p0 + nr - 1;
+  const int* table = m.block_tables + static_cast<int64_t>(m.seq[r0]) * a.max_blocks_per_seq;
   const float scale = rsqrtf(static_cast<float>(hd));
-  for (int d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = q[(r * a.num_heads + h) * hd + d];
-  __syncthreads();
-  float local_max = -FLT_MAX;
-  for (int p = threadIdx.x; p < len; p += blockDim.x) {
-    const float* k = k_cache + cache_index(a, table[p / a.block_size], j, p % a.block_size);
-    float dot = 0.f;
-    for (int d = 0; d < hd; ++d) dot += qs[d] * k[d];
-    float sc = dot * scale;
-    if (a.alibi) sc += __bfloat162float(__float2bfloat16(slopes[h] * static_cast<float>(p))) * scale;
-    scores[p] = sc;
-    local_max = fmaxf(local_max, sc);
+  for (int e = threadIdx.x; e < kTileQueries * hd; e += blockDim.x) {
+    const int qi = e / hd, d = e % hd;
+    float v = 0.f;
+    if (qi < nq) v = q[(static_cast<int64_t>(r0 + qi / nh) * a.num_heads + h0 + qi % nh) * hd + d] * scale;
+    sQ[e] = v;
+    sO[e] = 0.f;
   }
-  for (int o = 16; o > 0; o >>= 1) local_max = fmaxf(local_max, __shfl_xor_sync(0xffffffffu, local_max, o));
-  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = local_max;
-  __syncthreads();
-  float mx = -FLT_MAX;
-  for (int i = 0; i < blockDim.x / 32; ++i) mx = fmaxf(mx, red[i]);
-  __syncthreads();
-  float local_sum = 0.f;
-  for (int p = threadIdx.x; p < len; p += blockDim.x) {
-    const float e = expf(scores[p] - mx);
-    scores[p] = e;
-    local_sum += e;
+  for (int i = threadIdx.x; i < kTileQueries; i += blockDim.x) {
+    sM[i] = -FLT_MAX;
+    sL[i] = 0.f;
   }
-  for (int o = 16; o > 0; o >>= 1) local_sum += __shfl_xor_sync(0xffffffffu, local_sum, o);
-  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = local_sum;
   __syncthreads();
-  float sum = 0.f;
-  for (int i = 0; i < blockDim.x / 32; ++i) sum += red[i];
-  const float inv = 1.f / sum;
-  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-    float acc = 0.f;
-    for (int p = 0; p < len; ++p) {
-      const float* v = v_cache + cache_index(a, table[p / a.block_size], j, p % a.block_size);
-      acc += scores[p] * v[d];
+  for (int k0 = 0; k0 <= last; k0 += kTileKeys) {
+    const int nk = min(kTileKeys, last + 1 - k0);
+    for (int e = threadIdx.x; e < nk * hd; e += blockDim.x) {
+      const int kk = e / hd, d = e % hd, p = k0 + kk;
+      const int64_t at = cache_index(a, table[p / a.block_size], j, p % a.block_size) + d;
+      sK[kk * hdp + d] = k_cache[at];
+      sV[e] = v_cache[at];
     }
-    const float v = acc * inv;
+    __syncthreads();
+    for (int e = threadIdx.x; e < nq * kTileKeys; e += blockDim.x) {
+      const int qi = e / kTileKeys, kk = e % kTileKeys, p = k0 + kk;
+      float sc = -FLT_MAX;
+      if (kk < nk && p <= p0 + qi / nh) {
+        float dot = 0.f;
+        for (int d = 0; d < hd; ++d) dot += sQ[qi * hd + d] * sK[kk * hdp + d];
+        sc = dot;
+        if (a.alibi)
+          sc += __bfloat162float(__float2bfloat16(slopes[h0 + qi % nh] * static_cast<float>(p))) * scale;
+      }
+      sS[e] = sc;
+    }
+    __syncthreads();
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    for (int qi = warp; qi < nq; qi += blockDim.x / 32) {
+      float mx = fmaxf(sS[qi * kTileKeys + lane], sS[qi * kTileKeys + lane + 32]);
+      for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      const float m_new = fmaxf(sM[qi], mx);
+      float sum = 0.f;
+      for (int kk = lane; kk < kTileKeys; kk += 32) {
+        const float v = sS[qi * kTileKeys + kk];
+        const float pr = v == -FLT_MAX ? 0.f : expf(v - m_new);
+        sS[qi * kTileKeys + kk] = pr;
+        sum += pr;
+      }
+      for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+      if (lane == 0) {
+        const float alpha = sM[qi] == -FLT_MAX ? 0.f : expf(sM[qi] - m_new);
+        sA[qi] = alpha;
+        sL[qi] = sL[qi] * alpha + sum;
+        sM[qi] = m_new;
+      }
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < nq * hd; e += blockDim.x) {
+      const int qi = e / hd, d = e % hd;
+      float acc = sO[e] * sA[qi];
+      for (int kk = 0; kk < nk; ++kk) acc += sS[qi * kTileKeys + kk] * sV[kk * hd + d];
+      sO[e] = acc;
+    }
+    __syncthreads();
+  }
+  for (int e = threadIdx.x; e < nq * hd; e += blockDim.x) {
+    const int qi = e / hd, d = e % hd;
+    const float v = sO[e] / sL[qi];
+    const int64_t at = (static_cast<int64_t>(r0 + qi / nh) * a.num_heads + h0 + qi % nh) * hd + d;
     const bf16 hi = __float2bfloat16(v);
-    out[(r * a.num_heads + h) * hd + d] = hi;
-    out[lo_offset + (r * a.num_heads + h) * hd + d] = __float2bfloat16(v - __bfloat162float(hi));
+    out[at] = hi;
+    out[lo_offset + at] = __float2bfloat16(v - __bfloat162float(hi));
   }
 }
 
@@ -141,17 +188,40 @@ void qkv_to_cache(const float* qkv, const float* bias, int64_t rows, const Atten
   EYRIE_CUDA_LAUNCHED();
 }
 
-void paged_attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int32_t max_len,
-                     const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out, cudaStream_t s) {
+void paged_attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int32_t num_tiles,
+                     const int32_t* tiles, const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out,
+                     cudaStream_t s) {
   if (rows == 0) return;
-  const size_t smem = static_cast<size_t>(a.head_dim + max_len) * sizeof(float);
-  if (smem > 48 * 1024)
-    EYRIE_CUDA_CHECK(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(smem)));
-  dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(a.num_heads));
-  attention_kernel<<<grid, kAttnThreads, smem, s>>>(q, k_cache, v_cache, a, m, slopes, out,
-                                                    rows * a.num_heads * a.head_dim);
+  const int hd = a.head_dim;
+  const size_t smem = static_cast<size_t>(2 * kTileQueries * hd + kTileKeys * (2 * hd + 1) +
+                                          kTileQueries * kTileKeys + 3 * kTileQueries) *
+                      sizeof(float);
+  thread_local bool configured = false;  // each worker thread drives one device
+  if (!configured) {
+    EYRIE_CUDA_CHECK(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));
+    configured = true;
+  }
+  attention_kernel<<<static_cast<unsigned>(num_tiles), kAttnThreads, smem, s>>>(q, k_cache, v_cache, a, m, tiles,
+                                                                                 slopes, out,
+                                                                                 rows * a.num_heads * a.head_dim);
   EYRIE_CUDA_LAUNCHED();
+}
+
+void attention_tiles(int32_t first_row, int32_t rows, int32_t num_heads, int32_t num_kv_heads,
+                     int32_t max_heads, std::vector<int32_t>& tiles) {
+  const int32_t group = num_heads / num_kv_heads;
+  const int32_t per_tile_rows = rows == 1 ? 1 : 16;
+  for (int32_t r = 0; r < rows; r += per_tile_rows) {
+    const int32_t nr = std::min(per_tile_rows, rows - r);
+    const int32_t heads = std::max(1, std::min({group, kTileQueries / nr, max_heads}));
+    for (int32_t kv = 0; kv < num_kv_heads; ++kv)
+      for (int32_t h = 0; h < group; h += heads) {
+        tiles.push_back(first_row + r);
+        tiles.push_back(nr);
+        tiles.push_back(kv * group + h);
+        tiles.push_back(std::min(heads, group - h));
+      }
+  }
 }
 
 }  // namespace eyrie::cuda

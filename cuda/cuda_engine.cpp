@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <map>
 #include <vector>
 
 #include "cuda/check.hpp"
@@ -94,12 +97,47 @@ int cuda_device_count() {
 
 bool cuda_available() { return cuda_device_count() > 0; }
 
+// With EYRIE_CUDA_PROFILE set, times each kind of work with events and prints totals at exit.
+class OpProfiler {
+ public:
+  OpProfiler() : on_(std::getenv("EYRIE_CUDA_PROFILE") != nullptr) {}
+  ~OpProfiler() {
+    if (!on_) return;
+    for (const auto& [name, ms] : total_) std::fprintf(stderr, "eyrie cuda profile: %-12s %10.2f ms\n", name.c_str(), ms);
+  }
+  void mark(const char* name, cudaStream_t s) {
+    if (!on_) return;
+    cudaEvent_t e;
+    cudaEventCreate(&e);
+    cudaEventRecord(e, s);
+    marks_.push_back({name, e});
+  }
+  // After the step's stream has been synchronised.
+  void collect() {
+    if (!on_) return;
+    for (std::size_t i = 0; i + 1 < marks_.size(); ++i) {
+      float ms = 0;
+      cudaEventElapsedTime(&ms, marks_[i].second, marks_[i + 1].second);
+      total_[marks_[i].first] += ms;
+    }
+    for (auto& m : marks_) cudaEventDestroy(m.second);
+    marks_.clear();
+  }
+
+ private:
+  bool on_;
+  std::vector<std::pair<std::string, cudaEvent_t>> marks_;
+  std::map<std::string, double> total_;
+};
+
 struct CudaEngine::Impl {
+  OpProfiler prof;
   FalconConfig cfg;
   CudaEngineOptions opt;
   KvCacheSpec spec;
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;
+  int32_t sm_count = 1;
   std::vector<Layer> layers;
   Norm ln_f;
   DeviceArray<bf16> embed, lm_head_own;
@@ -109,14 +147,15 @@ struct CudaEngine::Impl {
   std::size_t weight_bytes = 0;
 
   // Step scratch sized for opt.max_step_tokens rows.
-  DeviceArray<int32_t> d_tokens, d_pos, d_seq, d_tables, d_pick;
+  DeviceArray<int32_t> d_tokens, d_pos, d_seq, d_tables, d_pick, d_tiles;
   DeviceArray<float> x, qkv, q, o, f, y, logits_split, logits, lse;
   DeviceArray<int32_t> argmax;
   DeviceArray<bf16> a, m, attn, fb, lnf;
-  std::vector<int32_t> h_tokens, h_pos, h_seq, h_tables, h_pick;
+  std::vector<int32_t> h_tokens, h_pos, h_seq, h_tables, h_pick, h_tiles;
 
   void init_common() {
     EYRIE_CUDA_CHECK(cudaSetDevice(opt.device));
+    EYRIE_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, opt.device));
     EYRIE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     EYRIE_CUBLAS_CHECK(cublasCreate(&blas));
     EYRIE_CUBLAS_CHECK(cublasSetStream(blas, stream));
@@ -266,25 +305,38 @@ struct CudaEngine::Impl {
     h_pos.clear();
     h_seq.clear();
     h_pick.clear();
-    int32_t max_blocks = 1, max_len = 1;
-    for (const auto& s : batch.seqs) max_blocks = std::max<int32_t>(max_blocks, static_cast<int32_t>(s.block_table.size()));
+    h_tiles.clear();
+    int32_t max_blocks = 1;
+    int32_t decoding = 0;
+    for (const auto& s : batch.seqs) {
+      max_blocks = std::max<int32_t>(max_blocks, static_cast<int32_t>(s.block_table.size()));
+      decoding += s.tokens.size() == 1;
+    }
+    // Few decoding rows: split their head groups over more blocks so the SMs stay busy; many:
+    // whole groups per block, so each key is read once for all heads that share it.
+    const int32_t group = static_cast<int32_t>(cfg.num_heads / cfg.num_kv_heads);
+    const int32_t tiles_per_row = std::max(1, 2 * sm_count / std::max(1, decoding));
+    const int32_t max_heads = std::max(4, (group + tiles_per_row - 1) / tiles_per_row);
     h_tables.assign(batch.seqs.size() * max_blocks, 0);
     for (std::size_t si = 0; si < batch.seqs.size(); ++si) {
       const auto& s = batch.seqs[si];
       std::copy(s.block_table.begin(), s.block_table.end(), h_tables.begin() + si * max_blocks);
+      cuda::attention_tiles(static_cast<int32_t>(h_tokens.size()), static_cast<int32_t>(s.tokens.size()),
+                            static_cast<int32_t>(cfg.num_heads), static_cast<int32_t>(cfg.num_kv_heads), max_heads,
+                            h_tiles);
       for (std::size_t i = 0; i < s.tokens.size(); ++i) {
         h_tokens.push_back(s.tokens[i]);
         h_pos.push_back(s.start_pos + static_cast<int32_t>(i));
         h_seq.push_back(static_cast<int32_t>(si));
         if (s.all_logits || i + 1 == s.tokens.size()) h_pick.push_back(static_cast<int32_t>(h_tokens.size() - 1));
       }
-      max_len = std::max<int32_t>(max_len, s.start_pos + static_cast<int32_t>(s.tokens.size()));
     }
     const int64_t n = static_cast<int64_t>(h_tokens.size());
     if (n > opt.max_step_tokens)
       throw InvalidArgument("step: " + std::to_string(n) + " token rows exceed this engine's limit of " +
                             std::to_string(opt.max_step_tokens));
     d_tables.resize(h_tables.size());
+    d_tiles.resize(h_tiles.size());
     auto put = [&](DeviceArray<int32_t>& d, const std::vector<int32_t>& v) {
       EYRIE_CUDA_CHECK(cudaMemcpyAsync(d.get(), v.data(), v.size() * 4, cudaMemcpyHostToDevice, stream));
     };
@@ -293,6 +345,7 @@ struct CudaEngine::Impl {
     put(d_seq, h_seq);
     put(d_tables, h_tables);
     put(d_pick, h_pick);
+    put(d_tiles, h_tiles);
 
     cuda::AttentionShape as{static_cast<int32_t>(cfg.num_heads), static_cast<int32_t>(cfg.num_kv_heads),
                             static_cast<int32_t>(cfg.head_dim),
@@ -304,18 +357,26 @@ struct CudaEngine::Impl {
     const float eps = static_cast<float>(cfg.layer_norm_epsilon);
     const std::size_t layer_cache = static_cast<std::size_t>(spec.num_blocks) * cfg.num_kv_heads * spec.block_size * cfg.head_dim;
 
+    prof.mark("embed", stream);
     cuda::embed_rows(embed.get(), d_tokens.get(), n, h, x.get(), stream);
     for (std::size_t li = 0; li < layers.size(); ++li) {
       const Layer& L = layers[li];
+      prof.mark("norm", stream);
       cuda::layer_norm(x.get(), nullptr, n, h, L.ln_attn.w.get(), L.ln_attn.b.get(), eps, a.get(), stream);
       if (cfg.two_layernorms())
         cuda::layer_norm(x.get(), nullptr, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream);
+      prof.mark("gemm_qkv", stream);
       gemm(a.get(), 2 * n, L.qkv.w.get(), L.qkv.out, h, qkv.get());
       float* kc = k_cache.get() + li * layer_cache;
       float* vc = v_cache.get() + li * layer_cache;
+      prof.mark("rotary_kv", stream);
       cuda::qkv_to_cache(qkv.get(), L.qkv.bias(), n, as, meta, q.get(), kc, vc, stream);
-      cuda::paged_attention(q.get(), kc, vc, n, max_len, as, meta, alibi_slopes.get(), attn.get(), stream);
+      prof.mark("attention", stream);
+      cuda::paged_attention(q.get(), kc, vc, n, static_cast<int32_t>(h_tiles.size() / 4), d_tiles.get(), as, meta,
+                            alibi_slopes.get(), attn.get(), stream);
+      prof.mark("gemm_dense", stream);
       gemm(attn.get(), 2 * n, L.dense.w.get(), h, h, o.get());
+      prof.mark("other", stream);
       const bf16* mlp_in = a.get();
       if (cfg.parallel_attn) {
         if (cfg.two_layernorms()) mlp_in = m.get();
@@ -324,9 +385,13 @@ struct CudaEngine::Impl {
         cuda::layer_norm(x.get(), nullptr, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream);
         mlp_in = m.get();
       }
+      prof.mark("gemm_mlp", stream);
       gemm(mlp_in, 2 * n, L.h_to_4h.w.get(), cfg.ffn_hidden_size, h, f.get());
+      prof.mark("gelu", stream);
       cuda::bias_gelu(f.get(), L.h_to_4h.bias(), n, cfg.ffn_hidden_size, fb.get(), stream);
+      prof.mark("gemm_mlp", stream);
       gemm(fb.get(), 2 * n, L.h4_to_h.w.get(), h, cfg.ffn_hidden_size, y.get());
+      prof.mark("residual", stream);
       if (cfg.parallel_attn)
         cuda::residual_add(x.get(), o.get(), L.dense.bias(), y.get(), L.h4_to_h.bias(), n, h, stream);
       else
@@ -338,6 +403,7 @@ struct CudaEngine::Impl {
     logits.resize(np * cfg.vocab_size);
     lse.resize(np);
     argmax.resize(np);
+    prof.mark("lm_head", stream);
     cuda::layer_norm(x.get(), d_pick.get(), np, h, ln_f.w.get(), ln_f.b.get(), eps, lnf.get(), stream);
     gemm(lnf.get(), 2 * np, lm_head, cfg.vocab_size, h, logits_split.get());
     cuda::combine_halves(logits_split.get(), np, cfg.vocab_size, logits.get(), stream);
@@ -345,10 +411,13 @@ struct CudaEngine::Impl {
 
     out.reset(batch.seqs.size(), cfg.vocab_size);
     for (const auto& s : batch.seqs) out.add_rows(s.all_logits ? s.tokens.size() : 1);
+    prof.mark("to_host", stream);
     EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_logits(), logits.get(), np * cfg.vocab_size * 4, cudaMemcpyDeviceToHost, stream));
     EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_logsumexp(), lse.get(), np * 4, cudaMemcpyDeviceToHost, stream));
     EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_argmax(), argmax.get(), np * 4, cudaMemcpyDeviceToHost, stream));
+    prof.mark("end", stream);
     EYRIE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    prof.collect();
   }
 };
 

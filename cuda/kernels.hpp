@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace eyrie::cuda {
 
@@ -47,10 +48,14 @@ void qkv_to_cache(const float* qkv, const float* bias, int64_t rows, const Atten
                   const RowMeta& m, float* q, float* k_cache, float* v_cache, cudaStream_t s);
 
 // Causal attention of each row over its sequence's cached keys 0..pos; out: split bf16
-// [2 x rows, heads*hd].
+// [2 x rows, heads*hd]. tiles: from attention_tiles(), four ints each.
 void paged_attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows,
-                     int32_t max_len, const AttentionShape& a, const RowMeta& m,
+                     int32_t num_tiles, const int32_t* tiles, const AttentionShape& a, const RowMeta& m,
                      const float* alibi_slopes, bf16* out, cudaStream_t s);
+// Appends the attention tiles of `rows` consecutive rows of one sequence starting at first_row:
+// (first row, rows, first head, heads), at most max_heads heads, all sharing one KV head.
+void attention_tiles(int32_t first_row, int32_t rows, int32_t num_heads, int32_t num_kv_heads,
+                     int32_t max_heads, std::vector<int32_t>& tiles);
 
 // out = split bf16 of gelu(x_hi + x_lo + bias), exact erf GELU; x is a [2 x rows, cols] GEMM output.
 void bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf16* out, cudaStream_t s);
