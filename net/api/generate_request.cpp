@@ -22,6 +22,20 @@ dom::element parse_json(dom::parser& parser, std::string_view body) {
   return root;
 }
 
+dom::object parse_json_object(dom::parser& parser, std::string_view body) {
+  dom::object obj;
+  if (parse_json(parser, body).get(obj)) throw ApiError::bad_json("the request body must be a JSON object");
+  return obj;
+}
+
+void validate_sampling(const SamplingParams& p) {
+  try {
+    p.validate();
+  } catch (const InvalidArgument& e) {
+    throw ApiError::validation(e.what());
+  }
+}
+
 namespace {
 
 [[noreturn]] void invalid(const std::string& key, const std::string& what) {
@@ -103,18 +117,12 @@ void read_parameters(dom::object o, GenerateParams& p) {
   dom::element grammar;
   if (!o["grammar"].get(grammar) && !grammar.is_null())
     throw ApiError::validation("`grammar` is not supported");
-  try {
-    s.validate();
-  } catch (const InvalidArgument& e) {
-    throw ApiError::validation(e.what());
-  }
+  validate_sampling(s);
 }
 
 GenerateRequestBody parse_generate_body(std::string_view body, const GenerateParams& defaults) {
   dom::parser parser;
-  dom::element root = parse_json(parser, body);
-  dom::object obj;
-  if (root.get(obj)) throw ApiError::bad_json("the request body must be a JSON object");
+  dom::object obj = parse_json_object(parser, body);
   GenerateRequestBody r;
   r.params = defaults;
   std::string_view inputs;

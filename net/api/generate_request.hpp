@@ -35,5 +35,9 @@ GenerateRequestBody parse_generate_body(std::string_view body, const GeneratePar
 
 // Parses JSON text or throws ApiError 400 naming what is wrong.
 simdjson::dom::element parse_json(simdjson::dom::parser& parser, std::string_view body);
+// The same, for a body that must be a JSON object.
+simdjson::dom::object parse_json_object(simdjson::dom::parser& parser, std::string_view body);
+// SamplingParams::validate() with its message as an ApiError 422.
+void validate_sampling(const SamplingParams& p);
 
 }  // namespace eyrie::net

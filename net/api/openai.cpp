@@ -16,9 +16,7 @@ std::string_view openai_finish(StopReason r) { return r == StopReason::length ? 
 
 OpenAiRequest parse_openai_request(std::string_view body, bool chat, int64_t default_max_tokens) {
   dom::parser parser;
-  dom::element root = parse_json(parser, body);
-  dom::object o;
-  if (root.get(o)) throw ApiError::bad_json("the request body must be a JSON object");
+  dom::object o = parse_json_object(parser, body);
   OpenAiRequest r;
   r.chat = chat;
   std::string_view model;
@@ -88,11 +86,7 @@ OpenAiRequest parse_openai_request(std::string_view body, bool chat, int64_t def
   }
   if (!o["stream"].get(e) && !e.is_null() && e.get(r.stream))
     throw ApiError::validation("`stream` must be true or false");
-  try {
-    p.sampling.validate();
-  } catch (const InvalidArgument& ex) {
-    throw ApiError::validation(ex.what());
-  }
+  validate_sampling(p.sampling);
   return r;
 }
 

@@ -88,12 +88,7 @@ TEST_P(CudaReference, AgreesWithCpuEngineInBatchedMixedSteps) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaReference, ::testing::ValuesIn(test::fixture_models()),
-                         [](const ::testing::TestParamInfo<std::string>& p) {
-                           std::string n = std::filesystem::path(p.param).filename().string();
-                           for (char& ch : n)
-                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           return n;
-                         });
+                         [](const auto& p) { return test::fixture_name(p.param); });
 
 TEST(CudaBuild, SaysWhenNoDeviceIsThere) {
   if (cuda_available()) GTEST_SKIP() << "a CUDA device is present";

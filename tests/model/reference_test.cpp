@@ -135,12 +135,7 @@ TEST_P(ReferenceTest, BatchedMixedStepsMatchOneSequenceAtATime) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ReferenceTest, ::testing::ValuesIn(test::fixture_models()),
-                         [](const ::testing::TestParamInfo<std::string>& p) {
-                           std::string n = std::filesystem::path(p.param).filename().string();
-                           for (char& ch : n)
-                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           return n;
-                         });
+                         [](const auto& p) { return test::fixture_name(p.param); });
 
 }  // namespace
 }  // namespace eyrie

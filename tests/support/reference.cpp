@@ -56,4 +56,11 @@ std::vector<std::string> fixture_models() {
   return dirs;
 }
 
+std::string fixture_name(const std::string& dir) {
+  std::string n = std::filesystem::path(dir).filename().string();
+  for (char& ch : n)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return n;
+}
+
 }  // namespace eyrie::test

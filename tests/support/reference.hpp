@@ -23,5 +23,7 @@ std::vector<ReferenceCase> load_reference(const std::string& path);
 
 // Fixture model directories under tests/data/models.
 std::vector<std::string> fixture_models();
+// A GoogleTest-safe name for a fixture directory parameter ("falcon_7b_tiny").
+std::string fixture_name(const std::string& dir);
 
 }  // namespace eyrie::test
