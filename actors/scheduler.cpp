@@ -195,7 +195,7 @@ bool Scheduler::plan(StepBatch& batch, std::vector<GenerationEvent>& events) {
     s.all_logits = s.req.prefill_details && s.computed + 1 < s.prompt_len;
     batch.seqs.push_back({s.req.id, s.computed,
                           std::span<const int32_t>(s.tokens.data() + s.computed, s.chunk),
-                          s.blocks, s.all_logits});
+                          s.blocks, s.all_logits, s.all_logits || s.sampler.needs_logits()});
     planned_.push_back(&s);
   }
   return !batch.seqs.empty();
@@ -227,7 +227,8 @@ void Scheduler::complete(const StepOutput& out, std::vector<GenerationEvent>& ev
         }
     }
     s.last_token_at = now;
-    TokenChoice c = s.sampler.choose(out.last(j), s.tokens, out.last_logsumexp(j), out.last_argmax(j));
+    TokenChoice c = s.sampler.choose(out.last(j), s.tokens,
+                                     Sampler::RowInfo{out.last_logsumexp(j), out.last_argmax(j), out.last_max(j)});
     s.tokens.push_back(c.id);
     TokenEvent ev;
     ev.request = s.req.id;

@@ -148,7 +148,7 @@ struct CudaEngine::Impl {
 
   // Step scratch sized for opt.max_step_tokens rows.
   DeviceArray<int32_t> d_tokens, d_pos, d_seq, d_tables, d_pick, d_tiles;
-  DeviceArray<float> x, qkv, q, o, f, y, logits_split, logits, lse;
+  DeviceArray<float> x, qkv, q, o, f, y, logits_split, logits, lse, rowmax;
   DeviceArray<int32_t> argmax;
   DeviceArray<bf16> a, m, attn, fb, lnf;
   std::vector<int32_t> h_tokens, h_pos, h_seq, h_tables, h_pick, h_tiles;
@@ -403,18 +403,27 @@ struct CudaEngine::Impl {
     logits.resize(np * cfg.vocab_size);
     lse.resize(np);
     argmax.resize(np);
+    rowmax.resize(np);
     prof.mark("lm_head", stream);
     cuda::layer_norm(x.get(), d_pick.get(), np, h, ln_f.w.get(), ln_f.b.get(), eps, lnf.get(), stream);
     gemm(lnf.get(), 2 * np, lm_head, cfg.vocab_size, h, logits_split.get());
     cuda::combine_halves(logits_split.get(), np, cfg.vocab_size, logits.get(), stream);
-    cuda::row_stats(logits.get(), np, cfg.vocab_size, lse.get(), argmax.get(), stream);
+    cuda::row_stats(logits.get(), np, cfg.vocab_size, lse.get(), argmax.get(), rowmax.get(), stream);
 
     out.reset(batch.seqs.size(), cfg.vocab_size);
     for (const auto& s : batch.seqs) out.add_rows(s.all_logits ? s.tokens.size() : 1);
     prof.mark("to_host", stream);
-    EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_logits(), logits.get(), np * cfg.vocab_size * 4, cudaMemcpyDeviceToHost, stream));
+    // Only the rows someone reads cross to the host: greedy decoding needs the row statistics alone.
+    for (std::size_t si = 0; si < batch.seqs.size(); ++si) {
+      if (!batch.seqs[si].logits_to_host) continue;
+      const std::size_t first = out.first_row(si), count = out.num_rows(si);
+      const std::size_t bytes = count * static_cast<std::size_t>(cfg.vocab_size) * 4;
+      EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_logits() + first * cfg.vocab_size,
+                                       logits.get() + first * cfg.vocab_size, bytes, cudaMemcpyDeviceToHost, stream));
+    }
     EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_logsumexp(), lse.get(), np * 4, cudaMemcpyDeviceToHost, stream));
     EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_argmax(), argmax.get(), np * 4, cudaMemcpyDeviceToHost, stream));
+    EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_max(), rowmax.get(), np * 4, cudaMemcpyDeviceToHost, stream));
     prof.mark("end", stream);
     EYRIE_CUDA_CHECK(cudaStreamSynchronize(stream));
     prof.collect();

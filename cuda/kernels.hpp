@@ -68,8 +68,8 @@ void residual_add(float* x, const float* a, const float* a_bias, const float* c,
 // out[r] = y[r] + y[rows + r]: the two halves of a GEMM over split rows.
 void combine_halves(const float* y, int64_t rows, int64_t cols, float* out, cudaStream_t s);
 
-// Per row of logits: logsumexp and the first argmax.
-void row_stats(const float* logits, int64_t rows, int64_t vocab, float* lse, int32_t* argmax,
+// Per row of logits: logsumexp, the first argmax and the max.
+void row_stats(const float* logits, int64_t rows, int64_t vocab, float* lse, int32_t* argmax, float* max,
                cudaStream_t s);
 
 // Fills n bf16 values with a deterministic hash-based uniform(-scale, scale) + offset.

@@ -44,7 +44,7 @@ __global__ void layer_norm_kernel(const float* x, const int32_t* rows_idx, int64
   }
 }
 
-__global__ void row_stats_kernel(const float* logits, int64_t vocab, float* lse, int32_t* argmax) {
+__global__ void row_stats_kernel(const float* logits, int64_t vocab, float* lse, int32_t* argmax, float* max) {
   __shared__ float shared[32];
   __shared__ int32_t shared_idx[32];
   const float* row = logits + blockIdx.x * vocab;
@@ -83,6 +83,7 @@ __global__ void row_stats_kernel(const float* logits, int64_t vocab, float* lse,
   if (threadIdx.x == 0) {
     lse[blockIdx.x] = mx + logf(sum);
     argmax[blockIdx.x] = mi;
+    max[blockIdx.x] = mx;
   }
 }
 
@@ -96,9 +97,10 @@ void layer_norm(const float* x, const int32_t* rows_idx, int64_t rows, int64_t h
   EYRIE_CUDA_LAUNCHED();
 }
 
-void row_stats(const float* logits, int64_t rows, int64_t vocab, float* lse, int32_t* argmax, cudaStream_t s) {
+void row_stats(const float* logits, int64_t rows, int64_t vocab, float* lse, int32_t* argmax, float* max,
+               cudaStream_t s) {
   if (rows == 0) return;
-  row_stats_kernel<<<static_cast<unsigned>(rows), 1024, 0, s>>>(logits, vocab, lse, argmax);
+  row_stats_kernel<<<static_cast<unsigned>(rows), 1024, 0, s>>>(logits, vocab, lse, argmax, max);
   EYRIE_CUDA_LAUNCHED();
 }
 

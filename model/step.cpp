@@ -10,9 +10,11 @@ namespace eyrie {
 
 void StepOutput::reset(std::size_t num_seqs, int64_t vocab) {
   vocab_ = vocab;
-  logits_.clear();
+  // logits_ keeps its size across steps: re-filling tens of MB with zeros every step would cost
+  // more than the step's own host work.
   lse_.clear();
   argmax_.clear();
+  max_.clear();
   first_.clear();
   count_.clear();
   first_.reserve(num_seqs);
@@ -23,9 +25,11 @@ float* StepOutput::add_rows(std::size_t n) {
   std::size_t first = first_.empty() ? 0 : first_.back() + count_.back();
   first_.push_back(first);
   count_.push_back(n);
-  logits_.resize((first + n) * static_cast<std::size_t>(vocab_));
+  const std::size_t need = (first + n) * static_cast<std::size_t>(vocab_);
+  if (logits_.size() < need) logits_.resize(need);
   lse_.resize(first + n);
   argmax_.resize(first + n);
+  max_.resize(first + n);
   return logits_.data() + first * static_cast<std::size_t>(vocab_);
 }
 

@@ -21,6 +21,9 @@ struct SequenceStep {
   std::span<const int32_t> block_table;
   // Logits for every new token (prompt logprobs), not only for the last one.
   bool all_logits = false;
+  // Whether the caller reads this sequence's logits rows. Greedy decoding needs only the row's
+  // argmax, max and logsumexp, so an engine on another device may leave the rows there.
+  bool logits_to_host = true;
 };
 
 struct StepBatch {
@@ -44,15 +47,19 @@ class StepOutput {
   float last_logsumexp(std::size_t seq) const { return logsumexp(seq, count_[seq] - 1); }
   // The greedy choice of the sequence's last row (lowest index among equal maxima).
   int32_t last_argmax(std::size_t seq) const { return argmax_[first_[seq] + count_[seq] - 1]; }
+  float last_max(std::size_t seq) const { return max_[first_[seq] + count_[seq] - 1]; }
+  std::size_t first_row(std::size_t seq) const { return first_[seq]; }
   std::size_t total_rows() const { return lse_.size(); }
   float* all_logits() { return logits_.data(); }
   float* all_logsumexp() { return lse_.data(); }
   int32_t* all_argmax() { return argmax_.data(); }
+  float* all_max() { return max_.data(); }
 
  private:
   std::vector<float> logits_;
   std::vector<float> lse_;
   std::vector<int32_t> argmax_;
+  std::vector<float> max_;
   std::vector<std::size_t> first_, count_;
   int64_t vocab_ = 0;
 };

@@ -58,7 +58,7 @@ double prefill(CudaEngine& e, std::vector<Seq>& seqs, int64_t max_rows) {
     StepBatch b;
     int64_t rows = 0;
     while (i < seqs.size() && (rows == 0 || rows + static_cast<int64_t>(seqs[i].tokens.size()) <= max_rows)) {
-      b.seqs.push_back({i, 0, seqs[i].tokens, seqs[i].blocks, false});
+      b.seqs.push_back({i, 0, seqs[i].tokens, seqs[i].blocks, false, false});
       rows += static_cast<int64_t>(seqs[i].tokens.size());
       seqs[i].pos = static_cast<int32_t>(seqs[i].tokens.size());
       ++i;
@@ -75,7 +75,7 @@ double decode(CudaEngine& e, std::vector<Seq>& seqs, int steps) {
   for (int s = 0; s < steps; ++s) {
     StepBatch b;
     for (std::size_t i = 0; i < seqs.size(); ++i)
-      b.seqs.push_back({i, seqs[i].pos, std::span<const int32_t>(&next[i], 1), seqs[i].blocks, false});
+      b.seqs.push_back({i, seqs[i].pos, std::span<const int32_t>(&next[i], 1), seqs[i].blocks, false, false});
     e.step(b, out);
     for (std::size_t i = 0; i < seqs.size(); ++i) {
       next[i] = out.last_argmax(i);

@@ -154,11 +154,13 @@ void CpuEngine::step(const StepBatch& batch, StepOutput& out) {
   const float* logits = out.all_logits();
   float* lse = out.all_logsumexp();
   int32_t* arg = out.all_argmax();
+  float* mx = out.all_max();
   pool_.parallel_for(np, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t row = lo; row < hi; ++row) {
       const RowStats st = row_stats(logits + row * c.vocab_size, c.vocab_size);
       lse[row] = st.logsumexp;
       arg[row] = st.argmax;
+      mx[row] = st.max;
     }
   });
 }

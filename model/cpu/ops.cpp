@@ -65,7 +65,7 @@ RowStats row_stats(const float* x, int64_t n) {
   int32_t arg = 0;
   while (arg < n && x[arg] != mx) ++arg;
   if (arg == n) arg = 0;  // all NaN
-  if (!std::isfinite(mx)) return {mx, arg};
+  if (!std::isfinite(mx)) return {mx, arg, mx};
   const __m256 m = _mm256_set1_ps(mx);
   __m256 acc = _mm256_setzero_ps();
   i = 0;
@@ -74,7 +74,7 @@ RowStats row_stats(const float* x, int64_t n) {
   double sum = 0;
   for (float v : lanes) sum += v;
   for (; i < n; ++i) sum += std::exp(x[i] - mx);
-  return {mx + static_cast<float>(std::log(sum)), arg};
+  return {mx + static_cast<float>(std::log(sum)), arg, mx};
 }
 
 RotaryTable::RotaryTable(int64_t head_dim, double theta) : half_(head_dim / 2) {

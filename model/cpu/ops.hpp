@@ -18,6 +18,7 @@ void gelu_inplace(float* x, int64_t n);
 struct RowStats {
   float logsumexp;
   int32_t argmax;
+  float max;
 };
 RowStats row_stats(const float* x, int64_t n);
 inline float logsumexp_row(const float* x, int64_t n) { return row_stats(x, n).logsumexp; }

@@ -15,14 +15,19 @@ int32_t argmax(std::span<const float> logits) {
 
 Sampler::Sampler(const SamplingParams& params, uint64_t seed) : params_(params), rng_(seed) {}
 
+bool Sampler::needs_logits() const {
+  return params_.sampling() || (params_.repetition_penalty && *params_.repetition_penalty != 1.0);
+}
+
 TokenChoice Sampler::choose(std::span<const float> logits, std::span<const int32_t> history,
-                            std::optional<float> logsumexp, std::optional<int32_t> best) {
+                            std::optional<RowInfo> row) {
   auto logprob = [&](int32_t id) {
-    return logsumexp ? logits[id] - *logsumexp : static_cast<float>(log_softmax_at(logits, id));
+    return row ? logits[id] - row->logsumexp : static_cast<float>(log_softmax_at(logits, id));
   };
   const bool penalty = params_.repetition_penalty && *params_.repetition_penalty != 1.0;
   if (!params_.sampling() && !penalty) {
-    const int32_t id = best ? *best : argmax(logits);
+    if (row) return {row->argmax, row->max - row->logsumexp};  // the row itself is not needed
+    const int32_t id = argmax(logits);
     return {id, logprob(id)};
   }
   work_.assign(logits.begin(), logits.end());

@@ -22,10 +22,16 @@ class Sampler {
   // The seed is the request's or, when it has none, one drawn by the caller and reported back.
   Sampler(const SamplingParams& params, uint64_t seed);
   // history: every token of the sequence so far, prompt included (repetition penalty).
-  // logsumexp and argmax of the logits when the engine has them; otherwise computed here.
+  // Row statistics from the engine, when it has them.
+  struct RowInfo {
+    float logsumexp;
+    int32_t argmax;
+    float max;
+  };
   TokenChoice choose(std::span<const float> logits, std::span<const int32_t> history,
-                     std::optional<float> logsumexp = std::nullopt,
-                     std::optional<int32_t> argmax = std::nullopt);
+                     std::optional<RowInfo> row = std::nullopt);
+  // Whether choose() reads the logits row itself (sampling or a repetition penalty).
+  bool needs_logits() const;
 
  private:
   SamplingParams params_;
