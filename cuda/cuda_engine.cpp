@@ -160,8 +160,7 @@ struct CudaEngine::Impl {
     EYRIE_CUBLAS_CHECK(cublasCreate(&blas));
     EYRIE_CUBLAS_CHECK(cublasSetStream(blas, stream));
     spec.block_size = opt.block_size;
-    const int64_t kv_tokens = opt.kv_tokens > 0 ? opt.kv_tokens : 4 * cfg.max_position_embeddings;
-    spec.num_blocks = spec.blocks_for(kv_tokens);
+    plan_memory();
     const std::size_t cache = static_cast<std::size_t>(cfg.num_layers) * spec.num_blocks * cfg.num_kv_heads *
                               spec.block_size * cfg.head_dim;
     k_cache.resize(cache);
@@ -173,6 +172,39 @@ struct CudaEngine::Impl {
       alibi_slopes.resize(slopes.size());
       EYRIE_CUDA_CHECK(cudaMemcpy(alibi_slopes.get(), slopes.data(), slopes.size() * 4, cudaMemcpyHostToDevice));
     }
+  }
+
+  // Sizes the KV cache and checks that weights, cache and scratch fit in the device's free
+  // memory before anything large is allocated; the error gives the numbers.
+  void plan_memory() {
+    std::size_t free_b = 0, total_b = 0;
+    EYRIE_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    const double h = static_cast<double>(cfg.hidden_size), ffn = static_cast<double>(cfg.ffn_hidden_size);
+    const double per_layer = static_cast<double>(cfg.qkv_out_dim()) * h + h * h + 2.0 * ffn * h;
+    const double weights = 2.0 * (static_cast<double>(cfg.num_layers) * per_layer +
+                                  static_cast<double>(cfg.vocab_size) * h * (cfg.tie_word_embeddings ? 1 : 2));
+    const double t = static_cast<double>(opt.max_step_tokens);
+    const double scratch =
+        4.0 * t * (h + 2 * h + 2 * cfg.qkv_out_dim() + cfg.num_heads * cfg.head_dim + 2 * h + 2 * ffn + 2 * h) +
+        2.0 * t * (2 * h + 2 * h + 2 * h + 2 * ffn) + 12.0 * t * cfg.vocab_size;
+    const double per_token = 2.0 * 4.0 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim;  // K and V, fp32
+    const double reserve = 512.0 * (1 << 20);  // cuBLAS workspace, CUDA context growth
+    int64_t tokens = opt.kv_tokens;
+    if (tokens <= 0) {
+      const double left = static_cast<double>(free_b) - weights - scratch - reserve;
+      tokens = left > 0 ? static_cast<int64_t>(opt.kv_memory_fraction * left / per_token) : 0;
+      // Past 16M positions more blocks only grow the allocator's tables.
+      tokens = std::min<int64_t>(tokens, int64_t{1} << 24);
+    }
+    const double needed = weights + scratch + reserve + static_cast<double>(tokens) * per_token;
+    auto gib = [](double b) { return std::to_string(b / (1 << 30)).substr(0, 6) + " GiB"; };
+    if (tokens < cfg.max_position_embeddings || needed > static_cast<double>(free_b))
+      throw Error("the model does not fit on GPU " + std::to_string(opt.device) + ": it needs " + gib(needed) +
+                  " (weights " + gib(weights) + ", KV cache for " + std::to_string(tokens) + " tokens " +
+                  gib(tokens * per_token) + ", step buffers " + gib(scratch) + ") and " + gib(free_b) +
+                  " of " + gib(total_b) + " are free; a context of " +
+                  std::to_string(cfg.max_position_embeddings) + " tokens must fit at least once");
+    spec.num_blocks = spec.blocks_for(tokens);
   }
 
   template <typename T>

@@ -13,7 +13,8 @@ namespace eyrie {
 struct CudaEngineOptions {
   int device = 0;
   int32_t block_size = 16;
-  int64_t kv_tokens = 0;        // 0: 4 x max_position_embeddings
+  int64_t kv_tokens = 0;        // 0: kv_memory_fraction of the memory left after weights and scratch
+  double kv_memory_fraction = 0.9;
   int64_t max_step_tokens = 4096;  // token rows one step may carry
 };
 

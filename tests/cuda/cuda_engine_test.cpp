@@ -90,6 +90,23 @@ TEST_P(CudaReference, AgreesWithCpuEngineInBatchedMixedSteps) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaReference, ::testing::ValuesIn(test::fixture_models()),
                          [](const auto& p) { return test::fixture_name(p.param); });
 
+TEST(CudaMemory, ModelThatDoesNotFitSaysHowMuchItNeeds) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  auto model = FalconModel::load(test::test_data("models/falcon-7b-tiny"));
+  try {
+    CudaEngine e(model, {.block_size = 16, .kv_tokens = int64_t{1} << 40});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("does not fit on GPU 0"), std::string::npos) << m;
+    EXPECT_NE(m.find("GiB"), std::string::npos) << m;
+    EXPECT_NE(m.find("free"), std::string::npos) << m;
+  }
+  // The default cache takes a share of what is left, so a small model gets a large cache.
+  CudaEngine fits(model);
+  EXPECT_GT(static_cast<int64_t>(fits.kv_spec().num_blocks) * fits.kv_spec().block_size, 100000);
+}
+
 TEST(CudaBuild, SaysWhenNoDeviceIsThere) {
   if (cuda_available()) GTEST_SKIP() << "a CUDA device is present";
   EXPECT_THROW(CudaEngine(FalconModel::load(test::test_data("models/falcon-7b-tiny"))), Error);
