@@ -19,6 +19,5 @@ const FalconConfig& CudaEngine::config() const { throw Error(kNoCuda); }
 const KvCacheSpec& CudaEngine::kv_spec() const { throw Error(kNoCuda); }
 void CudaEngine::step(const StepBatch&, StepOutput&) { throw Error(kNoCuda); }
 std::size_t CudaEngine::weight_bytes() const { return 0; }
-void CudaEngine::synchronize() {}
 
 }  // namespace eyrie

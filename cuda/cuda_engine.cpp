@@ -491,6 +491,5 @@ const FalconConfig& CudaEngine::config() const { return impl_->cfg; }
 const KvCacheSpec& CudaEngine::kv_spec() const { return impl_->spec; }
 void CudaEngine::step(const StepBatch& batch, StepOutput& out) { impl_->step(batch, out); }
 std::size_t CudaEngine::weight_bytes() const { return impl_->weight_bytes; }
-void CudaEngine::synchronize() { EYRIE_CUDA_CHECK(cudaStreamSynchronize(impl_->stream)); }
 
 }  // namespace eyrie

@@ -35,8 +35,6 @@ class CudaEngine final : public Engine {
   void step(const StepBatch& batch, StepOutput& out) override;
 
   std::size_t weight_bytes() const;
-  // Blocks until the GPU is idle (for timing).
-  void synchronize();
 
   struct Impl;
 

@@ -49,7 +49,6 @@ class StepOutput {
   int32_t last_argmax(std::size_t seq) const { return argmax_[first_[seq] + count_[seq] - 1]; }
   float last_max(std::size_t seq) const { return max_[first_[seq] + count_[seq] - 1]; }
   std::size_t first_row(std::size_t seq) const { return first_[seq]; }
-  std::size_t total_rows() const { return lse_.size(); }
   float* all_logits() { return logits_.data(); }
   float* all_logsumexp() { return lse_.data(); }
   int32_t* all_argmax() { return argmax_.data(); }

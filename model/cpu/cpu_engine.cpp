@@ -210,21 +210,27 @@ void CpuEngine::write_qkv(int64_t li, const StepBatch& batch) {
   const QkvOffsets off{c.qkv_layout(), c.group_size(), hd, nh};
   q_.resize(n * nh * hd);
   pool_.parallel_for(n, 1, [&](int64_t lo, int64_t hi) {
+    thread_local std::vector<float> cs, sn;
     for (int64_t r = lo; r < hi; ++r) {
       const float* row = qkv_.data() + r * qd;
       const Row& rr = rows_[r];
       const SequenceStep& s = batch.seqs[rr.seq];
       const int32_t block = s.block_table[rr.pos / spec_.block_size];
       const int32_t slot = rr.pos % spec_.block_size;
+      if (rotary_) {
+        cs.resize(rotary_->half());
+        sn.resize(rotary_->half());
+        rotary_->angles(rr.pos, cs.data(), sn.data());
+      }
       for (int64_t hh = 0; hh < nh; ++hh) {
         float* q = q_.data() + (r * nh + hh) * hd;
         std::copy_n(row + off.q(hh), hd, q);
-        if (rotary_) rotary_->apply(q, rr.pos);
+        if (rotary_) rotary_->apply(q, cs.data(), sn.data());
       }
       for (int64_t j = 0; j < nkv; ++j) {
         float* k = k_at(li, block, j, slot);
         std::copy_n(row + off.k(j), hd, k);
-        if (rotary_) rotary_->apply(k, rr.pos);
+        if (rotary_) rotary_->apply(k, cs.data(), sn.data());
         std::copy_n(row + off.v(j), hd, v_at(li, block, j, slot));
       }
     }

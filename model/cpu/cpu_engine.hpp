@@ -28,7 +28,6 @@ class CpuEngine final : public Engine {
   void step(const StepBatch& batch, StepOutput& out) override;
 
   int threads() const { return pool_.size(); }
-  std::size_t kv_cache_bytes() const { return (k_cache_.size() + v_cache_.size()) * sizeof(float); }
 
  private:
   struct Linear {

@@ -86,14 +86,20 @@ RotaryTable::RotaryTable(int64_t head_dim, double theta) : half_(head_dim / 2) {
   }
 }
 
-void RotaryTable::apply(float* v, int64_t pos) const {
+void RotaryTable::angles(int64_t pos, float* cos_out, float* sin_out) const {
   const float p = static_cast<float>(pos);
   for (int64_t i = 0; i < half_; ++i) {
     const float f = inv_freq_[i] * p;
-    const float c = std::cos(f), s = std::sin(f);
+    cos_out[i] = std::cos(f);
+    sin_out[i] = std::sin(f);
+  }
+}
+
+void RotaryTable::apply(float* v, const float* cos, const float* sin) const {
+  for (int64_t i = 0; i < half_; ++i) {
     const float a = v[i], b = v[i + half_];
-    v[i] = a * c - b * s;
-    v[i + half_] = b * c + a * s;
+    v[i] = a * cos[i] - b * sin[i];
+    v[i + half_] = b * cos[i] + a * sin[i];
   }
 }
 

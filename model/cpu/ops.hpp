@@ -27,8 +27,11 @@ inline float logsumexp_row(const float* x, int64_t n) { return row_stats(x, n).l
 class RotaryTable {
  public:
   RotaryTable(int64_t head_dim, double theta);
-  // Rotates one head vector in place for the given position.
-  void apply(float* v, int64_t pos) const;
+  int64_t half() const { return half_; }
+  // cos and sin of every frequency at a position (half() values each), shared by all heads.
+  void angles(int64_t pos, float* cos_out, float* sin_out) const;
+  // Rotates one head vector in place with angles from angles().
+  void apply(float* v, const float* cos, const float* sin) const;
 
  private:
   int64_t half_;
