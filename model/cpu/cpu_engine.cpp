@@ -7,6 +7,7 @@
 #include <string>
 
 #include "model/error.hpp"
+#include "model/qkv_layout.hpp"
 
 namespace eyrie {
 namespace {
@@ -22,35 +23,17 @@ std::vector<float> f32_of(const TensorView* t) {
   return v;
 }
 
-// Offsets, in the fused query_key_value output row, of query head h and of KV head j.
-struct QkvOffsets {
-  FalconConfig::QkvLayout layout;
-  int64_t group, hd, nh;
-  int64_t q(int64_t h) const {
-    switch (layout) {
-      case FalconConfig::QkvLayout::grouped: return ((h / group) * (group + 2) + h % group) * hd;
-      case FalconConfig::QkvLayout::multi_query: return h * hd;
-      case FalconConfig::QkvLayout::interleaved: return 3 * h * hd;
-    }
-    return 0;
-  }
-  int64_t k(int64_t j) const {
-    switch (layout) {
-      case FalconConfig::QkvLayout::grouped: return (j * (group + 2) + group) * hd;
-      case FalconConfig::QkvLayout::multi_query: return nh * hd;
-      case FalconConfig::QkvLayout::interleaved: return (3 * j + 1) * hd;
-    }
-    return 0;
-  }
-  int64_t v(int64_t j) const { return k(j) + hd; }
-};
-
 }  // namespace
 
-CpuEngine::CpuEngine(std::shared_ptr<const FalconModel> model, CpuEngineOptions options)
-    : model_(std::move(model)), pool_(options.threads) {
+CpuEngine::CpuEngine(std::shared_ptr<const FalconModel> model, CpuEngineOptions options,
+                     std::shared_ptr<Communicator> comm)
+    : model_(std::move(model)),
+      comm_(std::move(comm)),
+      plan_(ShardPlan::make(model_->config, comm_ ? comm_->size() : 1, comm_ ? comm_->rank() : 0)),
+      shard_(std::make_unique<ShardWeights>(model_->config, model_->weights, plan_)),
+      pool_(options.threads) {
   const FalconConfig& c = model_->config;
-  const FalconWeights& w = model_->weights;
+  const FalconWeights& w = shard_->weights();
   if (options.block_size <= 0) throw InvalidArgument("KV block size must be positive");
   int64_t kv_tokens = options.kv_tokens > 0 ? options.kv_tokens : 4 * c.max_position_embeddings;
   spec_.block_size = options.block_size;
@@ -75,7 +58,7 @@ CpuEngine::CpuEngine(std::shared_ptr<const FalconModel> model, CpuEngineOptions 
   if (c.alibi) alibi_.emplace(c.num_heads);
   else rotary_.emplace(c.head_dim, c.rope_theta);
 
-  const std::size_t per_layer = static_cast<std::size_t>(spec_.num_blocks) * c.num_kv_heads *
+  const std::size_t per_layer = static_cast<std::size_t>(spec_.num_blocks) * plan_.kv_count *
                                 spec_.block_size * c.head_dim;
   k_cache_.assign(per_layer * c.num_layers, 0.f);
   v_cache_.assign(per_layer * c.num_layers, 0.f);
@@ -83,7 +66,7 @@ CpuEngine::CpuEngine(std::shared_ptr<const FalconModel> model, CpuEngineOptions 
 
 float* CpuEngine::k_at(int64_t layer, int32_t block, int64_t kv_head, int32_t slot) {
   const FalconConfig& c = model_->config;
-  std::size_t idx = (((static_cast<std::size_t>(layer) * spec_.num_blocks + block) * c.num_kv_heads +
+  std::size_t idx = (((static_cast<std::size_t>(layer) * spec_.num_blocks + block) * plan_.kv_count +
                       kv_head) * spec_.block_size + slot) * c.head_dim;
   return k_cache_.data() + idx;
 }
@@ -150,7 +133,7 @@ void CpuEngine::step(const StepBatch& batch, StepOutput& out) {
   });
   out.reset(batch.seqs.size(), c.vocab_size);
   for (const auto& s : batch.seqs) out.add_rows(s.all_logits ? s.tokens.size() : 1);
-  matmul(pool_, a_.data(), np, lm_head_, nullptr, out.all_logits());
+  lm_head(np, out);
   const float* logits = out.all_logits();
   float* lse = out.all_logsumexp();
   int32_t* arg = out.all_argmax();
@@ -165,17 +148,42 @@ void CpuEngine::step(const StepBatch& batch, StepOutput& out) {
   });
 }
 
+void CpuEngine::reduce(std::vector<float>& partial, int64_t count) {
+  if (plan_.degree > 1) comm_->all_reduce_sum(partial.data(), static_cast<std::size_t>(count), nullptr);
+}
+
+// Each shard computes its slice of the vocabulary; the slices are gathered so every shard holds
+// whole rows, padding of the last slices dropped.
+void CpuEngine::lm_head(int64_t np, StepOutput& out) {
+  const int64_t vocab = model_->config.vocab_size;
+  if (plan_.degree == 1) {
+    matmul(pool_, a_.data(), np, lm_head_, nullptr, out.all_logits());
+    return;
+  }
+  const int64_t vs = plan_.vocab_shard;
+  vocab_part_.resize(np * vs);
+  vocab_all_.resize(plan_.degree * np * vs);
+  matmul(pool_, a_.data(), np, lm_head_, nullptr, vocab_part_.data());
+  comm_->all_gather(vocab_part_.data(), vocab_all_.data(), static_cast<std::size_t>(np * vs), nullptr);
+  float* logits = out.all_logits();
+  for (int r = 0; r < plan_.degree; ++r) {
+    const int64_t begin = r * vs, count = std::max<int64_t>(0, std::min(vs, vocab - begin));
+    for (int64_t row = 0; row < np; ++row)
+      std::copy_n(vocab_all_.data() + (r * np + row) * vs, count, logits + row * vocab + begin);
+  }
+}
+
 void CpuEngine::layer_forward(const Layer& L, int64_t li, const StepBatch& batch) {
   const FalconConfig& c = model_->config;
   const int64_t n = static_cast<int64_t>(rows_.size());
-  const int64_t h = c.hidden_size, f = c.ffn_hidden_size;
+  const int64_t h = c.hidden_size, f = plan_.ffn_count;
   a_.resize(n * h);
   norm_rows(L.ln_attn, x_.data(), a_.data(), n);
   if (c.two_layernorms()) {
     m_.resize(n * h);
     norm_rows(L.ln_mlp, x_.data(), m_.data(), n);
   }
-  qkv_.resize(n * c.qkv_out_dim());
+  qkv_.resize(n * plan_.qkv_dim(c.head_dim));
   matmul(pool_, a_.data(), n, L.qkv.w, L.qkv.b(), qkv_.data());
   write_qkv(li, batch);
   attention(li, batch);
@@ -186,6 +194,7 @@ void CpuEngine::layer_forward(const Layer& L, int64_t li, const StepBatch& batch
   if (c.parallel_attn) {
     mlp_in = c.two_layernorms() ? m_.data() : a_.data();
   } else {
+    reduce(o_, n * h);
     for (int64_t i = 0; i < n * h; ++i) x_[i] += o_[i];
     m_.resize(n * h);
     norm_rows(L.ln_mlp, x_.data(), m_.data(), n);
@@ -196,18 +205,18 @@ void CpuEngine::layer_forward(const Layer& L, int64_t li, const StepBatch& batch
   pool_.parallel_for(n * f, 4096, [&](int64_t lo, int64_t hi) { gelu_inplace(f_.data() + lo, hi - lo); });
   y_.resize(n * h);
   matmul(pool_, f_.data(), n, L.h4_to_h.w, L.h4_to_h.b(), y_.data());
-  if (c.parallel_attn) {
-    for (int64_t i = 0; i < n * h; ++i) x_[i] += y_[i] + o_[i];
-  } else {
-    for (int64_t i = 0; i < n * h; ++i) x_[i] += y_[i];
-  }
+  // Parallel attention and MLP: one all-reduce of their summed partials per layer.
+  if (c.parallel_attn)
+    for (int64_t i = 0; i < n * h; ++i) y_[i] += o_[i];
+  reduce(y_, n * h);
+  for (int64_t i = 0; i < n * h; ++i) x_[i] += y_[i];
 }
 
 void CpuEngine::write_qkv(int64_t li, const StepBatch& batch) {
   const FalconConfig& c = model_->config;
   const int64_t n = static_cast<int64_t>(rows_.size());
-  const int64_t hd = c.head_dim, nh = c.num_heads, nkv = c.num_kv_heads, qd = c.qkv_out_dim();
-  const QkvOffsets off{c.qkv_layout(), c.group_size(), hd, nh};
+  const int64_t hd = c.head_dim, nh = plan_.q_count, nkv = plan_.kv_count, qd = plan_.qkv_dim(hd);
+  const QkvOffsets off{plan_.qkv_layout(c), c.group_size(), hd, nh};
   q_.resize(n * nh * hd);
   pool_.parallel_for(n, 1, [&](int64_t lo, int64_t hi) {
     thread_local std::vector<float> cs, sn;
@@ -240,14 +249,14 @@ void CpuEngine::write_qkv(int64_t li, const StepBatch& batch) {
 void CpuEngine::attention(int64_t li, const StepBatch& batch) {
   const FalconConfig& c = model_->config;
   const int64_t n = static_cast<int64_t>(rows_.size());
-  const int64_t hd = c.head_dim, nh = c.num_heads, group = c.group_size();
+  const int64_t hd = c.head_dim, nh = plan_.q_count;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int32_t bs = spec_.block_size;
   attn_.resize(n * nh * hd);
   pool_.parallel_for(n * nh, 1, [&](int64_t lo, int64_t hi) {
     thread_local std::vector<float> scores;
     for (int64_t item = lo; item < hi; ++item) {
-      const int64_t r = item / nh, head = item % nh, j = head / group;
+      const int64_t r = item / nh, head = item % nh, j = plan_.kv_of(head);
       const Row& rr = rows_[r];
       const SequenceStep& s = batch.seqs[rr.seq];
       const float* q = q_.data() + (r * nh + head) * hd;
@@ -259,7 +268,7 @@ void CpuEngine::attention(int64_t li, const StepBatch& batch) {
         float dot = 0.f;
         for (int64_t d = 0; d < hd; ++d) dot += q[d] * k[d];
         float sc = dot * scale;
-        if (alibi_) sc += alibi_->bias(head, p) * scale;
+        if (alibi_) sc += alibi_->bias(plan_.q_begin + head, p) * scale;
         scores[p] = sc;
         mx = std::max(mx, sc);
       }

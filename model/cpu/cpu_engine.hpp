@@ -1,4 +1,6 @@
-// The Falcon forward pass on the CPU: every variant, batched steps over a paged fp32 KV cache.
+// The Falcon forward pass on the CPU: every variant, batched steps over a paged fp32 KV cache,
+// whole or as one tensor-parallel shard. All shards of a group run each step together; each
+// fills the same output.
 #pragma once
 
 #include <memory>
@@ -9,6 +11,8 @@
 #include "model/cpu/ops.hpp"
 #include "model/cpu/thread_pool.hpp"
 #include "model/falcon_model.hpp"
+#include "model/parallel/communicator.hpp"
+#include "model/parallel/shard_weights.hpp"
 #include "model/step.hpp"
 
 namespace eyrie {
@@ -21,13 +25,17 @@ struct CpuEngineOptions {
 
 class CpuEngine final : public Engine {
  public:
-  CpuEngine(std::shared_ptr<const FalconModel> model, CpuEngineOptions options = {});
+  // With a communicator, a tensor-parallel shard: this engine computes the communicator's rank
+  // of the model and exchanges partial sums with the other ranks. Without: the whole model.
+  CpuEngine(std::shared_ptr<const FalconModel> model, CpuEngineOptions options = {},
+            std::shared_ptr<Communicator> comm = nullptr);
 
   const FalconConfig& config() const override { return model_->config; }
   const KvCacheSpec& kv_spec() const override { return spec_; }
   void step(const StepBatch& batch, StepOutput& out) override;
 
   int threads() const { return pool_.size(); }
+  const ShardPlan& shard() const { return plan_; }
 
  private:
   struct Linear {
@@ -52,11 +60,17 @@ class CpuEngine final : public Engine {
   void layer_forward(const Layer& layer, int64_t li, const StepBatch& batch);
   void write_qkv(int64_t li, const StepBatch& batch);
   void attention(int64_t li, const StepBatch& batch);
+  // Sums the shards' partial [rows, hidden] outputs of a row-parallel layer.
+  void reduce(std::vector<float>& partial, int64_t count);
+  void lm_head(int64_t rows, StepOutput& out);
   void norm_rows(const Norm& n, const float* in, float* out, int64_t rows);
   float* k_at(int64_t layer, int32_t block, int64_t kv_head, int32_t slot);
   float* v_at(int64_t layer, int32_t block, int64_t kv_head, int32_t slot);
 
   std::shared_ptr<const FalconModel> model_;
+  std::shared_ptr<Communicator> comm_;
+  ShardPlan plan_;
+  std::unique_ptr<ShardWeights> shard_;
   ThreadPool pool_;
   KvCacheSpec spec_;
   std::vector<Layer> layers_;
@@ -68,7 +82,7 @@ class CpuEngine final : public Engine {
 
   // Step scratch, reused across steps.
   std::vector<Row> rows_;
-  std::vector<float> x_, a_, m_, qkv_, q_, attn_, o_, f_, y_;
+  std::vector<float> x_, a_, m_, qkv_, q_, attn_, o_, f_, y_, vocab_part_, vocab_all_;
 };
 
 }  // namespace eyrie
