@@ -46,6 +46,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(eyrie, caf::first_custom_type_id)
   CAF_ADD_ATOM(eyrie, eyrie, closed_atom, "closed")
   CAF_ADD_ATOM(eyrie, eyrie, drain_atom, "drain")
   CAF_ADD_ATOM(eyrie, eyrie, replicas_atom, "replicas")
+  CAF_ADD_ATOM(eyrie, eyrie, shard_step_atom, "shardstep")
 CAF_END_TYPE_ID_BLOCK(eyrie)
 
 // In-process only: these carry pointers, shared state or large buffers and never cross a

@@ -7,22 +7,78 @@
 #include "actors/messages.hpp"
 #include "actors/router_policy.hpp"
 #include "model/error.hpp"
+#include "model/parallel/shard_step.hpp"
 
 namespace eyrie {
 
-caf::actor spawn_worker(caf::actor_system& sys, std::shared_ptr<Engine> engine) {
-  return sys.spawn<caf::detached>([engine](caf::event_based_actor*) -> caf::behavior {
+namespace {
+
+// Ranks 1..n-1: run their share of each step handed to them, and say how it went.
+caf::actor spawn_peer_shard(caf::actor_system& sys, std::shared_ptr<Engine> engine,
+                            std::shared_ptr<Communicator> comm) {
+  return sys.spawn<caf::detached>([engine, comm](caf::event_based_actor*) -> caf::behavior {
+    auto scratch = std::make_shared<StepOutput>();  // the step's result is rank 0's
     return {
-        [engine](step_atom, StepJobPtr job) {
-          try {
-            engine->step(job->batch, job->output);
-          } catch (...) {
-            job->error = std::current_exception();
+        [engine, comm, scratch](shard_step_atom, StepJobPtr job) -> std::string {
+          if (auto err = run_shard_step(*engine, comm.get(), job->batch, *scratch)) {
+            try {
+              std::rethrow_exception(err);
+            } catch (const std::exception& e) {
+              return e.what();
+            } catch (...) {
+              return "unknown error";
+            }
           }
-          return caf::make_message(step_atom_v, std::move(job));
+          return "";
         },
     };
   });
+}
+
+// Rank 0: the replica's worker as the scheduler sees it.
+caf::actor spawn_lead_shard(caf::actor_system& sys, std::shared_ptr<Engine> engine,
+                            std::shared_ptr<Communicator> comm, std::vector<caf::actor> peers) {
+  return sys.spawn<caf::detached>([engine, comm, peers](caf::event_based_actor* self) -> caf::behavior {
+    return {
+        [self, engine, comm, peers](step_atom, StepJobPtr job) {
+          auto rp = self->make_response_promise();
+          // Validated once here: a bad batch never reaches the other ranks.
+          try {
+            validate_step(job->batch, engine->config(), engine->kv_spec());
+          } catch (...) {
+            job->error = std::current_exception();
+            rp.deliver(step_atom_v, job);
+            return;
+          }
+          auto pending = std::make_shared<std::size_t>(peers.size() + 1);
+          auto peer_done = [rp, job, pending](const std::string& error) mutable {
+            if (!error.empty() && !job->error) job->error = std::make_exception_ptr(Error(error));
+            if (--*pending == 0) rp.deliver(step_atom_v, job);
+          };
+          for (std::size_t i = 0; i < peers.size(); ++i)
+            self->request(peers[i], caf::infinite, shard_step_atom_v, job)
+                .then([peer_done](std::string& err) mutable { peer_done(err); },
+                      [self, peer_done, i](caf::error& err) mutable {
+                        peer_done("shard " + std::to_string(i + 1) + " unreachable: " + self->system().render(err));
+                      });
+          // Rank 0's own failure is the most direct account of what went wrong; it goes first.
+          if (auto err = run_shard_step(*engine, comm.get(), job->batch, job->output)) job->error = err;
+          peer_done("");
+        },
+    };
+  });
+}
+
+}  // namespace
+
+std::vector<caf::actor> spawn_shard_workers(caf::actor_system& sys, std::vector<std::shared_ptr<Engine>> shards,
+                                            std::vector<std::shared_ptr<Communicator>> comms) {
+  comms.resize(shards.size());
+  std::vector<caf::actor> peers;
+  for (std::size_t r = 1; r < shards.size(); ++r) peers.push_back(spawn_peer_shard(sys, shards[r], comms[r]));
+  std::vector<caf::actor> all{spawn_lead_shard(sys, shards[0], comms[0], peers)};
+  all.insert(all.end(), peers.begin(), peers.end());
+  return all;
 }
 
 namespace {

@@ -5,16 +5,22 @@
 #include <caf/fwd.hpp>
 
 #include <memory>
+#include <vector>
 
 #include "actors/metrics.hpp"
 #include "actors/scheduler.hpp"
+#include "model/parallel/communicator.hpp"
 #include "model/step.hpp"
 #include "model/tokenizer/tokenizer.hpp"
 
 namespace eyrie {
 
-// A detached actor (own thread) that owns the engine and runs its steps.
-caf::actor spawn_worker(caf::actor_system& sys, std::shared_ptr<Engine> engine);
+// One detached actor (own thread, and GPU where the engine has one) per shard of a replica,
+// rank 0 first. The scheduler sends its steps to rank 0, which hands each step to the other
+// ranks, runs its own share and replies once every rank is done. A whole model is one shard
+// without a communicator.
+std::vector<caf::actor> spawn_shard_workers(caf::actor_system& sys, std::vector<std::shared_ptr<Engine>> shards,
+                                            std::vector<std::shared_ptr<Communicator>> comms);
 
 // Runs continuous batching for one replica; events go to the sink named in each submission.
 caf::actor spawn_scheduler(caf::actor_system& sys, caf::actor worker, caf::actor router,

@@ -6,8 +6,10 @@
 #include "actors/replica_actors.hpp"
 #include "actors/runtime_impl.hpp"
 #include "cuda/cuda_engine.hpp"
+#include "cuda/nccl_communicator.hpp"
 #include "model/cpu/cpu_engine.hpp"
 #include "model/error.hpp"
+#include "model/parallel/shard_plan.hpp"
 #include "net/http_server.hpp"
 
 namespace eyrie {
@@ -21,11 +23,19 @@ Runtime::Impl::Impl(const RuntimeOptions& opt) : options(opt) {
     throw InvalidArgument(EYRIE_HAS_CUDA ? "device is cuda but no GPU is visible"
                                          : "device is cuda but this eyrie was built without the CUDA backend");
   if (options.replicas < 0) throw InvalidArgument("replicas must be >= 0");
-  if (options.replicas == 0) options.replicas = gpu ? gpus : 1;
-  if (gpu && options.replicas > gpus)
-    throw InvalidArgument(std::to_string(options.replicas) + " replicas need as many GPUs; " +
-                          std::to_string(gpus) + " visible");
+  const int degree = options.tensor_parallel_degree;
+  if (degree < 1) throw InvalidArgument("tensor_parallel_degree must be at least 1, got " + std::to_string(degree));
+  if (gpu && degree > gpus)
+    throw InvalidArgument("tensor_parallel_degree " + std::to_string(degree) + " needs " + std::to_string(degree) +
+                          " GPUs; " + std::to_string(gpus) + " visible");
+  if (options.replicas == 0) options.replicas = gpu ? gpus / degree : 1;
+  if (gpu && options.replicas * degree > gpus)
+    throw InvalidArgument(std::to_string(options.replicas) + " replicas of tensor_parallel_degree " +
+                          std::to_string(degree) + " need " + std::to_string(options.replicas * degree) +
+                          " GPUs; " + std::to_string(gpus) + " visible");
   model = FalconModel::load(options.model_dir);
+  // Before any engine is built: a model that cannot be cut this way says so at once.
+  ShardPlan::make(model->config, degree, 0);
   tokenizer = std::make_unique<Tokenizer>(Tokenizer::from_file(options.model_dir + "/tokenizer.json"));
   const int64_t context = model->config.max_position_embeddings;
   if (options.max_total_tokens <= 0) options.max_total_tokens = context;
@@ -50,30 +60,48 @@ Runtime::Impl::Impl(const RuntimeOptions& opt) : options(opt) {
   if (options.replicas < 1) options.replicas = 1;
   if (threads <= 0)
     threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / options.replicas);
+  const int shard_threads = std::max(1, threads / degree);
   SchedulerOptions so;
   so.max_running = options.max_batch_size;
   so.max_queue = options.max_queue;
   so.max_step_tokens = options.max_step_tokens;
   so.eos_token_id = model->config.eos_token_id;
   for (int r = 0; r < options.replicas; ++r) {
-    std::shared_ptr<Engine> engine;
-    if (gpu) {
-      CudaEngineOptions co;
-      co.device = r;
-      co.block_size = options.kv_block_size;
-      co.kv_tokens = options.kv_cache_tokens;
-      co.max_step_tokens = std::max<int64_t>(options.max_step_tokens + options.max_batch_size, 256);
-      engine = std::make_shared<CudaEngine>(model, co);
+    std::vector<std::shared_ptr<Communicator>> comms;
+    if (degree > 1) {
+      if (gpu) {
+        std::vector<int> devices;
+        for (int k = 0; k < degree; ++k) devices.push_back(r * degree + k);
+        comms = make_nccl_group(devices);
+      } else {
+        comms = make_in_process_group(degree);
+      }
     } else {
-      CpuEngineOptions eo;
-      eo.threads = threads;
-      eo.block_size = options.kv_block_size;
-      eo.kv_tokens = options.kv_cache_tokens;
-      engine = std::make_shared<CpuEngine>(model, eo);
+      comms.push_back(nullptr);
     }
-    const KvCacheSpec kv = engine->kv_spec();
-    workers.push_back(spawn_worker(*system, engine));
-    schedulers.push_back(spawn_scheduler(*system, workers.back(), router, r, *tokenizer, kv, so, metrics));
+    std::vector<std::shared_ptr<Engine>> shards;
+    for (int k = 0; k < degree; ++k) {
+      if (gpu) {
+        CudaEngineOptions co;
+        co.device = r * degree + k;
+        co.block_size = options.kv_block_size;
+        co.kv_tokens = options.kv_cache_tokens;
+        co.max_step_tokens = std::max<int64_t>(options.max_step_tokens + options.max_batch_size, 256);
+        shards.push_back(std::make_shared<CudaEngine>(model, co, comms[k]));
+      } else {
+        CpuEngineOptions eo;
+        eo.threads = shard_threads;
+        eo.block_size = options.kv_block_size;
+        eo.kv_tokens = options.kv_cache_tokens;
+        shards.push_back(std::make_shared<CpuEngine>(model, eo, comms[k]));
+      }
+    }
+    // The replica holds as many KV blocks as its smallest shard.
+    KvCacheSpec kv = shards[0]->kv_spec();
+    for (const auto& e : shards) kv.num_blocks = std::min(kv.num_blocks, e->kv_spec().num_blocks);
+    auto group = spawn_shard_workers(*system, shards, comms);
+    workers.insert(workers.end(), group.begin(), group.end());
+    schedulers.push_back(spawn_scheduler(*system, group.front(), router, r, *tokenizer, kv, so, metrics));
   }
   set_router_replicas(router, schedulers);
 }

@@ -66,7 +66,7 @@ const std::vector<OptionDecl>& serving_option_decls() {
       {"port", T::integer, "8080", "port to listen on (0: any free port)"},
       {"device", T::string, "cpu", "cpu or cuda: where the replicas run"},
       {"dtype", T::string, "auto", "weight type in memory: auto keeps the checkpoint's (bf16, fp16, fp32)"},
-      {"tensor_parallel_degree", T::integer, "1", "devices per replica"},
+      {"tensor_parallel_degree", T::integer, "1", "shards per replica: GPUs (NCCL), or CPU thread groups"},
       {"replicas", T::integer, "0", "model replicas; 0: GPUs / tensor_parallel_degree (1 on the CPU)"},
       {"threads", T::integer, "0", "CPU threads per replica; 0: all threads divided among replicas"},
       {"max_rolling_batch_size", T::integer, "64", "sequences per engine step"},
@@ -133,9 +133,9 @@ ServingOptions ServingOptions::resolve(const std::optional<std::string>& path,
   const std::string& dtype = o.values_["dtype"];
   if (dtype != "auto" && dtype != "bf16" && dtype != "fp16" && dtype != "fp32")
     throw InvalidArgument(o.sources_["dtype"] + ": 'dtype' must be auto, bf16, fp16 or fp32");
-  if (o.integer("tensor_parallel_degree") != 1)
-    throw InvalidArgument(o.sources_["tensor_parallel_degree"] +
-                          ": tensor_parallel_degree other than 1 is not supported yet");
+  if (o.integer("tensor_parallel_degree") < 1)
+    throw InvalidArgument(o.sources_["tensor_parallel_degree"] + ": 'tensor_parallel_degree' must be at least 1: " +
+                          o.values_["tensor_parallel_degree"]);
   for (const char* k : {"max_rolling_batch_size", "max_new_tokens", "max_batch_prefill_tokens",
                         "queue_size", "kv_block_size"})
     if (o.integer(k) <= 0)

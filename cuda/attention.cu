@@ -25,7 +25,7 @@ __device__ int64_t k_offset(const AttentionShape& a, int j) {
   const int g = a.num_heads / a.num_kv_heads;
   switch (a.layout) {
     case 0: return static_cast<int64_t>(j * (g + 2) + g) * a.head_dim;
-    case 1: return static_cast<int64_t>(a.num_heads) * a.head_dim;
+    case 1: return static_cast<int64_t>(a.num_heads + 2 * j) * a.head_dim;
     default: return static_cast<int64_t>(3 * j + 1) * a.head_dim;
   }
 }
@@ -98,7 +98,7 @@ __global__ void attention_kernel(const float* q, const float* k_cache, const flo
   const int32_t* t = tiles + 4 * blockIdx.x;
   const int r0 = t[0], nr = t[1], h0 = t[2], nh = t[3];
   const int nq = nr * nh;
-  const int j = h0 / (a.num_heads / a.num_kv_heads);
+  const int j = (a.q_head_offset + h0) / a.group - a.q_head_offset / a.group;
   const int p0 = m.pos[r0];
   const int last = p0 + nr - 1;
   const int* table = m.block_tables + static_cast<int64_t>(m.seq[r0]) * a.max_blocks_per_seq;
@@ -207,20 +207,22 @@ void paged_attention(const float* q, const float* k_cache, const float* v_cache,
   EYRIE_CUDA_LAUNCHED();
 }
 
-void attention_tiles(int32_t first_row, int32_t rows, int32_t num_heads, int32_t num_kv_heads,
+void attention_tiles(int32_t first_row, int32_t rows, int32_t num_heads, int32_t q_head_offset, int32_t group,
                      int32_t max_heads, std::vector<int32_t>& tiles) {
-  const int32_t group = num_heads / num_kv_heads;
   const int32_t per_tile_rows = rows == 1 ? 1 : 16;
   for (int32_t r = 0; r < rows; r += per_tile_rows) {
     const int32_t nr = std::min(per_tile_rows, rows - r);
     const int32_t heads = std::max(1, std::min({group, kTileQueries / nr, max_heads}));
-    for (int32_t kv = 0; kv < num_kv_heads; ++kv)
-      for (int32_t h = 0; h < group; h += heads) {
+    // Runs of local heads that share a KV head; a shard's first and last run may be partial.
+    for (int32_t h = 0; h < num_heads;) {
+      const int32_t run_end = std::min(num_heads, ((q_head_offset + h) / group + 1) * group - q_head_offset);
+      for (; h < run_end; h += heads) {
         tiles.push_back(first_row + r);
         tiles.push_back(nr);
-        tiles.push_back(kv * group + h);
-        tiles.push_back(std::min(heads, group - h));
+        tiles.push_back(h);
+        tiles.push_back(std::min(heads, run_end - h));
       }
+    }
   }
 }
 

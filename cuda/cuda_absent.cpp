@@ -1,5 +1,6 @@
 // The CUDA backend's entry points in a build without CUDA: they say so instead of failing later.
 #include "cuda/cuda_engine.hpp"
+#include "cuda/nccl_communicator.hpp"
 #include "model/error.hpp"
 
 namespace eyrie {
@@ -12,12 +13,17 @@ struct CudaEngine::Impl {};
 
 bool cuda_available() { return false; }
 int cuda_device_count() { return 0; }
-CudaEngine::CudaEngine(std::shared_ptr<const FalconModel>, CudaEngineOptions) { throw Error(kNoCuda); }
-CudaEngine::CudaEngine(const FalconConfig&, uint64_t, CudaEngineOptions) { throw Error(kNoCuda); }
+CudaEngine::CudaEngine(std::shared_ptr<const FalconModel>, CudaEngineOptions, std::shared_ptr<Communicator>) {
+  throw Error(kNoCuda);
+}
+CudaEngine::CudaEngine(const FalconConfig&, uint64_t, CudaEngineOptions, std::shared_ptr<Communicator>) {
+  throw Error(kNoCuda);
+}
 CudaEngine::~CudaEngine() = default;
 const FalconConfig& CudaEngine::config() const { throw Error(kNoCuda); }
 const KvCacheSpec& CudaEngine::kv_spec() const { throw Error(kNoCuda); }
 void CudaEngine::step(const StepBatch&, StepOutput&) { throw Error(kNoCuda); }
 std::size_t CudaEngine::weight_bytes() const { return 0; }
+std::vector<std::shared_ptr<Communicator>> make_nccl_group(const std::vector<int>&) { throw Error(kNoCuda); }
 
 }  // namespace eyrie

@@ -16,6 +16,7 @@
 #include "cuda/kernels.hpp"
 #include "model/cpu/ops.hpp"
 #include "model/error.hpp"
+#include "model/parallel/shard_weights.hpp"
 
 namespace eyrie {
 
@@ -134,6 +135,10 @@ struct CudaEngine::Impl {
   OpProfiler prof;
   FalconConfig cfg;
   CudaEngineOptions opt;
+  // A tensor-parallel shard (comm set) computes plan's heads, MLP columns and vocabulary rows.
+  std::shared_ptr<Communicator> comm;
+  ShardPlan plan;
+  int64_t nq = 0, nkv = 0, qkv_dim = 0, ffn = 0, vocab_rows = 0;
   KvCacheSpec spec;
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;
@@ -148,12 +153,18 @@ struct CudaEngine::Impl {
 
   // Step scratch sized for opt.max_step_tokens rows.
   DeviceArray<int32_t> d_tokens, d_pos, d_seq, d_tables, d_pick, d_tiles;
-  DeviceArray<float> x, qkv, q, o, f, y, logits_split, logits, lse, rowmax;
+  DeviceArray<float> x, qkv, q, o, f, y, partial, logits_split, logits_part, logits_all, logits, lse, rowmax;
   DeviceArray<int32_t> argmax;
   DeviceArray<bf16> a, m, attn, fb, lnf;
   std::vector<int32_t> h_tokens, h_pos, h_seq, h_tables, h_pick, h_tiles;
 
   void init_common() {
+    plan = ShardPlan::make(cfg, comm ? comm->size() : 1, comm ? comm->rank() : 0);
+    nq = plan.q_count;
+    nkv = plan.kv_count;
+    qkv_dim = plan.qkv_dim(cfg.head_dim);
+    ffn = plan.ffn_count;
+    vocab_rows = comm ? plan.vocab_shard : cfg.vocab_size;
     EYRIE_CUDA_CHECK(cudaSetDevice(opt.device));
     EYRIE_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, opt.device));
     EYRIE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -161,14 +172,14 @@ struct CudaEngine::Impl {
     EYRIE_CUBLAS_CHECK(cublasSetStream(blas, stream));
     spec.block_size = opt.block_size;
     plan_memory();
-    const std::size_t cache = static_cast<std::size_t>(cfg.num_layers) * spec.num_blocks * cfg.num_kv_heads *
+    const std::size_t cache = static_cast<std::size_t>(cfg.num_layers) * spec.num_blocks * nkv *
                               spec.block_size * cfg.head_dim;
     k_cache.resize(cache);
     v_cache.resize(cache);
     if (cfg.alibi) {
       AlibiTable t(cfg.num_heads);
-      std::vector<float> slopes(cfg.num_heads);
-      for (int64_t h = 0; h < cfg.num_heads; ++h) slopes[h] = t.bias(h, 1);  // bf16(slope)
+      std::vector<float> slopes(nq);
+      for (int64_t h = 0; h < nq; ++h) slopes[h] = t.bias(plan.q_begin + h, 1);  // bf16(slope)
       alibi_slopes.resize(slopes.size());
       EYRIE_CUDA_CHECK(cudaMemcpy(alibi_slopes.get(), slopes.data(), slopes.size() * 4, cudaMemcpyHostToDevice));
     }
@@ -179,15 +190,20 @@ struct CudaEngine::Impl {
   void plan_memory() {
     std::size_t free_b = 0, total_b = 0;
     EYRIE_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    const double h = static_cast<double>(cfg.hidden_size), ffn = static_cast<double>(cfg.ffn_hidden_size);
-    const double per_layer = static_cast<double>(cfg.qkv_out_dim()) * h + h * h + 2.0 * ffn * h;
+    const double h = static_cast<double>(cfg.hidden_size), fd = static_cast<double>(ffn);
+    const double attn_w = static_cast<double>(nq * cfg.head_dim), qd = static_cast<double>(qkv_dim);
+    const double per_layer = qd * h + h * attn_w + 2.0 * fd * h;
+    const bool own_head = comm || !cfg.tie_word_embeddings;
     const double weights = 2.0 * (static_cast<double>(cfg.num_layers) * per_layer +
-                                  static_cast<double>(cfg.vocab_size) * h * (cfg.tie_word_embeddings ? 1 : 2));
+                                  static_cast<double>(cfg.vocab_size) * h +
+                                  (own_head ? static_cast<double>(vocab_rows) * h : 0.0));
     const double t = static_cast<double>(opt.max_step_tokens);
+    const double vocab = static_cast<double>(cfg.vocab_size);
     const double scratch =
-        4.0 * t * (h + 2 * h + 2 * cfg.qkv_out_dim() + cfg.num_heads * cfg.head_dim + 2 * h + 2 * ffn + 2 * h) +
-        2.0 * t * (2 * h + 2 * h + 2 * h + 2 * ffn) + 12.0 * t * cfg.vocab_size;
-    const double per_token = 2.0 * 4.0 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim;  // K and V, fp32
+        4.0 * t * (h + 2 * h + 2 * qd + attn_w + 2 * h + 2 * fd + 2 * h + h) +
+        2.0 * t * (2 * h + 2 * h + 2 * attn_w + 2 * fd) + 12.0 * t * vocab +
+        (comm ? 4.0 * t * (3.0 * static_cast<double>(vocab_rows) + static_cast<double>(plan.degree * vocab_rows)) : 0.0);
+    const double per_token = 2.0 * 4.0 * cfg.num_layers * nkv * cfg.head_dim;  // K and V, fp32
     const double reserve = 512.0 * (1 << 20);  // cuBLAS workspace, CUDA context growth
     int64_t tokens = opt.kv_tokens;
     if (tokens <= 0) {
@@ -222,7 +238,8 @@ struct CudaEngine::Impl {
   }
 
   void upload_model(const FalconModel& model) {
-    const FalconWeights& w = model.weights;
+    const ShardWeights shard(cfg, model.weights, plan);
+    const FalconWeights& w = shard.weights();
     auto linear = [&](Linear& l, const LinearWeights& lw) {
       upload_bf16(l.w, *lw.weight);
       l.in = lw.in;
@@ -256,7 +273,7 @@ struct CudaEngine::Impl {
   }
 
   void random_model(uint64_t seed) {
-    const int64_t h = cfg.hidden_size, ffn = cfg.ffn_hidden_size;
+    const int64_t h = cfg.hidden_size, hd = cfg.head_dim;
     auto rnd_bf16 = [&](DeviceArray<bf16>& d, int64_t n, float scale) {
       d.resize(n);
       cuda::fill_random_bf16(d.get(), n, seed++, scale, 0.f, stream);
@@ -267,11 +284,12 @@ struct CudaEngine::Impl {
       cuda::fill_random_f32(d.get(), n, seed++, scale, offset, stream);
       weight_bytes += n * 4;
     };
-    auto linear = [&](Linear& l, int64_t out, int64_t in) {
-      rnd_bf16(l.w, out * in, 1.0f / std::sqrt(static_cast<float>(in)));
+    // Scaled by the whole model's fan-in, so shards draw from the same distribution.
+    auto linear = [&](Linear& l, int64_t out, int64_t in, int64_t fan_in, bool row_parallel) {
+      rnd_bf16(l.w, out * in, 1.0f / std::sqrt(static_cast<float>(fan_in)));
       l.in = in;
       l.out = out;
-      l.has_bias = cfg.bias;
+      l.has_bias = cfg.bias && (!row_parallel || plan.rank == 0);
       if (l.has_bias) rnd_f32(l.b, out, 0.05f, 0.f);
     };
     auto norm = [&](Norm& n) {
@@ -283,18 +301,18 @@ struct CudaEngine::Impl {
       norm(l.ln_attn);
       l.shared_norm = !cfg.two_layernorms() && cfg.parallel_attn;
       if (!l.shared_norm) norm(l.ln_mlp);
-      linear(l.qkv, cfg.qkv_out_dim(), h);
-      linear(l.dense, h, h);
-      linear(l.h_to_4h, ffn, h);
-      linear(l.h4_to_h, h, ffn);
+      linear(l.qkv, qkv_dim, h, h, false);
+      linear(l.dense, h, nq * hd, h, true);
+      linear(l.h_to_4h, ffn, h, h, false);
+      linear(l.h4_to_h, h, ffn, cfg.ffn_hidden_size, true);
       layers.push_back(std::move(l));
     }
     norm(ln_f);
     rnd_bf16(embed, cfg.vocab_size * h, 1.0f);
-    if (cfg.tie_word_embeddings) {
+    if (cfg.tie_word_embeddings && !comm) {
       lm_head = embed.get();
     } else {
-      rnd_bf16(lm_head_own, cfg.vocab_size * h, 1.0f);
+      rnd_bf16(lm_head_own, vocab_rows * h, 1.0f);
       lm_head = lm_head_own.get();
     }
     EYRIE_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -306,13 +324,14 @@ struct CudaEngine::Impl {
     x.resize(t * h);
     a.resize(2 * t * h);
     m.resize(2 * t * h);
-    qkv.resize(2 * t * cfg.qkv_out_dim());
-    q.resize(t * cfg.num_heads * cfg.head_dim);
-    attn.resize(2 * t * h);
+    qkv.resize(2 * t * qkv_dim);
+    q.resize(t * nq * cfg.head_dim);
+    attn.resize(2 * t * nq * cfg.head_dim);
     o.resize(2 * t * h);
-    f.resize(2 * t * cfg.ffn_hidden_size);
-    fb.resize(2 * t * cfg.ffn_hidden_size);
+    f.resize(2 * t * ffn);
+    fb.resize(2 * t * ffn);
     y.resize(2 * t * h);
+    if (comm) partial.resize(t * h);
     d_tokens.resize(t);
     d_pos.resize(t);
     d_seq.resize(t);
@@ -326,6 +345,41 @@ struct CudaEngine::Impl {
                                     static_cast<int>(in_dim), &alpha, w, CUDA_R_16BF, static_cast<int>(in_dim), xin,
                                     CUDA_R_16BF, static_cast<int>(in_dim), &beta, yout, CUDA_R_32F,
                                     static_cast<int>(out_dim), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+
+  // x += a + a_bias (+ c + c_bias). A shard's a and c are partial sums over its heads and MLP
+  // columns: added up first, so a parallel block needs one all-reduce.
+  void add_to_residual(const float* a_out, const float* a_bias, const float* c_out, const float* c_bias, int64_t n) {
+    const int64_t h = cfg.hidden_size;
+    if (!comm) {
+      cuda::residual_add(x.get(), a_out, a_bias, c_out, c_bias, n, h, stream);
+      return;
+    }
+    EYRIE_CUDA_CHECK(cudaMemsetAsync(partial.get(), 0, n * h * sizeof(float), stream));
+    cuda::residual_add(partial.get(), a_out, a_bias, c_out, c_bias, n, h, stream);
+    prof.mark("all_reduce", stream);
+    comm->all_reduce_sum(partial.get(), static_cast<std::size_t>(n * h), stream);
+    prof.mark("residual", stream);
+    cuda::add_inplace(x.get(), partial.get(), n * h, stream);
+  }
+
+  // Every shard's vocabulary slice of the picked rows, gathered into whole rows of `logits`;
+  // the padding of the last slices is dropped.
+  void gather_logits(int64_t np) {
+    const int64_t vs = vocab_rows, vocab = cfg.vocab_size;
+    logits_part.resize(np * vs);
+    logits_all.resize(plan.degree * np * vs);
+    cuda::combine_halves(logits_split.get(), np, vs, logits_part.get(), stream);
+    prof.mark("all_gather", stream);
+    comm->all_gather(logits_part.get(), logits_all.get(), static_cast<std::size_t>(np * vs), stream);
+    prof.mark("lm_head", stream);
+    for (int r = 0; r < plan.degree; ++r) {
+      const int64_t begin = r * vs, count = std::max<int64_t>(0, std::min(vs, vocab - begin));
+      if (count == 0) continue;
+      EYRIE_CUDA_CHECK(cudaMemcpy2DAsync(logits.get() + begin, vocab * sizeof(float), logits_all.get() + r * np * vs,
+                                         vs * sizeof(float), count * sizeof(float), np, cudaMemcpyDeviceToDevice,
+                                         stream));
+    }
   }
 
   void step(const StepBatch& batch, StepOutput& out) {
@@ -346,7 +400,7 @@ struct CudaEngine::Impl {
     }
     // Few decoding rows: split their head groups over more blocks so the SMs stay busy; many:
     // whole groups per block, so each key is read once for all heads that share it.
-    const int32_t group = static_cast<int32_t>(cfg.num_heads / cfg.num_kv_heads);
+    const int32_t group = static_cast<int32_t>(cfg.group_size());
     const int32_t tiles_per_row = std::max(1, 2 * sm_count / std::max(1, decoding));
     const int32_t max_heads = std::max(4, (group + tiles_per_row - 1) / tiles_per_row);
     h_tables.assign(batch.seqs.size() * max_blocks, 0);
@@ -354,8 +408,7 @@ struct CudaEngine::Impl {
       const auto& s = batch.seqs[si];
       std::copy(s.block_table.begin(), s.block_table.end(), h_tables.begin() + si * max_blocks);
       cuda::attention_tiles(static_cast<int32_t>(h_tokens.size()), static_cast<int32_t>(s.tokens.size()),
-                            static_cast<int32_t>(cfg.num_heads), static_cast<int32_t>(cfg.num_kv_heads), max_heads,
-                            h_tiles);
+                            static_cast<int32_t>(nq), static_cast<int32_t>(plan.q_begin), group, max_heads, h_tiles);
       for (std::size_t i = 0; i < s.tokens.size(); ++i) {
         h_tokens.push_back(s.tokens[i]);
         h_pos.push_back(s.start_pos + static_cast<int32_t>(i));
@@ -379,15 +432,22 @@ struct CudaEngine::Impl {
     put(d_pick, h_pick);
     put(d_tiles, h_tiles);
 
-    cuda::AttentionShape as{static_cast<int32_t>(cfg.num_heads), static_cast<int32_t>(cfg.num_kv_heads),
+    const FalconConfig::QkvLayout layout = plan.qkv_layout(cfg);
+    cuda::AttentionShape as{static_cast<int32_t>(nq),
+                            static_cast<int32_t>(nkv),
                             static_cast<int32_t>(cfg.head_dim),
-                            cfg.qkv_layout() == FalconConfig::QkvLayout::grouped       ? 0
-                            : cfg.qkv_layout() == FalconConfig::QkvLayout::multi_query ? 1
-                                                                                        : 2,
-                            spec.block_size, max_blocks, static_cast<float>(cfg.rope_theta), cfg.alibi};
+                            layout == FalconConfig::QkvLayout::grouped       ? 0
+                            : layout == FalconConfig::QkvLayout::multi_query ? 1
+                                                                             : 2,
+                            spec.block_size,
+                            max_blocks,
+                            static_cast<float>(cfg.rope_theta),
+                            cfg.alibi,
+                            group,
+                            static_cast<int32_t>(plan.q_begin)};
     cuda::RowMeta meta{d_seq.get(), d_pos.get(), d_tables.get()};
     const float eps = static_cast<float>(cfg.layer_norm_epsilon);
-    const std::size_t layer_cache = static_cast<std::size_t>(spec.num_blocks) * cfg.num_kv_heads * spec.block_size * cfg.head_dim;
+    const std::size_t layer_cache = static_cast<std::size_t>(spec.num_blocks) * nkv * spec.block_size * cfg.head_dim;
 
     prof.mark("embed", stream);
     cuda::embed_rows(embed.get(), d_tokens.get(), n, h, x.get(), stream);
@@ -407,41 +467,50 @@ struct CudaEngine::Impl {
       cuda::paged_attention(q.get(), kc, vc, n, static_cast<int32_t>(h_tiles.size() / 4), d_tiles.get(), as, meta,
                             alibi_slopes.get(), attn.get(), stream);
       prof.mark("gemm_dense", stream);
-      gemm(attn.get(), 2 * n, L.dense.w.get(), h, h, o.get());
+      gemm(attn.get(), 2 * n, L.dense.w.get(), h, L.dense.in, o.get());
       prof.mark("other", stream);
       const bf16* mlp_in = a.get();
       if (cfg.parallel_attn) {
         if (cfg.two_layernorms()) mlp_in = m.get();
       } else {
-        cuda::residual_add(x.get(), o.get(), L.dense.bias(), nullptr, nullptr, n, h, stream);
+        add_to_residual(o.get(), L.dense.bias(), nullptr, nullptr, n);
         cuda::layer_norm(x.get(), nullptr, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream);
         mlp_in = m.get();
       }
       prof.mark("gemm_mlp", stream);
-      gemm(mlp_in, 2 * n, L.h_to_4h.w.get(), cfg.ffn_hidden_size, h, f.get());
+      gemm(mlp_in, 2 * n, L.h_to_4h.w.get(), ffn, h, f.get());
       prof.mark("gelu", stream);
-      cuda::bias_gelu(f.get(), L.h_to_4h.bias(), n, cfg.ffn_hidden_size, fb.get(), stream);
+      cuda::bias_gelu(f.get(), L.h_to_4h.bias(), n, ffn, fb.get(), stream);
       prof.mark("gemm_mlp", stream);
-      gemm(fb.get(), 2 * n, L.h4_to_h.w.get(), h, cfg.ffn_hidden_size, y.get());
+      gemm(fb.get(), 2 * n, L.h4_to_h.w.get(), h, ffn, y.get());
       prof.mark("residual", stream);
       if (cfg.parallel_attn)
-        cuda::residual_add(x.get(), o.get(), L.dense.bias(), y.get(), L.h4_to_h.bias(), n, h, stream);
+        add_to_residual(o.get(), L.dense.bias(), y.get(), L.h4_to_h.bias(), n);
       else
-        cuda::residual_add(x.get(), y.get(), L.h4_to_h.bias(), nullptr, nullptr, n, h, stream);
+        add_to_residual(y.get(), L.h4_to_h.bias(), nullptr, nullptr, n);
     }
     const int64_t np = static_cast<int64_t>(h_pick.size());
     lnf.resize(2 * np * h);
-    logits_split.resize(2 * np * cfg.vocab_size);
+    logits_split.resize(2 * np * vocab_rows);
     logits.resize(np * cfg.vocab_size);
     lse.resize(np);
     argmax.resize(np);
     rowmax.resize(np);
     prof.mark("lm_head", stream);
     cuda::layer_norm(x.get(), d_pick.get(), np, h, ln_f.w.get(), ln_f.b.get(), eps, lnf.get(), stream);
-    gemm(lnf.get(), 2 * np, lm_head, cfg.vocab_size, h, logits_split.get());
-    cuda::combine_halves(logits_split.get(), np, cfg.vocab_size, logits.get(), stream);
+    gemm(lnf.get(), 2 * np, lm_head, vocab_rows, h, logits_split.get());
+    if (comm) {
+      gather_logits(np);
+    } else {
+      cuda::combine_halves(logits_split.get(), np, cfg.vocab_size, logits.get(), stream);
+    }
     cuda::row_stats(logits.get(), np, cfg.vocab_size, lse.get(), argmax.get(), rowmax.get(), stream);
 
+    if (plan.rank != 0) {
+      EYRIE_CUDA_CHECK(cudaStreamSynchronize(stream));
+      prof.collect();
+      return;
+    }
     out.reset(batch.seqs.size(), cfg.vocab_size);
     for (const auto& s : batch.seqs) out.add_rows(s.all_logits ? s.tokens.size() : 1);
     prof.mark("to_host", stream);
@@ -462,21 +531,25 @@ struct CudaEngine::Impl {
   }
 };
 
-CudaEngine::CudaEngine(std::shared_ptr<const FalconModel> model, CudaEngineOptions options)
+CudaEngine::CudaEngine(std::shared_ptr<const FalconModel> model, CudaEngineOptions options,
+                       std::shared_ptr<Communicator> comm)
     : impl_(std::make_unique<Impl>()) {
   if (!cuda_available()) throw Error("no CUDA device is available");
   impl_->cfg = model->config;
   impl_->opt = options;
+  impl_->comm = std::move(comm);
   impl_->init_common();
   impl_->upload_model(*model);
   impl_->alloc_scratch();
 }
 
-CudaEngine::CudaEngine(const FalconConfig& config, uint64_t seed, CudaEngineOptions options)
+CudaEngine::CudaEngine(const FalconConfig& config, uint64_t seed, CudaEngineOptions options,
+                       std::shared_ptr<Communicator> comm)
     : impl_(std::make_unique<Impl>()) {
   if (!cuda_available()) throw Error("no CUDA device is available");
   impl_->cfg = config;
   impl_->opt = options;
+  impl_->comm = std::move(comm);
   impl_->init_common();
   impl_->random_model(seed);
   impl_->alloc_scratch();

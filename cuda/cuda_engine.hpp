@@ -1,11 +1,13 @@
 // The Falcon forward pass on one GPU: bf16 weights and paged KV cache, cuBLAS GEMMs with fp32
-// accumulation, fp32 residual stream; the same batched step interface as the CPU engine.
+// accumulation, fp32 residual stream; the same batched step interface as the CPU engine. As a
+// tensor-parallel shard, rank 0's output is the step's; the other ranks leave theirs empty.
 #pragma once
 
 #include <memory>
 #include <string>
 
 #include "model/falcon_model.hpp"
+#include "model/parallel/communicator.hpp"
 #include "model/step.hpp"
 
 namespace eyrie {
@@ -24,10 +26,14 @@ int cuda_device_count();
 
 class CudaEngine final : public Engine {
  public:
-  // Uploads the checkpoint's weights (bf16; fp16 / fp32 converted on the way).
-  CudaEngine(std::shared_ptr<const FalconModel> model, CudaEngineOptions options = {});
+  // Uploads the checkpoint's weights (bf16; fp16 / fp32 converted on the way). With a
+  // communicator, only the weights of the communicator's shard: one rank of a tensor-parallel
+  // group whose engines step together, each on its own GPU.
+  CudaEngine(std::shared_ptr<const FalconModel> model, CudaEngineOptions options = {},
+             std::shared_ptr<Communicator> comm = nullptr);
   // Random weights created on the GPU for a config (benchmarks at full size, no file).
-  CudaEngine(const FalconConfig& config, uint64_t seed, CudaEngineOptions options = {});
+  CudaEngine(const FalconConfig& config, uint64_t seed, CudaEngineOptions options = {},
+             std::shared_ptr<Communicator> comm = nullptr);
   ~CudaEngine() override;
 
   const FalconConfig& config() const override;

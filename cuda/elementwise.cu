@@ -87,6 +87,20 @@ void residual_add(float* x, const float* a, const float* ab, const float* c, con
   EYRIE_CUDA_LAUNCHED();
 }
 
+namespace {
+__global__ void add_kernel(float* x, const float* p, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    x[i] += p[i];
+}
+}  // namespace
+
+void add_inplace(float* x, const float* p, int64_t n, cudaStream_t s) {
+  if (n == 0) return;
+  add_kernel<<<grid_for(n), 256, 0, s>>>(x, p, n);
+  EYRIE_CUDA_LAUNCHED();
+}
+
 void combine_halves(const float* y, int64_t rows, int64_t cols, float* out, cudaStream_t s) {
   const int64_t n = rows * cols;
   if (n == 0) return;

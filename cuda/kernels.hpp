@@ -26,12 +26,16 @@ void layer_norm(const float* x, const int32_t* rows_idx, int64_t rows, int64_t h
 
 // Geometry of the fused query_key_value row and of the paged cache, for the kernels below.
 struct AttentionShape {
-  int32_t num_heads, num_kv_heads, head_dim;
-  int32_t layout;  // 0 grouped (new architecture), 1 multi-query, 2 interleaved per head
+  int32_t num_heads, num_kv_heads, head_dim;  // this shard's query and KV heads
+  int32_t layout;  // 0 grouped (new architecture), 1 query heads then each KV head's k and v, 2 interleaved
   int32_t block_size;
   int32_t max_blocks_per_seq;  // stride of the block table
   float rope_theta;
   bool alibi;
+  // The model's query heads per KV head, and the model-wide index of this shard's first query
+  // head: local head h reads local KV head (offset + h) / group - offset / group.
+  int32_t group;
+  int32_t q_head_offset;
 };
 
 // Per token row of a step: its sequence (index into the block tables) and position.
@@ -54,7 +58,8 @@ void paged_attention(const float* q, const float* k_cache, const float* v_cache,
                      const float* alibi_slopes, bf16* out, cudaStream_t s);
 // Appends the attention tiles of `rows` consecutive rows of one sequence starting at first_row:
 // (first row, rows, first head, heads), at most max_heads heads, all sharing one KV head.
-void attention_tiles(int32_t first_row, int32_t rows, int32_t num_heads, int32_t num_kv_heads,
+// num_heads, q_head_offset and group as in AttentionShape.
+void attention_tiles(int32_t first_row, int32_t rows, int32_t num_heads, int32_t q_head_offset, int32_t group,
                      int32_t max_heads, std::vector<int32_t>& tiles);
 
 // out = split bf16 of gelu(x_hi + x_lo + bias), exact erf GELU; x is a [2 x rows, cols] GEMM output.
@@ -64,6 +69,9 @@ void bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf
 // [2 x rows, cols] GEMM outputs whose halves are summed.
 void residual_add(float* x, const float* a, const float* a_bias, const float* c, const float* c_bias,
                   int64_t rows, int64_t cols, cudaStream_t s);
+
+// x[i] += p[i]: a tensor-parallel layer's all-reduced output into the residual stream.
+void add_inplace(float* x, const float* p, int64_t n, cudaStream_t s);
 
 // out[r] = y[r] + y[rows + r]: the two halves of a GEMM over split rows.
 void combine_halves(const float* y, int64_t rows, int64_t cols, float* out, cudaStream_t s);

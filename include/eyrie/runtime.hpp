@@ -18,7 +18,8 @@ namespace eyrie {
 struct RuntimeOptions {
   std::string model_dir;
   std::string device = "cpu";       // "cpu" or "cuda" (one replica per GPU by default)
-  int replicas = 0;                 // 0: 1 on the CPU, one per GPU; each its own engine and KV cache
+  int replicas = 0;                 // 0: 1 on the CPU, GPUs / tensor_parallel_degree; each its own KV cache
+  int tensor_parallel_degree = 1;   // shards per replica: GPUs on cuda, thread groups on the CPU
   int threads_per_replica = 0;      // 0: the machine's threads divided among replicas
   int64_t kv_cache_tokens = 0;      // per replica; 0: 4 x the model's context
   int32_t kv_block_size = 16;

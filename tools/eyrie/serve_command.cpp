@@ -94,6 +94,7 @@ int serve_command(std::span<char*> args) {
   ro.model_dir = o.str("model_id").empty() ? default_model_dir() : o.str("model_id");
   ro.device = o.str("device");
   ro.replicas = static_cast<int>(o.integer("replicas"));
+  ro.tensor_parallel_degree = static_cast<int>(o.integer("tensor_parallel_degree"));
   ro.threads_per_replica = static_cast<int>(o.integer("threads"));
   ro.kv_cache_tokens = o.integer("kv_cache_tokens");
   ro.kv_block_size = static_cast<int32_t>(o.integer("kv_block_size"));
@@ -110,8 +111,8 @@ int serve_command(std::span<char*> args) {
   auto rt = Runtime::create(ro);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr, "eyrie: %s\n", rt->config().describe().c_str());
-  std::fprintf(stderr, "eyrie: %d %s replica(s), max batch %d, KV block %d tokens, context %lld; ready in %.2f s\n",
-               rt->options().replicas, ro.device.c_str(), ro.max_batch_size, ro.kv_block_size,
+  std::fprintf(stderr, "eyrie: %d %s replica(s) of %d shard(s), max batch %d, KV block %d tokens, context %lld; ready in %.2f s\n",
+               rt->options().replicas, ro.device.c_str(), ro.tensor_parallel_degree, ro.max_batch_size, ro.kv_block_size,
                static_cast<long long>(rt->options().max_total_tokens), secs);
   const uint16_t port = rt->serve(o.str("host"), static_cast<uint16_t>(o.integer("port")));
   std::fprintf(stderr, "eyrie: listening on http://%s:%u (WebSocket at /ws)\n", o.str("host").c_str(), port);

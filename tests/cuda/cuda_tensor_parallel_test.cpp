@@ -1,0 +1,179 @@
+// The CUDA engine as tensor-parallel shards: through NCCL (a group of one on a single GPU, of
+// every visible GPU where there are several), and several shards sharing one GPU through host
+// copies. Each against the whole engine on the same steps. Skipped where no GPU is present.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+
+#include "cuda/cuda_engine.hpp"
+#include "cuda/nccl_communicator.hpp"
+#include "model/parallel/communicator.hpp"
+#include "tests/support/reference.hpp"
+#include "tests/support/temp_dir.hpp"
+
+#if EYRIE_HAS_CUDA
+#include <cuda_runtime.h>
+#endif
+
+namespace eyrie {
+namespace {
+
+constexpr double kShardTol = 2e-3;  // logprobs: sliced bf16 GEMMs sum in another order
+
+#if EYRIE_HAS_CUDA
+// Device buffers through the host around an in-process group: NCCL refuses two ranks on one
+// GPU, and these tests must cut a model several ways on a machine with one.
+class StagedCommunicator final : public Communicator {
+ public:
+  explicit StagedCommunicator(std::shared_ptr<Communicator> inner) : inner_(std::move(inner)) {}
+  int rank() const override { return inner_->rank(); }
+  int size() const override { return inner_->size(); }
+  void all_reduce_sum(float* data, std::size_t count, void* stream) override {
+    auto s = static_cast<cudaStream_t>(stream);
+    a_.resize(count);
+    copy(a_.data(), data, count, cudaMemcpyDeviceToHost, s);
+    inner_->all_reduce_sum(a_.data(), count, nullptr);
+    copy(data, a_.data(), count, cudaMemcpyHostToDevice, s);
+  }
+  void all_gather(const float* send, float* recv, std::size_t count, void* stream) override {
+    auto s = static_cast<cudaStream_t>(stream);
+    a_.resize(count);
+    b_.resize(count * size());
+    copy(a_.data(), send, count, cudaMemcpyDeviceToHost, s);
+    inner_->all_gather(a_.data(), b_.data(), count, nullptr);
+    copy(recv, b_.data(), count * size(), cudaMemcpyHostToDevice, s);
+  }
+  void abort(const std::string& why) override { inner_->abort(why); }
+
+ private:
+  static void copy(float* dst, const float* src, std::size_t n, cudaMemcpyKind kind, cudaStream_t s) {
+    if (cudaMemcpyAsync(dst, src, n * sizeof(float), kind, s) != cudaSuccess || cudaStreamSynchronize(s) != cudaSuccess)
+      throw Error("staged copy failed");
+  }
+  std::shared_ptr<Communicator> inner_;
+  std::vector<float> a_, b_;
+};
+#endif
+
+// Log-probabilities of every row of a step, flattened.
+std::vector<double> logprobs(const StepOutput& out, std::size_t seqs) {
+  std::vector<double> v;
+  for (std::size_t s = 0; s < seqs; ++s)
+    for (std::size_t i = 0; i < out.num_rows(s); ++i) {
+      auto row = out.row(s, i);
+      for (float x : row) v.push_back(double(x) - out.logsumexp(s, i));
+    }
+  return v;
+}
+
+// Two steps of two sequences: a whole prompt with every row's logits beside half of another,
+// then a decode beside the other half. Returns both steps' log-probabilities from rank 0.
+std::vector<std::vector<double>> run_steps(const std::vector<Engine*>& ranks, const std::string& fixture) {
+  auto cases = test::load_reference(fixture + "/reference.json");
+  const auto& a = cases[0].ids;
+  const auto& b = cases[1].ids;
+  std::vector<int32_t> ba, bb;
+  for (int32_t i = 0; i < 8; ++i) ba.push_back(i), bb.push_back(8 + i);
+  const std::size_t half = b.size() / 2;
+  const int32_t next[1] = {cases[0].greedy_ids[0]};
+  StepBatch s1, s2;
+  s1.seqs.push_back({1, 0, a, ba, true});
+  s1.seqs.push_back({2, 0, std::span<const int32_t>(b).subspan(0, half), bb, false});
+  s2.seqs.push_back({1, static_cast<int32_t>(a.size()), std::span<const int32_t>(next, 1), ba, false});
+  s2.seqs.push_back({2, static_cast<int32_t>(half), std::span<const int32_t>(b).subspan(half), bb, false});
+  std::vector<std::vector<double>> result;
+  for (const StepBatch* batch : {&s1, &s2}) {
+    std::vector<StepOutput> outs(ranks.size());
+    std::vector<std::thread> threads;
+    std::vector<std::exception_ptr> errors(ranks.size());
+    for (std::size_t r = 0; r < ranks.size(); ++r)
+      threads.emplace_back([&, r] {
+        try {
+          ranks[r]->step(*batch, outs[r]);
+        } catch (...) {
+          errors[r] = std::current_exception();
+        }
+      });
+    for (auto& t : threads) t.join();
+    for (auto& e : errors)
+      if (e) std::rethrow_exception(e);
+    result.push_back(logprobs(outs[0], batch->seqs.size()));
+  }
+  return result;
+}
+
+void expect_close(const std::vector<std::vector<double>>& got, const std::vector<std::vector<double>>& want,
+                  double tol) {
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t s = 0; s < want.size(); ++s) {
+    ASSERT_EQ(got[s].size(), want[s].size()) << "step " << s;
+    double worst = 0;
+    for (std::size_t i = 0; i < want[s].size(); ++i) worst = std::max(worst, std::abs(got[s][i] - want[s][i]));
+    EXPECT_LT(worst, tol) << "step " << s;
+  }
+}
+
+class CudaTensorParallel : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+    model_ = FalconModel::load(GetParam());
+    whole_ = std::make_unique<CudaEngine>(model_, opts(0));
+    want_ = run_steps({whole_.get()}, GetParam());
+  }
+  static CudaEngineOptions opts(int device) {
+    CudaEngineOptions o;
+    o.device = device;
+    o.kv_tokens = 2048;
+    o.max_step_tokens = 512;
+    return o;
+  }
+  std::shared_ptr<const FalconModel> model_;
+  std::unique_ptr<CudaEngine> whole_;
+  std::vector<std::vector<double>> want_;
+};
+
+TEST_P(CudaTensorParallel, NcclGroupOfOneRunsTheShardPath) {
+  auto comm = make_nccl_group({0});
+  CudaEngine shard(model_, opts(0), comm[0]);
+  expect_close(run_steps({&shard}, GetParam()), want_, kShardTol);
+}
+
+TEST_P(CudaTensorParallel, ShardsSharingOneGpuMatchTheWholeEngine) {
+#if EYRIE_HAS_CUDA
+  for (int degree : {2, 3, 4}) {
+    SCOPED_TRACE("degree " + std::to_string(degree));
+    auto group = make_in_process_group(degree);
+    std::vector<std::unique_ptr<CudaEngine>> shards;
+    std::vector<Engine*> ranks;
+    for (int r = 0; r < degree; ++r) {
+      shards.push_back(std::make_unique<CudaEngine>(model_, opts(0), std::make_shared<StagedCommunicator>(group[r])));
+      ranks.push_back(shards.back().get());
+    }
+    expect_close(run_steps(ranks, GetParam()), want_, kShardTol);
+  }
+#endif
+}
+
+TEST_P(CudaTensorParallel, NcclShardsOnEveryVisibleGpuMatchTheWholeEngine) {
+  const int gpus = std::min(cuda_device_count(), 4);
+  if (gpus < 2) GTEST_SKIP() << "one GPU visible";
+  std::vector<int> devices;
+  for (int d = 0; d < gpus; ++d) devices.push_back(d);
+  auto group = make_nccl_group(devices);
+  std::vector<std::unique_ptr<CudaEngine>> shards;
+  std::vector<Engine*> ranks;
+  for (int r = 0; r < gpus; ++r) {
+    shards.push_back(std::make_unique<CudaEngine>(model_, opts(r), group[r]));
+    ranks.push_back(shards.back().get());
+  }
+  expect_close(run_steps(ranks, GetParam()), want_, kShardTol);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, CudaTensorParallel, ::testing::ValuesIn(test::fixture_models()),
+                         [](const auto& p) { return test::fixture_name(p.param); });
+
+}  // namespace
+}  // namespace eyrie
