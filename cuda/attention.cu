@@ -216,12 +216,13 @@ void attention_tiles(int32_t first_row, int32_t rows, int32_t num_heads, int32_t
     // Runs of local heads that share a KV head; a shard's first and last run may be partial.
     for (int32_t h = 0; h < num_heads;) {
       const int32_t run_end = std::min(num_heads, ((q_head_offset + h) / group + 1) * group - q_head_offset);
-      for (; h < run_end; h += heads) {
+      for (int32_t t = h; t < run_end; t += heads) {
         tiles.push_back(first_row + r);
         tiles.push_back(nr);
-        tiles.push_back(h);
-        tiles.push_back(std::min(heads, run_end - h));
+        tiles.push_back(t);
+        tiles.push_back(std::min(heads, run_end - t));
       }
+      h = run_end;
     }
   }
 }

@@ -1,8 +1,9 @@
 // Falcon decode and prefill on one GPU with random bf16 weights created on the device from a
 // config.json: time to first token, time per output token, batched decode throughput, and the
-// share of the memory-bandwidth roofline (device copy bandwidth measured in the same run).
+// share of the memory-bandwidth roofline (device copy bandwidth measured in the same run). With
+// --tp N the model is cut over GPUs 0..N-1 through NCCL; the roofline is then per GPU.
 //
-//   bench_cuda --config tests/data/configs/falcon-7b.json [--batches 16,64,256]
+//   bench_cuda --config tests/data/configs/falcon-7b.json [--batches 16,64,256] [--tp 1]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -16,6 +17,8 @@
 
 #include "cuda/check.hpp"
 #include "cuda/cuda_engine.hpp"
+#include "cuda/nccl_communicator.hpp"
+#include "model/parallel/shard_group.hpp"
 
 using Clock = std::chrono::steady_clock;
 using namespace eyrie;
@@ -50,7 +53,7 @@ struct Seq {
 };
 
 // Prefills every sequence (in steps of at most max_rows rows), then runs decode steps.
-double prefill(CudaEngine& e, std::vector<Seq>& seqs, int64_t max_rows) {
+double prefill(Engine& e, std::vector<Seq>& seqs, int64_t max_rows) {
   StepOutput out;
   const auto t0 = Clock::now();
   std::size_t i = 0;
@@ -68,7 +71,7 @@ double prefill(CudaEngine& e, std::vector<Seq>& seqs, int64_t max_rows) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-double decode(CudaEngine& e, std::vector<Seq>& seqs, int steps) {
+double decode(Engine& e, std::vector<Seq>& seqs, int steps) {
   StepOutput out;
   std::vector<int32_t> next(seqs.size(), 1000);
   const auto t0 = Clock::now();
@@ -85,7 +88,7 @@ double decode(CudaEngine& e, std::vector<Seq>& seqs, int steps) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-std::vector<Seq> make_seqs(const CudaEngine& e, int batch, int prompt, int total) {
+std::vector<Seq> make_seqs(const Engine& e, int batch, int prompt, int total) {
   std::vector<Seq> seqs(batch);
   const int32_t per = e.kv_spec().blocks_for(total);
   for (int b = 0; b < batch; ++b) {
@@ -100,8 +103,10 @@ std::vector<Seq> make_seqs(const CudaEngine& e, int batch, int prompt, int total
 int main(int argc, char** argv) {
   std::string config_path = "tests/data/configs/falcon-7b.json";
   std::vector<int> batches = {16, 64, 256};
+  int tp = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--config")) config_path = argv[i + 1];
+    if (!std::strcmp(argv[i], "--tp")) tp = std::stoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--batches")) {
       batches.clear();
       std::stringstream ss(argv[i + 1]);
@@ -112,10 +117,27 @@ int main(int argc, char** argv) {
     const double bw = copy_bandwidth();
     FalconConfig cfg = FalconConfig::from_file(config_path);
     const int max_batch = *std::max_element(batches.begin(), batches.end());
-    CudaEngine e(cfg, 7, {.block_size = 16, .kv_tokens = int64_t{max_batch} * 656 + 4096, .max_step_tokens = 8192});
-    const double wbytes = static_cast<double>(e.weight_bytes());
-    std::printf("device copy bandwidth: %.2f TB/s; weights %.2f GB; roofline per token %.2f ms\n", bw / 1e12,
-                wbytes / 1e9, wbytes / bw * 1e3);
+    const CudaEngineOptions opt{.block_size = 16, .kv_tokens = int64_t{max_batch} * 656 + 4096, .max_step_tokens = 8192};
+    std::vector<std::shared_ptr<Engine>> shards;
+    std::vector<std::shared_ptr<Communicator>> comms;
+    double wbytes = 0;  // the largest shard's: each GPU reads its own shard every step
+    if (tp > 1) {
+      std::vector<int> devices;
+      for (int d = 0; d < tp; ++d) devices.push_back(d);
+      comms = make_nccl_group(devices);
+    } else {
+      comms.push_back(nullptr);
+    }
+    for (int r = 0; r < tp; ++r) {
+      CudaEngineOptions o = opt;
+      o.device = r;
+      auto shard = std::make_shared<CudaEngine>(cfg, 7, o, comms[r]);
+      wbytes = std::max(wbytes, static_cast<double>(shard->weight_bytes()));
+      shards.push_back(shard);
+    }
+    ShardGroup e(shards, comms);
+    std::printf("device copy bandwidth: %.2f TB/s; tensor parallel %d; weights per GPU %.2f GB; roofline per token %.2f ms\n",
+                bw / 1e12, tp, wbytes / 1e9, wbytes / bw * 1e3);
 
     for (int prompt : {128, 2048}) {
       auto seqs = make_seqs(e, 1, prompt, prompt + 1);

@@ -9,6 +9,7 @@
 
 #include "model/cpu/cpu_engine.hpp"
 #include "model/parallel/communicator.hpp"
+#include "model/parallel/shard_group.hpp"
 #include "model/parallel/shard_plan.hpp"
 #include "tests/support/reference.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -245,6 +246,70 @@ TEST_P(ShardedCpuTest, EveryShardRefusesABadBatchBeforeAnyExchange) {
     }
   });
   EXPECT_EQ(refused, degree_);
+}
+
+TEST_P(ShardedCpuTest, AShardGroupStepsLikeTheWholeModel) {
+  auto cases = test::load_reference(std::get<0>(GetParam()) + "/reference.json");
+  auto group = make_in_process_group(degree_);
+  std::vector<std::shared_ptr<Engine>> shards;
+  for (int r = 0; r < degree_; ++r)
+    shards.push_back(std::make_shared<CpuEngine>(model_, CpuEngineOptions{.threads = 1, .block_size = 16, .kv_tokens = 512},
+                                                 group[r]));
+  ShardGroup g(shards, group);
+  EXPECT_EQ(g.kv_spec().num_blocks, shards[0]->kv_spec().num_blocks);
+  std::vector<int32_t> blocks{0, 1, 2, 3};
+  StepBatch b;
+  b.seqs.push_back({1, 0, cases[0].ids, blocks, true});
+  StepOutput got, want;
+  for (int i = 0; i < 2; ++i) {  // twice: the group's threads are reused
+    g.step(b, got);
+    whole_->step(b, want);
+    ASSERT_EQ(got.num_rows(0), want.num_rows(0));
+    for (std::size_t r = 0; r < want.num_rows(0); ++r)
+      for (std::size_t k = 0; k < static_cast<std::size_t>(want.vocab()); ++k)
+        ASSERT_NEAR(got.row(0, r)[k], want.row(0, r)[k], 1e-4 * std::max(1.0f, std::abs(want.row(0, r)[k])));
+  }
+}
+
+// A shard that fails mid-step, after its peers have entered the step's first exchange.
+class FailingShard final : public Engine {
+ public:
+  explicit FailingShard(const Engine& like) : like_(like) {}
+  const FalconConfig& config() const override { return like_.config(); }
+  const KvCacheSpec& kv_spec() const override { return like_.kv_spec(); }
+  void step(const StepBatch&, StepOutput&) override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    throw Error("device lost");
+  }
+
+ private:
+  const Engine& like_;
+};
+
+TEST(ShardGroupTest, AFailingShardStopsItsPeersInsteadOfHangingThem) {
+  auto model = FalconModel::load(test::test_data("models/falcon-7b-tiny"));
+  auto group = make_in_process_group(2);
+  auto rank0 = std::make_shared<CpuEngine>(model, CpuEngineOptions{.threads = 1, .block_size = 16, .kv_tokens = 256},
+                                           group[0]);
+  ShardGroup g({rank0, std::make_shared<FailingShard>(*rank0)}, group);
+  const int32_t tok[2] = {11, 12};
+  const int32_t blocks[1] = {0};
+  StepBatch b;
+  b.seqs.push_back({1, 0, std::span<const int32_t>(tok, 2), std::span<const int32_t>(blocks, 1), false});
+  StepOutput out;
+  try {
+    g.step(b, out);
+    FAIL() << "the step succeeded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("device lost"), std::string::npos) << e.what();
+  }
+  // The group stays stopped, and says why, rather than running a half-broken replica.
+  try {
+    g.step(b, out);
+    FAIL() << "a stopped group stepped";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("device lost"), std::string::npos) << e.what();
+  }
 }
 
 std::vector<std::tuple<std::string, int>> sharded_cases() {
