@@ -172,6 +172,17 @@ TEST_P(CudaTensorParallel, NcclShardsOnEveryVisibleGpuMatchTheWholeEngine) {
   expect_close(run_steps(ranks, GetParam()), want_, kShardTol);
 }
 
+TEST(NcclGroup, AGroupNcclCannotFormSaysSoInNcclsWords) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  try {
+    make_nccl_group({0, 0});  // two ranks on one GPU: NCCL refuses
+    FAIL() << "NCCL formed a group with two ranks on one GPU";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("NCCL could not form a group on GPUs 0,0"), std::string::npos) << what;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaTensorParallel, ::testing::ValuesIn(test::fixture_models()),
                          [](const auto& p) { return test::fixture_name(p.param); });
 
