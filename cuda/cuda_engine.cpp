@@ -138,6 +138,7 @@ struct CudaEngine::Impl {
   // A tensor-parallel shard (comm set) computes plan's heads, MLP columns and vocabulary rows.
   std::shared_ptr<Communicator> comm;
   ShardPlan plan;
+  bool split = true;  // this step's GEMMs carry split-bf16 activations
   int64_t nq = 0, nkv = 0, qkv_dim = 0, ffn = 0, vocab_rows = 0;
   KvCacheSpec spec;
   cudaStream_t stream = nullptr;
@@ -338,6 +339,17 @@ struct CudaEngine::Impl {
     d_pick.resize(t);
   }
 
+  // y = x W^T over split-bf16 rows (see cuda/kernels.hpp): both halves of the n rows when the
+  // step is split, else only the high halves, the low halves of y zeroed for its consumers.
+  void gemm_rows(const bf16* xin, int64_t n, const bf16* w, int64_t out_dim, int64_t in_dim, float* yout) {
+    if (split) {
+      gemm(xin, 2 * n, w, out_dim, in_dim, yout);
+      return;
+    }
+    gemm(xin, n, w, out_dim, in_dim, yout);
+    EYRIE_CUDA_CHECK(cudaMemsetAsync(yout + n * out_dim, 0, static_cast<std::size_t>(n * out_dim) * sizeof(float), stream));
+  }
+
   // y[rows, out] = x[rows, in] W^T, fp32 accumulation and output.
   void gemm(const bf16* xin, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* yout) {
     const float alpha = 1.f, beta = 0.f;
@@ -417,6 +429,7 @@ struct CudaEngine::Impl {
       }
     }
     const int64_t n = static_cast<int64_t>(h_tokens.size());
+    split = n <= opt.split_rows_max;
     if (n > opt.max_step_tokens)
       throw InvalidArgument("step: " + std::to_string(n) + " token rows exceed this engine's limit of " +
                             std::to_string(opt.max_step_tokens));
@@ -458,7 +471,7 @@ struct CudaEngine::Impl {
       if (cfg.two_layernorms())
         cuda::layer_norm(x.get(), nullptr, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream);
       prof.mark("gemm_qkv", stream);
-      gemm(a.get(), 2 * n, L.qkv.w.get(), L.qkv.out, h, qkv.get());
+      gemm_rows(a.get(), n, L.qkv.w.get(), L.qkv.out, h, qkv.get());
       float* kc = k_cache.get() + li * layer_cache;
       float* vc = v_cache.get() + li * layer_cache;
       prof.mark("rotary_kv", stream);
@@ -467,7 +480,7 @@ struct CudaEngine::Impl {
       cuda::paged_attention(q.get(), kc, vc, n, static_cast<int32_t>(h_tiles.size() / 4), d_tiles.get(), as, meta,
                             alibi_slopes.get(), attn.get(), stream);
       prof.mark("gemm_dense", stream);
-      gemm(attn.get(), 2 * n, L.dense.w.get(), h, L.dense.in, o.get());
+      gemm_rows(attn.get(), n, L.dense.w.get(), h, L.dense.in, o.get());
       prof.mark("other", stream);
       const bf16* mlp_in = a.get();
       if (cfg.parallel_attn) {
@@ -478,11 +491,11 @@ struct CudaEngine::Impl {
         mlp_in = m.get();
       }
       prof.mark("gemm_mlp", stream);
-      gemm(mlp_in, 2 * n, L.h_to_4h.w.get(), ffn, h, f.get());
+      gemm_rows(mlp_in, n, L.h_to_4h.w.get(), ffn, h, f.get());
       prof.mark("gelu", stream);
       cuda::bias_gelu(f.get(), L.h_to_4h.bias(), n, ffn, fb.get(), stream);
       prof.mark("gemm_mlp", stream);
-      gemm(fb.get(), 2 * n, L.h4_to_h.w.get(), h, ffn, y.get());
+      gemm_rows(fb.get(), n, L.h4_to_h.w.get(), h, ffn, y.get());
       prof.mark("residual", stream);
       if (cfg.parallel_attn)
         add_to_residual(o.get(), L.dense.bias(), y.get(), L.h4_to_h.bias(), n);
@@ -498,7 +511,7 @@ struct CudaEngine::Impl {
     rowmax.resize(np);
     prof.mark("lm_head", stream);
     cuda::layer_norm(x.get(), d_pick.get(), np, h, ln_f.w.get(), ln_f.b.get(), eps, lnf.get(), stream);
-    gemm(lnf.get(), 2 * np, lm_head, vocab_rows, h, logits_split.get());
+    gemm_rows(lnf.get(), np, lm_head, vocab_rows, h, logits_split.get());
     if (comm) {
       gather_logits(np);
     } else {
