@@ -81,7 +81,7 @@ constexpr int kTileKeys = 64;     // keys per pass
 // in tiles through shared memory, an online softmax per query, causal and (for ALiBi) biased.
 __global__ void attention_kernel(const float* q, const float* k_cache, const float* v_cache, AttentionShape a,
                                  RowMeta m, const int32_t* tiles, const float* slopes, bf16* out,
-                                 int64_t lo_offset) {
+                                 int64_t lo_offset, float* part_o, float* part_ml) {
   extern __shared__ float smem[];
   const int hd = a.head_dim;
   // sK rows are padded by one float: a warp reads 32 keys at the same d, which would otherwise
@@ -95,12 +95,19 @@ __global__ void attention_kernel(const float* q, const float* k_cache, const flo
   float* sM = sS + kTileQueries * kTileKeys;      // running max per query
   float* sL = sM + kTileQueries;                  // running sum per query
   float* sA = sL + kTileQueries;                  // rescale of this pass
-  const int32_t* t = tiles + 4 * blockIdx.x;
-  const int r0 = t[0], nr = t[1], h0 = t[2], nh = t[3];
+  const int32_t* t = tiles + kAttentionTileInts * blockIdx.x;
+  const int r0 = t[0], nr = t[1], h0 = t[2], nh = t[3], split = t[4], nsplit = t[5], slot = t[6];
   const int nq = nr * nh;
   const int j = (a.q_head_offset + h0) / a.group - a.q_head_offset / a.group;
   const int p0 = m.pos[r0];
   const int last = p0 + nr - 1;
+  // A decode row split over several blocks takes one range of its keys, in whole key tiles.
+  int kb = 0, ke = last + 1;
+  if (nsplit > 1) {
+    const int chunk = ((ke + nsplit - 1) / nsplit + kTileKeys - 1) / kTileKeys * kTileKeys;
+    kb = split * chunk;
+    ke = min(ke, kb + chunk);
+  }
   const int* table = m.block_tables + static_cast<int64_t>(m.seq[r0]) * a.max_blocks_per_seq;
   const float scale = rsqrtf(static_cast<float>(hd));
   for (int e = threadIdx.x; e < kTileQueries * hd; e += blockDim.x) {
@@ -115,8 +122,8 @@ __global__ void attention_kernel(const float* q, const float* k_cache, const flo
     sL[i] = 0.f;
   }
   __syncthreads();
-  for (int k0 = 0; k0 <= last; k0 += kTileKeys) {
-    const int nk = min(kTileKeys, last + 1 - k0);
+  for (int k0 = kb; k0 < ke; k0 += kTileKeys) {
+    const int nk = min(kTileKeys, ke - k0);
     for (int e = threadIdx.x; e < nk * hd; e += blockDim.x) {
       const int kk = e / hd, d = e % hd, p = k0 + kk;
       const int64_t at = cache_index(a, table[p / a.block_size], j, p % a.block_size) + d;
@@ -166,6 +173,18 @@ __global__ void attention_kernel(const float* q, const float* k_cache, const flo
     }
     __syncthreads();
   }
+  if (nsplit > 1) {  // nr == 1: query qi is head h0 + qi
+    for (int e = threadIdx.x; e < nq * hd; e += blockDim.x) {
+      const int qi = e / hd, d = e % hd;
+      part_o[(static_cast<int64_t>(slot + split) * a.num_heads + h0 + qi) * hd + d] = sL[qi] > 0.f ? sO[e] / sL[qi] : 0.f;
+    }
+    for (int qi = threadIdx.x; qi < nq; qi += blockDim.x) {
+      float* ml = part_ml + (static_cast<int64_t>(slot + split) * a.num_heads + h0 + qi) * 2;
+      ml[0] = sM[qi];
+      ml[1] = sL[qi];
+    }
+    return;
+  }
   for (int e = threadIdx.x; e < nq * hd; e += blockDim.x) {
     const int qi = e / hd, d = e % hd;
     const float v = sO[e] / sL[qi];
@@ -173,6 +192,37 @@ __global__ void attention_kernel(const float* q, const float* k_cache, const flo
     const bf16 hi = __float2bfloat16(v);
     out[at] = hi;
     out[lo_offset + at] = __float2bfloat16(v - __bfloat162float(hi));
+  }
+}
+
+// grid: rows x heads. Merges the key ranges of a split decode row: each range's output weighs by
+// its softmax mass, rescaled to the common maximum.
+__global__ void combine_splits_kernel(const float* part_o, const float* part_ml, const int32_t* row_split,
+                                      AttentionShape a, bf16* out, int64_t lo_offset) {
+  const int r = blockIdx.x / a.num_heads, h = blockIdx.x % a.num_heads;
+  const int n = row_split[2 * r], slot = row_split[2 * r + 1];
+  if (n <= 1) return;
+  const int hd = a.head_dim;
+  float mx = -FLT_MAX;
+  for (int sp = 0; sp < n; ++sp) {
+    const float* ml = part_ml + (static_cast<int64_t>(slot + sp) * a.num_heads + h) * 2;
+    if (ml[1] > 0.f) mx = fmaxf(mx, ml[0]);
+  }
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float num = 0.f, den = 0.f;
+    for (int sp = 0; sp < n; ++sp) {
+      const int64_t at = static_cast<int64_t>(slot + sp) * a.num_heads + h;
+      const float l = part_ml[at * 2 + 1];
+      if (l <= 0.f) continue;
+      const float w = l * expf(part_ml[at * 2] - mx);
+      num += w * part_o[at * hd + d];
+      den += w;
+    }
+    const float v = num / den;
+    const int64_t o = (static_cast<int64_t>(r) * a.num_heads + h) * hd + d;
+    const bf16 hi = __float2bfloat16(v);
+    out[o] = hi;
+    out[lo_offset + o] = __float2bfloat16(v - __bfloat162float(hi));
   }
 }
 
@@ -190,7 +240,7 @@ void qkv_to_cache(const float* qkv, const float* bias, int64_t rows, const Atten
 
 void paged_attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int32_t num_tiles,
                      const int32_t* tiles, const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out,
-                     cudaStream_t s) {
+                     const KeySplits& splits, cudaStream_t s) {
   if (rows == 0) return;
   const int hd = a.head_dim;
   const size_t smem = static_cast<size_t>(2 * kTileQueries * hd + kTileKeys * (2 * hd + 1) +
@@ -203,8 +253,14 @@ void paged_attention(const float* q, const float* k_cache, const float* v_cache,
   }
   attention_kernel<<<static_cast<unsigned>(num_tiles), kAttnThreads, smem, s>>>(q, k_cache, v_cache, a, m, tiles,
                                                                                  slopes, out,
-                                                                                 rows * a.num_heads * a.head_dim);
+                                                                                 rows * a.num_heads * a.head_dim,
+                                                                                 splits.part_o, splits.part_ml);
   EYRIE_CUDA_LAUNCHED();
+  if (splits.any) {
+    combine_splits_kernel<<<static_cast<unsigned>(rows * a.num_heads), 64, 0, s>>>(
+        splits.part_o, splits.part_ml, splits.row_split, a, out, rows * a.num_heads * a.head_dim);
+    EYRIE_CUDA_LAUNCHED();
+  }
 }
 
 void attention_tiles(int32_t first_row, int32_t rows, int32_t num_heads, int32_t q_head_offset, int32_t group,

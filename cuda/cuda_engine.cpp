@@ -153,11 +153,12 @@ struct CudaEngine::Impl {
   std::size_t weight_bytes = 0;
 
   // Step scratch sized for opt.max_step_tokens rows.
-  DeviceArray<int32_t> d_tokens, d_pos, d_seq, d_tables, d_pick, d_tiles;
+  DeviceArray<int32_t> d_tokens, d_pos, d_seq, d_tables, d_pick, d_tiles, d_row_split;
+  DeviceArray<float> part_o, part_ml;  // key-split partials, see cuda::KeySplits
   DeviceArray<float> x, qkv, q, o, f, y, partial, logits_split, logits_part, logits_all, logits, lse, rowmax;
   DeviceArray<int32_t> argmax;
   DeviceArray<bf16> a, m, attn, fb, lnf;
-  std::vector<int32_t> h_tokens, h_pos, h_seq, h_tables, h_pick, h_tiles;
+  std::vector<int32_t> h_tokens, h_pos, h_seq, h_tables, h_pick, h_tiles, h_launch_tiles, h_row_split;
 
   void init_common() {
     plan = ShardPlan::make(cfg, comm ? comm->size() : 1, comm ? comm->rank() : 0);
@@ -337,6 +338,42 @@ struct CudaEngine::Impl {
     d_pos.resize(t);
     d_seq.resize(t);
     d_pick.resize(t);
+    d_row_split.resize(2 * t);
+    part_o.resize(static_cast<std::size_t>(cuda::kKeySplitSlots) * nq * cfg.head_dim);
+    part_ml.resize(static_cast<std::size_t>(cuda::kKeySplitSlots) * nq * 2);
+  }
+
+  // Expands h_tiles into the launched tiles, splitting the keys of decode rows over several
+  // blocks when the step has too few tiles to fill the SMs. Returns whether any row was split.
+  bool plan_key_splits(const StepBatch& batch, int64_t n) {
+    const auto base = static_cast<int32_t>(h_tiles.size() / 4);
+    // Only below one tile per SM: near it, the partial writes and the merge cost more than the
+    // idle SMs (measured at batch 16 and 64 on Falcon-7B).
+    const int32_t want = base > 0 && base < sm_count
+                             ? std::min(cuda::kMaxKeySplits, (2 * sm_count + base - 1) / base)
+                             : 1;
+    h_row_split.assign(2 * n, 0);
+    int32_t slots = 0;
+    for (int64_t r = 0; r < n; ++r) {
+      h_row_split[2 * r] = 1;
+      if (want < 2 || batch.seqs[h_seq[r]].tokens.size() != 1) continue;
+      const int32_t ranges = std::min(want, (h_pos[r] + cuda::kKeySplitUnit) / cuda::kKeySplitUnit);
+      if (ranges < 2 || slots + ranges > cuda::kKeySplitSlots) continue;
+      h_row_split[2 * r] = ranges;
+      h_row_split[2 * r + 1] = slots;
+      slots += ranges;
+    }
+    h_launch_tiles.clear();
+    for (std::size_t i = 0; i < h_tiles.size(); i += 4) {
+      const int32_t r0 = h_tiles[i], ranges = h_tiles[i + 1] == 1 ? h_row_split[2 * r0] : 1;
+      for (int32_t sp = 0; sp < ranges; ++sp) {
+        h_launch_tiles.insert(h_launch_tiles.end(), h_tiles.begin() + i, h_tiles.begin() + i + 4);
+        h_launch_tiles.push_back(sp);
+        h_launch_tiles.push_back(ranges);
+        h_launch_tiles.push_back(ranges > 1 ? h_row_split[2 * r0 + 1] : 0);
+      }
+    }
+    return slots > 0;
   }
 
   // y = x W^T over split-bf16 rows (see cuda/kernels.hpp): both halves of the n rows when the
@@ -433,8 +470,9 @@ struct CudaEngine::Impl {
     if (n > opt.max_step_tokens)
       throw InvalidArgument("step: " + std::to_string(n) + " token rows exceed this engine's limit of " +
                             std::to_string(opt.max_step_tokens));
+    const bool key_split = plan_key_splits(batch, n);
     d_tables.resize(h_tables.size());
-    d_tiles.resize(h_tiles.size());
+    d_tiles.resize(h_launch_tiles.size());
     auto put = [&](DeviceArray<int32_t>& d, const std::vector<int32_t>& v) {
       EYRIE_CUDA_CHECK(cudaMemcpyAsync(d.get(), v.data(), v.size() * 4, cudaMemcpyHostToDevice, stream));
     };
@@ -443,7 +481,9 @@ struct CudaEngine::Impl {
     put(d_seq, h_seq);
     put(d_tables, h_tables);
     put(d_pick, h_pick);
-    put(d_tiles, h_tiles);
+    put(d_tiles, h_launch_tiles);
+    put(d_row_split, h_row_split);
+    const cuda::KeySplits splits{key_split, d_row_split.get(), part_o.get(), part_ml.get()};
 
     const FalconConfig::QkvLayout layout = plan.qkv_layout(cfg);
     cuda::AttentionShape as{static_cast<int32_t>(nq),
@@ -477,8 +517,8 @@ struct CudaEngine::Impl {
       prof.mark("rotary_kv", stream);
       cuda::qkv_to_cache(qkv.get(), L.qkv.bias(), n, as, meta, q.get(), kc, vc, stream);
       prof.mark("attention", stream);
-      cuda::paged_attention(q.get(), kc, vc, n, static_cast<int32_t>(h_tiles.size() / 4), d_tiles.get(), as, meta,
-                            alibi_slopes.get(), attn.get(), stream);
+      cuda::paged_attention(q.get(), kc, vc, n, static_cast<int32_t>(h_launch_tiles.size() / cuda::kAttentionTileInts), d_tiles.get(), as,
+                            meta, alibi_slopes.get(), attn.get(), splits, stream);
       prof.mark("gemm_dense", stream);
       gemm_rows(attn.get(), n, L.dense.w.get(), h, L.dense.in, o.get());
       prof.mark("other", stream);

@@ -51,11 +51,28 @@ struct RowMeta {
 void qkv_to_cache(const float* qkv, const float* bias, int64_t rows, const AttentionShape& a,
                   const RowMeta& m, float* q, float* k_cache, float* v_cache, cudaStream_t s);
 
+// Decode rows whose keys are split over several blocks (flash-decoding): a decode row alone
+// would otherwise walk its whole context in one block while most SMs idle. Each launched tile is
+// seven ints: attention_tiles()'s four, then the key range index, the row's number of ranges
+// and its first partial slot (0, 1, 0 when not split). Partials of slot i, head h live at
+// part_o[(i * heads + h) * hd] and part_ml[(i * heads + h) * 2] (max, sum); row_split holds
+// (ranges, first slot) per row.
+struct KeySplits {
+  bool any = false;
+  const int32_t* row_split = nullptr;
+  float* part_o = nullptr;
+  float* part_ml = nullptr;
+};
+inline constexpr int32_t kAttentionTileInts = 7;
+inline constexpr int32_t kMaxKeySplits = 16;
+inline constexpr int32_t kKeySplitSlots = 512;  // split ranges per step, over all rows
+inline constexpr int32_t kKeySplitUnit = 64;    // keys per range at least (one key tile)
+
 // Causal attention of each row over its sequence's cached keys 0..pos; out: split bf16
-// [2 x rows, heads*hd]. tiles: from attention_tiles(), four ints each.
+// [2 x rows, heads*hd].
 void paged_attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows,
                      int32_t num_tiles, const int32_t* tiles, const AttentionShape& a, const RowMeta& m,
-                     const float* alibi_slopes, bf16* out, cudaStream_t s);
+                     const float* alibi_slopes, bf16* out, const KeySplits& splits, cudaStream_t s);
 // Appends the attention tiles of `rows` consecutive rows of one sequence starting at first_row:
 // (first row, rows, first head, heads), at most max_heads heads, all sharing one KV head.
 // num_heads, q_head_offset and group as in AttentionShape.
