@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <tuple>
 #include <vector>
 
 #include "cuda/check.hpp"
@@ -106,6 +107,7 @@ class OpProfiler {
     if (!on_) return;
     for (const auto& [name, ms] : total_) std::fprintf(stderr, "eyrie cuda profile: %-12s %10.2f ms\n", name.c_str(), ms);
   }
+  bool on() const { return on_; }
   void mark(const char* name, cudaStream_t s) {
     if (!on_) return;
     cudaEvent_t e;
@@ -139,6 +141,7 @@ struct CudaEngine::Impl {
   std::shared_ptr<Communicator> comm;
   ShardPlan plan;
   bool split = true;  // this step's GEMMs carry split-bf16 activations
+  DeviceArray<uint8_t> blas_workspace;
   int64_t nq = 0, nkv = 0, qkv_dim = 0, ffn = 0, vocab_rows = 0;
   KvCacheSpec spec;
   cudaStream_t stream = nullptr;
@@ -172,6 +175,9 @@ struct CudaEngine::Impl {
     EYRIE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     EYRIE_CUBLAS_CHECK(cublasCreate(&blas));
     EYRIE_CUBLAS_CHECK(cublasSetStream(blas, stream));
+    // A workspace of our own, so that GEMMs captured into CUDA graphs allocate nothing.
+    blas_workspace.resize(32 << 20);
+    EYRIE_CUBLAS_CHECK(cublasSetWorkspace(blas, blas_workspace.get(), blas_workspace.size()));
     spec.block_size = opt.block_size;
     plan_memory();
     const std::size_t cache = static_cast<std::size_t>(cfg.num_layers) * spec.num_blocks * nkv *
@@ -396,6 +402,67 @@ struct CudaEngine::Impl {
                                     static_cast<int>(out_dim), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   }
 
+  struct GraphKey {
+    int64_t rows, max_blocks, tiles;
+    bool key_split;
+    bool operator<(const GraphKey& o) const {
+      return std::tie(rows, max_blocks, tiles, key_split) < std::tie(o.rows, o.max_blocks, o.tiles, o.key_split);
+    }
+  };
+  struct Graph {
+    cudaGraphExec_t exec = nullptr;
+    std::vector<const void*> buffers;  // the allocations it was captured with
+  };
+  std::map<GraphKey, Graph> graphs;
+  std::map<GraphKey, int> graph_seen;
+
+  void drop_graphs() {
+    for (auto& [k, gr] : graphs) cudaGraphExecDestroy(gr.exec);
+    graphs.clear();
+    graph_seen.clear();
+  }
+
+  // Every allocation a step's kernels touch; a graph is replayed only while all are unchanged.
+  std::vector<const void*> step_buffers() const {
+    return {x.get(), qkv.get(), q.get(), o.get(), f.get(), y.get(), logits_split.get(), logits.get(), lse.get(),
+            rowmax.get(), argmax.get(), a.get(), m.get(), attn.get(), fb.get(), lnf.get(), d_tokens.get(),
+            d_pos.get(), d_seq.get(), d_tables.get(), d_pick.get(), d_tiles.get(), d_row_split.get()};
+  }
+
+  // A shape seen once runs directly; seen again, it is captured, then replayed.
+  template <typename F>
+  void run_graph(const GraphKey& key, F&& forward) {
+    auto it = graphs.find(key);
+    if (it != graphs.end() && it->second.buffers != step_buffers()) {
+      cudaGraphExecDestroy(it->second.exec);
+      graphs.erase(it);
+      it = graphs.end();
+    }
+    if (it == graphs.end()) {
+      if (++graph_seen[key] < 2) {
+        forward();
+        return;
+      }
+      if (graphs.size() >= 64) drop_graphs();  // shapes come and go; keep the recent ones
+      cudaGraph_t g = nullptr;
+      EYRIE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+      try {
+        forward();
+      } catch (...) {
+        if (cudaStreamEndCapture(stream, &g) == cudaSuccess && g) cudaGraphDestroy(g);
+        throw;
+      }
+      EYRIE_CUDA_CHECK(cudaStreamEndCapture(stream, &g));
+      Graph entry;
+      const cudaError_t err = cudaGraphInstantiate(&entry.exec, g, 0);
+      cudaGraphDestroy(g);
+      EYRIE_CUDA_CHECK(err);
+      entry.buffers = step_buffers();
+      it = graphs.emplace(key, std::move(entry)).first;
+    }
+    EYRIE_CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream));
+  }
+
   // x += a + a_bias (+ c + c_bias). A shard's a and c are partial sums over its heads and MLP
   // columns: added up first, so a parallel block needs one all-reduce.
   void add_to_residual(const float* a_out, const float* a_bias, const float* c_out, const float* c_bias, int64_t n) {
@@ -447,6 +514,9 @@ struct CudaEngine::Impl {
       max_blocks = std::max<int32_t>(max_blocks, static_cast<int32_t>(s.block_table.size()));
       decoding += s.tokens.size() == 1;
     }
+    // The block-table stride in steps of 8 blocks, so a decode graph stays valid while its
+    // sequences grow by up to 8 blocks.
+    max_blocks = (max_blocks + 7) / 8 * 8;
     // Few decoding rows: split their head groups over more blocks so the SMs stay busy; many:
     // whole groups per block, so each key is read once for all heads that share it.
     const int32_t group = static_cast<int32_t>(cfg.group_size());
@@ -502,6 +572,17 @@ struct CudaEngine::Impl {
     const float eps = static_cast<float>(cfg.layer_norm_epsilon);
     const std::size_t layer_cache = static_cast<std::size_t>(spec.num_blocks) * nkv * spec.block_size * cfg.head_dim;
 
+    const int64_t np = static_cast<int64_t>(h_pick.size());
+    lnf.resize(2 * np * h);
+    logits_split.resize(2 * np * vocab_rows);
+    logits.resize(np * cfg.vocab_size);
+    lse.resize(np);
+    argmax.resize(np);
+    rowmax.resize(np);
+
+    // The device work of the step, from embedding to row statistics: run directly, or replayed
+    // from a CUDA graph for decode steps (one launch instead of ~10 per layer).
+    auto forward = [&] {
     prof.mark("embed", stream);
     cuda::embed_rows(embed.get(), d_tokens.get(), n, h, x.get(), stream);
     for (std::size_t li = 0; li < layers.size(); ++li) {
@@ -542,13 +623,6 @@ struct CudaEngine::Impl {
       else
         add_to_residual(y.get(), L.h4_to_h.bias(), nullptr, nullptr, n);
     }
-    const int64_t np = static_cast<int64_t>(h_pick.size());
-    lnf.resize(2 * np * h);
-    logits_split.resize(2 * np * vocab_rows);
-    logits.resize(np * cfg.vocab_size);
-    lse.resize(np);
-    argmax.resize(np);
-    rowmax.resize(np);
     prof.mark("lm_head", stream);
     cuda::layer_norm(x.get(), d_pick.get(), np, h, ln_f.w.get(), ln_f.b.get(), eps, lnf.get(), stream);
     gemm_rows(lnf.get(), np, lm_head, vocab_rows, h, logits_split.get());
@@ -558,6 +632,13 @@ struct CudaEngine::Impl {
       cuda::combine_halves(logits_split.get(), np, cfg.vocab_size, logits.get(), stream);
     }
     cuda::row_stats(logits.get(), np, cfg.vocab_size, lse.get(), argmax.get(), rowmax.get(), stream);
+    };
+    bool decode_only = !comm && !prof.on() && opt.cuda_graphs;
+    for (const auto& sq : batch.seqs) decode_only = decode_only && sq.tokens.size() == 1 && !sq.all_logits;
+    if (decode_only)
+      run_graph(GraphKey{n, max_blocks, static_cast<int64_t>(h_launch_tiles.size()), key_split}, forward);
+    else
+      forward();
 
     if (plan.rank != 0) {
       EYRIE_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -609,6 +690,7 @@ CudaEngine::CudaEngine(const FalconConfig& config, uint64_t seed, CudaEngineOpti
 }
 
 CudaEngine::~CudaEngine() {
+  impl_->drop_graphs();
   if (impl_->blas) cublasDestroy(impl_->blas);
   if (impl_->stream) cudaStreamDestroy(impl_->stream);
 }

@@ -24,6 +24,9 @@ struct CudaEngineOptions {
   // on plain bf16 activations, which saves tensor-core time in long prefills but moves the
   // fixtures' prompt logprobs past the 3e-2 reference tolerance. Unlimited by default.
   int64_t split_rows_max = std::numeric_limits<int64_t>::max();
+  // Decode steps replayed from CUDA graphs, one per batch shape (not for tensor-parallel shards
+  // or with EYRIE_CUDA_PROFILE).
+  bool cuda_graphs = true;
 };
 
 // True when this build has the CUDA backend and a GPU is visible.

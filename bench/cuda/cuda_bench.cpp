@@ -4,7 +4,7 @@
 // --tp N the model is cut over GPUs 0..N-1 through NCCL; the roofline is then per GPU.
 //
 //   bench_cuda --config tests/data/configs/falcon-7b.json [--batches 16,64,256] [--tp 1]
-//              [--split-rows-max 256]
+//              [--split-rows-max 256] [--cuda-graphs on|off]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -106,10 +106,12 @@ int main(int argc, char** argv) {
   std::vector<int> batches = {16, 64, 256};
   int tp = 1;
   int64_t split_rows_max = CudaEngineOptions{}.split_rows_max;
+  bool graphs = true;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--config")) config_path = argv[i + 1];
     if (!std::strcmp(argv[i], "--tp")) tp = std::stoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--split-rows-max")) split_rows_max = std::stoll(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--cuda-graphs")) graphs = std::strcmp(argv[i + 1], "off") != 0;
     if (!std::strcmp(argv[i], "--batches")) {
       batches.clear();
       std::stringstream ss(argv[i + 1]);
@@ -135,6 +137,7 @@ int main(int argc, char** argv) {
       CudaEngineOptions o = opt;
       o.device = r;
       o.split_rows_max = split_rows_max;
+      o.cuda_graphs = graphs;
       auto shard = std::make_shared<CudaEngine>(cfg, 7, o, comms[r]);
       wbytes = std::max(wbytes, static_cast<double>(shard->weight_bytes()));
       shards.push_back(shard);
