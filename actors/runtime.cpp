@@ -9,6 +9,7 @@
 #include "cuda/nccl_communicator.hpp"
 #include "model/cpu/cpu_engine.hpp"
 #include "model/error.hpp"
+#include "model/parallel/shard_group.hpp"
 #include "model/parallel/shard_plan.hpp"
 #include "net/http_server.hpp"
 
@@ -96,9 +97,7 @@ Runtime::Impl::Impl(const RuntimeOptions& opt) : options(opt) {
         shards.push_back(std::make_shared<CpuEngine>(model, eo, comms[k]));
       }
     }
-    // The replica holds as many KV blocks as its smallest shard.
-    KvCacheSpec kv = shards[0]->kv_spec();
-    for (const auto& e : shards) kv.num_blocks = std::min(kv.num_blocks, e->kv_spec().num_blocks);
+    const KvCacheSpec kv = smallest_kv_spec(shards);
     auto group = spawn_shard_workers(*system, shards, comms);
     workers.insert(workers.end(), group.begin(), group.end());
     schedulers.push_back(spawn_scheduler(*system, group.front(), router, r, *tokenizer, kv, so, metrics));

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -409,9 +410,10 @@ struct CudaEngine::Impl {
       return std::tie(rows, max_blocks, tiles, key_split) < std::tie(o.rows, o.max_blocks, o.tiles, o.key_split);
     }
   };
+  using StepBuffers = std::array<const void*, 23>;
   struct Graph {
     cudaGraphExec_t exec = nullptr;
-    std::vector<const void*> buffers;  // the allocations it was captured with
+    StepBuffers buffers;  // the allocations it was captured with
   };
   std::map<GraphKey, Graph> graphs;
   std::map<GraphKey, int> graph_seen;
@@ -423,7 +425,7 @@ struct CudaEngine::Impl {
   }
 
   // Every allocation a step's kernels touch; a graph is replayed only while all are unchanged.
-  std::vector<const void*> step_buffers() const {
+  StepBuffers step_buffers() const {
     return {x.get(), qkv.get(), q.get(), o.get(), f.get(), y.get(), logits_split.get(), logits.get(), lse.get(),
             rowmax.get(), argmax.get(), a.get(), m.get(), attn.get(), fb.get(), lnf.get(), d_tokens.get(),
             d_pos.get(), d_seq.get(), d_tables.get(), d_pick.get(), d_tiles.get(), d_row_split.get()};

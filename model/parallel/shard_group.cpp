@@ -7,12 +7,17 @@
 
 namespace eyrie {
 
+KvCacheSpec smallest_kv_spec(const std::vector<std::shared_ptr<Engine>>& shards) {
+  KvCacheSpec spec = shards.at(0)->kv_spec();
+  for (const auto& s : shards) spec.num_blocks = std::min(spec.num_blocks, s->kv_spec().num_blocks);
+  return spec;
+}
+
 ShardGroup::ShardGroup(std::vector<std::shared_ptr<Engine>> shards, std::vector<std::shared_ptr<Communicator>> comms)
     : shards_(std::move(shards)), comms_(std::move(comms)) {
   if (shards_.empty()) throw InvalidArgument("a shard group needs at least one shard");
   comms_.resize(shards_.size());
-  spec_ = shards_[0]->kv_spec();
-  for (const auto& s : shards_) spec_.num_blocks = std::min(spec_.num_blocks, s->kv_spec().num_blocks);
+  spec_ = smallest_kv_spec(shards_);
   scratch_.resize(shards_.size());
   errors_.resize(shards_.size());
   for (std::size_t r = 1; r < shards_.size(); ++r) threads_.emplace_back([this, r] { serve(r); });

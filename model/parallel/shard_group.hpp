@@ -13,6 +13,10 @@
 
 namespace eyrie {
 
+// The KV geometry a replica can hand out: its smallest shard's, since every shard must hold
+// every block.
+KvCacheSpec smallest_kv_spec(const std::vector<std::shared_ptr<Engine>>& shards);
+
 class ShardGroup final : public Engine {
  public:
   // shards[r] computes rank r of comms; rank 0 runs on the calling thread, each other rank on

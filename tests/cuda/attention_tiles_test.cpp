@@ -6,6 +6,7 @@
 #include <map>
 
 #include "cuda/kernels.hpp"
+#include "model/parallel/shard_plan.hpp"
 
 namespace eyrie {
 namespace {
@@ -35,10 +36,12 @@ TEST(AttentionTiles, CoverWholeModelsAndEveryShardOfThem) {
     for (auto [heads, kv] : std::vector<std::pair<int32_t, int32_t>>{{71, 1}, {128, 8}, {8, 2}, {4, 4}})
       for (int32_t degree : {1, 2, 3, 5, 12})
         for (int32_t rank = 0; rank < degree && degree <= heads; ++rank) {
-          // Contiguous query-head ranges as the shard plan cuts them.
-          const int32_t base = heads / degree, extra = heads % degree;
-          const int32_t begin = rank * base + std::min(rank, extra), count = base + (rank < extra);
-          for (int32_t max_heads : {4, 16, 64}) check_tiles(rows, count, begin, heads / kv, max_heads);
+          FalconConfig c;
+          c.num_heads = heads;
+          c.num_kv_heads = kv;
+          const ShardPlan p = ShardPlan::make(c, degree, rank);
+          for (int32_t max_heads : {4, 16, 64})
+            check_tiles(rows, static_cast<int32_t>(p.q_count), static_cast<int32_t>(p.q_begin), heads / kv, max_heads);
         }
 }
 

@@ -5,11 +5,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <thread>
 
 #include "cuda/cuda_engine.hpp"
 #include "cuda/nccl_communicator.hpp"
 #include "model/parallel/communicator.hpp"
+#include "model/parallel/shard_group.hpp"
 #include "tests/support/reference.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -69,8 +69,8 @@ std::vector<double> logprobs(const StepOutput& out, std::size_t seqs) {
 }
 
 // Two steps of two sequences: a whole prompt with every row's logits beside half of another,
-// then a decode beside the other half. Returns both steps' log-probabilities from rank 0.
-std::vector<std::vector<double>> run_steps(const std::vector<Engine*>& ranks, const std::string& fixture) {
+// then a decode beside the other half. Returns both steps' log-probabilities.
+std::vector<std::vector<double>> run_steps(Engine& engine, const std::string& fixture) {
   auto cases = test::load_reference(fixture + "/reference.json");
   const auto& a = cases[0].ids;
   const auto& b = cases[1].ids;
@@ -85,21 +85,9 @@ std::vector<std::vector<double>> run_steps(const std::vector<Engine*>& ranks, co
   s2.seqs.push_back({2, static_cast<int32_t>(half), std::span<const int32_t>(b).subspan(half), bb, false});
   std::vector<std::vector<double>> result;
   for (const StepBatch* batch : {&s1, &s2}) {
-    std::vector<StepOutput> outs(ranks.size());
-    std::vector<std::thread> threads;
-    std::vector<std::exception_ptr> errors(ranks.size());
-    for (std::size_t r = 0; r < ranks.size(); ++r)
-      threads.emplace_back([&, r] {
-        try {
-          ranks[r]->step(*batch, outs[r]);
-        } catch (...) {
-          errors[r] = std::current_exception();
-        }
-      });
-    for (auto& t : threads) t.join();
-    for (auto& e : errors)
-      if (e) std::rethrow_exception(e);
-    result.push_back(logprobs(outs[0], batch->seqs.size()));
+    StepOutput out;
+    engine.step(*batch, out);
+    result.push_back(logprobs(out, batch->seqs.size()));
   }
   return result;
 }
@@ -121,7 +109,7 @@ class CudaTensorParallel : public ::testing::TestWithParam<std::string> {
     if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
     model_ = FalconModel::load(GetParam());
     whole_ = std::make_unique<CudaEngine>(model_, opts(0));
-    want_ = run_steps({whole_.get()}, GetParam());
+    want_ = run_steps(*whole_, GetParam());
   }
   static CudaEngineOptions opts(int device) {
     CudaEngineOptions o;
@@ -138,21 +126,22 @@ class CudaTensorParallel : public ::testing::TestWithParam<std::string> {
 TEST_P(CudaTensorParallel, NcclGroupOfOneRunsTheShardPath) {
   auto comm = make_nccl_group({0});
   CudaEngine shard(model_, opts(0), comm[0]);
-  expect_close(run_steps({&shard}, GetParam()), want_, kShardTol);
+  expect_close(run_steps(shard, GetParam()), want_, kShardTol);
 }
 
 TEST_P(CudaTensorParallel, ShardsSharingOneGpuMatchTheWholeEngine) {
 #if EYRIE_HAS_CUDA
   for (int degree : {2, 3, 4}) {
     SCOPED_TRACE("degree " + std::to_string(degree));
-    auto group = make_in_process_group(degree);
-    std::vector<std::unique_ptr<CudaEngine>> shards;
-    std::vector<Engine*> ranks;
+    auto inner = make_in_process_group(degree);
+    std::vector<std::shared_ptr<Communicator>> comms;
+    std::vector<std::shared_ptr<Engine>> shards;
     for (int r = 0; r < degree; ++r) {
-      shards.push_back(std::make_unique<CudaEngine>(model_, opts(0), std::make_shared<StagedCommunicator>(group[r])));
-      ranks.push_back(shards.back().get());
+      comms.push_back(std::make_shared<StagedCommunicator>(inner[r]));
+      shards.push_back(std::make_shared<CudaEngine>(model_, opts(0), comms[r]));
     }
-    expect_close(run_steps(ranks, GetParam()), want_, kShardTol);
+    ShardGroup group(shards, comms);
+    expect_close(run_steps(group, GetParam()), want_, kShardTol);
   }
 #endif
 }
@@ -162,14 +151,11 @@ TEST_P(CudaTensorParallel, NcclShardsOnEveryVisibleGpuMatchTheWholeEngine) {
   if (gpus < 2) GTEST_SKIP() << "one GPU visible";
   std::vector<int> devices;
   for (int d = 0; d < gpus; ++d) devices.push_back(d);
-  auto group = make_nccl_group(devices);
-  std::vector<std::unique_ptr<CudaEngine>> shards;
-  std::vector<Engine*> ranks;
-  for (int r = 0; r < gpus; ++r) {
-    shards.push_back(std::make_unique<CudaEngine>(model_, opts(r), group[r]));
-    ranks.push_back(shards.back().get());
-  }
-  expect_close(run_steps(ranks, GetParam()), want_, kShardTol);
+  auto comms = make_nccl_group(devices);
+  std::vector<std::shared_ptr<Engine>> shards;
+  for (int r = 0; r < gpus; ++r) shards.push_back(std::make_shared<CudaEngine>(model_, opts(r), comms[r]));
+  ShardGroup group(shards, comms);
+  expect_close(run_steps(group, GetParam()), want_, kShardTol);
 }
 
 TEST(NcclGroup, AGroupNcclCannotFormSaysSoInNcclsWords) {
