@@ -1,11 +1,13 @@
 // Rotary embedding fused with the write into the paged KV cache, and causal attention over the
-// paged cache: one block per (token row, query head), online over the sequence's keys.
+// paged cache: tensor cores (attention_mma.cu) for head dims up to 128, fp32 CUDA cores beyond.
 #include <cuda_bf16.h>
 
 #include <algorithm>
 #include <cfloat>
 #include <vector>
 
+#include "cuda/attention_common.cuh"
+#include "cuda/attention_mma.hpp"
 #include "cuda/check.hpp"
 #include "cuda/kernels.hpp"
 
@@ -37,10 +39,6 @@ __device__ float rotated(const float* v, int d, int hd, int pos, float theta) {
   float sn, cs;
   sincosf(inv_freq * static_cast<float>(pos), &sn, &cs);
   return d < half ? v[d] * cs - v[d + half] * sn : v[d] * cs + v[d - half] * sn;
-}
-
-__device__ int64_t cache_index(const AttentionShape& a, int block, int kv_head, int slot) {
-  return ((static_cast<int64_t>(block) * a.num_kv_heads + kv_head) * a.block_size + slot) * a.head_dim;
 }
 
 // grid: rows; block: threads over (heads + kv heads) x head_dim.
@@ -95,25 +93,15 @@ __global__ void attention_kernel(const float* q, const float* k_cache, const flo
   float* sM = sS + kTileQueries * kTileKeys;      // running max per query
   float* sL = sM + kTileQueries;                  // running sum per query
   float* sA = sL + kTileQueries;                  // rescale of this pass
-  const int32_t* t = tiles + kAttentionTileInts * blockIdx.x;
-  const int r0 = t[0], nr = t[1], h0 = t[2], nh = t[3], split = t[4], nsplit = t[5], slot = t[6];
-  const int nq = nr * nh;
-  const int j = (a.q_head_offset + h0) / a.group - a.q_head_offset / a.group;
-  const int p0 = m.pos[r0];
-  const int last = p0 + nr - 1;
-  // A decode row split over several blocks takes one range of its keys, in whole key tiles.
-  int kb = 0, ke = last + 1;
-  if (nsplit > 1) {
-    const int chunk = ((ke + nsplit - 1) / nsplit + kTileKeys - 1) / kTileKeys * kTileKeys;
-    kb = split * chunk;
-    ke = min(ke, kb + chunk);
-  }
-  const int* table = m.block_tables + static_cast<int64_t>(m.seq[r0]) * a.max_blocks_per_seq;
+  const AttentionTile t(tiles + kAttentionTileInts * blockIdx.x, a, m, kTileKeys);
+  const int nq = t.queries(), h0 = t.h0, nh = t.nh, p0 = t.p0, j = t.kv;
+  const int kb = t.key_begin, ke = t.key_end;
+  const int* table = m.block_tables + static_cast<int64_t>(m.seq[t.r0]) * a.max_blocks_per_seq;
   const float scale = rsqrtf(static_cast<float>(hd));
   for (int e = threadIdx.x; e < kTileQueries * hd; e += blockDim.x) {
     const int qi = e / hd, d = e % hd;
     float v = 0.f;
-    if (qi < nq) v = q[(static_cast<int64_t>(r0 + qi / nh) * a.num_heads + h0 + qi % nh) * hd + d] * scale;
+    if (qi < nq) v = q[(static_cast<int64_t>(t.r0 + qi / nh) * a.num_heads + h0 + qi % nh) * hd + d] * scale;
     sQ[e] = v;
     sO[e] = 0.f;
   }
@@ -173,26 +161,9 @@ __global__ void attention_kernel(const float* q, const float* k_cache, const flo
     }
     __syncthreads();
   }
-  if (nsplit > 1) {  // nr == 1: query qi is head h0 + qi
-    for (int e = threadIdx.x; e < nq * hd; e += blockDim.x) {
-      const int qi = e / hd, d = e % hd;
-      part_o[(static_cast<int64_t>(slot + split) * a.num_heads + h0 + qi) * hd + d] = sL[qi] > 0.f ? sO[e] / sL[qi] : 0.f;
-    }
-    for (int qi = threadIdx.x; qi < nq; qi += blockDim.x) {
-      float* ml = part_ml + (static_cast<int64_t>(slot + split) * a.num_heads + h0 + qi) * 2;
-      ml[0] = sM[qi];
-      ml[1] = sL[qi];
-    }
-    return;
-  }
-  for (int e = threadIdx.x; e < nq * hd; e += blockDim.x) {
-    const int qi = e / hd, d = e % hd;
-    const float v = sO[e] / sL[qi];
-    const int64_t at = (static_cast<int64_t>(r0 + qi / nh) * a.num_heads + h0 + qi % nh) * hd + d;
-    const bf16 hi = __float2bfloat16(v);
-    out[at] = hi;
-    out[lo_offset + at] = __float2bfloat16(v - __bfloat162float(hi));
-  }
+  for (int e = threadIdx.x; e < nq * hd; e += blockDim.x)
+    write_attention_out(t, a, e / hd, e % hd, sO[e], sL[e / hd], out, lo_offset, part_o);
+  for (int qi = threadIdx.x; qi < nq; qi += blockDim.x) write_attention_stats(t, a, qi, sM[qi], sL[qi], part_ml);
 }
 
 // grid: rows x heads. Merges the key ranges of a split decode row: each range's output weighs by
@@ -242,23 +213,27 @@ void paged_attention(const float* q, const float* k_cache, const float* v_cache,
                      const int32_t* tiles, const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out,
                      const KeySplits& splits, cudaStream_t s) {
   if (rows == 0) return;
-  const int hd = a.head_dim;
-  const size_t smem = static_cast<size_t>(2 * kTileQueries * hd + kTileKeys * (2 * hd + 1) +
-                                          kTileQueries * kTileKeys + 3 * kTileQueries) *
-                      sizeof(float);
-  thread_local bool configured = false;  // each worker thread drives one device
-  if (!configured) {
-    EYRIE_CUDA_CHECK(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));
-    configured = true;
+  const int64_t lo_offset = rows * a.num_heads * a.head_dim;
+  if (attention_mma_supports(a.head_dim)) {
+    attention_mma(q, k_cache, v_cache, num_tiles, tiles, a, m, slopes, out, lo_offset, splits.part_o, splits.part_ml,
+                  s);
+  } else {
+    const int hd = a.head_dim;
+    const size_t smem = static_cast<size_t>(2 * kTileQueries * hd + kTileKeys * (2 * hd + 1) +
+                                            kTileQueries * kTileKeys + 3 * kTileQueries) *
+                        sizeof(float);
+    thread_local bool configured = false;  // each worker thread drives one device
+    if (!configured) {
+      EYRIE_CUDA_CHECK(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));
+      configured = true;
+    }
+    attention_kernel<<<static_cast<unsigned>(num_tiles), kAttnThreads, smem, s>>>(
+        q, k_cache, v_cache, a, m, tiles, slopes, out, lo_offset, splits.part_o, splits.part_ml);
+    EYRIE_CUDA_LAUNCHED();
   }
-  attention_kernel<<<static_cast<unsigned>(num_tiles), kAttnThreads, smem, s>>>(q, k_cache, v_cache, a, m, tiles,
-                                                                                 slopes, out,
-                                                                                 rows * a.num_heads * a.head_dim,
-                                                                                 splits.part_o, splits.part_ml);
-  EYRIE_CUDA_LAUNCHED();
   if (splits.any) {
     combine_splits_kernel<<<static_cast<unsigned>(rows * a.num_heads), 64, 0, s>>>(
-        splits.part_o, splits.part_ml, splits.row_split, a, out, rows * a.num_heads * a.head_dim);
+        splits.part_o, splits.part_ml, splits.row_split, a, out, lo_offset);
     EYRIE_CUDA_LAUNCHED();
   }
 }

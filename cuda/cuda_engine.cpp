@@ -100,13 +100,14 @@ int cuda_device_count() {
 
 bool cuda_available() { return cuda_device_count() > 0; }
 
-// With EYRIE_CUDA_PROFILE set, times each kind of work with events and prints totals at exit.
+// With EYRIE_CUDA_PROFILE set, times each kind of work with events and prints totals at exit,
+// decode-only steps apart from steps with prompt rows.
 class OpProfiler {
  public:
   OpProfiler() : on_(std::getenv("EYRIE_CUDA_PROFILE") != nullptr) {}
   ~OpProfiler() {
     if (!on_) return;
-    for (const auto& [name, ms] : total_) std::fprintf(stderr, "eyrie cuda profile: %-12s %10.2f ms\n", name.c_str(), ms);
+    for (const auto& [name, ms] : total_) std::fprintf(stderr, "eyrie cuda profile: %-20s %10.2f\n", name.c_str(), ms);
   }
   bool on() const { return on_; }
   void mark(const char* name, cudaStream_t s) {
@@ -117,12 +118,14 @@ class OpProfiler {
     marks_.push_back({name, e});
   }
   // After the step's stream has been synchronised.
-  void collect() {
+  void collect(bool decode_step) {
     if (!on_) return;
+    const std::string kind = decode_step ? "decode/" : "prefill/";
+    ++total_[kind + "steps"];
     for (std::size_t i = 0; i + 1 < marks_.size(); ++i) {
       float ms = 0;
       cudaEventElapsedTime(&ms, marks_[i].second, marks_[i + 1].second);
-      total_[marks_[i].first] += ms;
+      total_[kind + marks_[i].first] += ms;
     }
     for (auto& m : marks_) cudaEventDestroy(m.second);
     marks_.clear();
@@ -635,16 +638,16 @@ struct CudaEngine::Impl {
     }
     cuda::row_stats(logits.get(), np, cfg.vocab_size, lse.get(), argmax.get(), rowmax.get(), stream);
     };
-    bool decode_only = !comm && !prof.on() && opt.cuda_graphs;
+    bool decode_only = true;
     for (const auto& sq : batch.seqs) decode_only = decode_only && sq.tokens.size() == 1 && !sq.all_logits;
-    if (decode_only)
+    if (decode_only && !comm && !prof.on() && opt.cuda_graphs)
       run_graph(GraphKey{n, max_blocks, static_cast<int64_t>(h_launch_tiles.size()), key_split}, forward);
     else
       forward();
 
     if (plan.rank != 0) {
       EYRIE_CUDA_CHECK(cudaStreamSynchronize(stream));
-      prof.collect();
+      prof.collect(decode_only);
       return;
     }
     out.reset(batch.seqs.size(), cfg.vocab_size);
@@ -663,7 +666,7 @@ struct CudaEngine::Impl {
     EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_max(), rowmax.get(), np * 4, cudaMemcpyDeviceToHost, stream));
     prof.mark("end", stream);
     EYRIE_CUDA_CHECK(cudaStreamSynchronize(stream));
-    prof.collect();
+    prof.collect(decode_only);
   }
 };
 

@@ -4,7 +4,8 @@
 // --tp N the model is cut over GPUs 0..N-1 through NCCL; the roofline is then per GPU.
 //
 //   bench_cuda --config tests/data/configs/falcon-7b.json [--batches 16,64,256] [--tp 1]
-//              [--split-rows-max 256] [--cuda-graphs on|off]
+//              [--split-rows-max 256] [--cuda-graphs on|off] [--prompts 128,2048] [--tpot on|off]
+// ("none" for an empty list: --batches none --prompts none --tpot off runs nothing but setup)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -99,11 +100,22 @@ std::vector<Seq> make_seqs(const Engine& e, int batch, int prompt, int total) {
   return seqs;
 }
 
+// "16,64,256"; "none" for an empty list.
+std::vector<int> int_list(const char* arg) {
+  std::vector<int> v;
+  if (!std::strcmp(arg, "none")) return v;
+  std::stringstream ss(arg);
+  for (std::string t; std::getline(ss, t, ',');) v.push_back(std::stoi(t));
+  return v;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string config_path = "tests/data/configs/falcon-7b.json";
   std::vector<int> batches = {16, 64, 256};
+  std::vector<int> prompts = {128, 2048};
+  bool tpot = true;
   int tp = 1;
   int64_t split_rows_max = CudaEngineOptions{}.split_rows_max;
   bool graphs = true;
@@ -112,16 +124,14 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--tp")) tp = std::stoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--split-rows-max")) split_rows_max = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--cuda-graphs")) graphs = std::strcmp(argv[i + 1], "off") != 0;
-    if (!std::strcmp(argv[i], "--batches")) {
-      batches.clear();
-      std::stringstream ss(argv[i + 1]);
-      for (std::string t; std::getline(ss, t, ',');) batches.push_back(std::stoi(t));
-    }
+    if (!std::strcmp(argv[i], "--batches")) batches = int_list(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--prompts")) prompts = int_list(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--tpot")) tpot = std::strcmp(argv[i + 1], "off") != 0;
   }
   try {
     const double bw = copy_bandwidth();
     FalconConfig cfg = FalconConfig::from_file(config_path);
-    const int max_batch = *std::max_element(batches.begin(), batches.end());
+    const int max_batch = batches.empty() ? 1 : *std::max_element(batches.begin(), batches.end());
     const CudaEngineOptions opt{.block_size = 16, .kv_tokens = int64_t{max_batch} * 656 + 4096, .max_step_tokens = 8192};
     std::vector<std::shared_ptr<Engine>> shards;
     std::vector<std::shared_ptr<Communicator>> comms;
@@ -146,7 +156,7 @@ int main(int argc, char** argv) {
     std::printf("device copy bandwidth: %.2f TB/s; tensor parallel %d; weights per GPU %.2f GB; roofline per token %.2f ms\n",
                 bw / 1e12, tp, wbytes / 1e9, wbytes / bw * 1e3);
 
-    for (int prompt : {128, 2048}) {
+    for (int prompt : prompts) {
       auto seqs = make_seqs(e, 1, prompt, prompt + 1);
       prefill(e, seqs, 8192);  // warm-up
       double best = 1e9;
@@ -156,7 +166,7 @@ int main(int argc, char** argv) {
       }
       std::printf("ttft batch 1, %d prompt tokens: %.2f ms\n", prompt, best * 1e3);
     }
-    {
+    if (tpot) {
       auto seqs = make_seqs(e, 1, 128, 128 + 129);
       prefill(e, seqs, 8192);
       decode(e, seqs, 1);

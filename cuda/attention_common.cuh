@@ -1,0 +1,67 @@
+// Device helpers shared by the attention kernels: the paged-cache address of a key and the
+// key range a launched tile covers.
+#pragma once
+
+#include "cuda/kernels.hpp"
+
+namespace eyrie::cuda {
+
+__device__ inline int64_t cache_index(const AttentionShape& a, int block, int kv_head, int slot) {
+  return ((static_cast<int64_t>(block) * a.num_kv_heads + kv_head) * a.block_size + slot) * a.head_dim;
+}
+
+// A launched tile, decoded: rows r0.. r0+nr-1 of one sequence times heads h0.. h0+nh-1, all
+// reading local KV head kv; query slot qi is row r0 + qi / nh, head h0 + qi % nh. Keys
+// [key_begin, key_end): a decode row split over several blocks takes one range, in whole tiles
+// of `unit` keys.
+struct AttentionTile {
+  int r0, nr, h0, nh, split, nsplit, slot;
+  int kv, p0, key_begin, key_end;
+
+  __device__ AttentionTile(const int32_t* t, const AttentionShape& a, const RowMeta& m, int unit)
+      : r0(t[0]), nr(t[1]), h0(t[2]), nh(t[3]), split(t[4]), nsplit(t[5]), slot(t[6]) {
+    kv = (a.q_head_offset + h0) / a.group - a.q_head_offset / a.group;
+    p0 = m.pos[r0];
+    key_begin = 0;
+    key_end = p0 + nr;
+    if (nsplit > 1) {
+      const int chunk = ((key_end + nsplit - 1) / nsplit + unit - 1) / unit * unit;
+      key_begin = split * chunk;
+      key_end = min(key_end, key_begin + chunk);
+    }
+  }
+  __device__ int queries() const { return nr * nh; }
+  // The last key position query slot qi may see.
+  __device__ int last_key(int qi) const { return p0 + qi / nh; }
+};
+
+}  // namespace eyrie::cuda
+
+namespace eyrie::cuda {
+
+// Element d of query slot qi's attention output, o the unnormalised sum and l its softmax mass:
+// the split bf16 result, or for a split decode row this key range's partial.
+__device__ inline void write_attention_out(const AttentionTile& t, const AttentionShape& a, int qi, int d, float o,
+                                           float l, bf16* out, int64_t lo_offset, float* part_o) {
+  const int hd = a.head_dim;
+  if (t.nsplit > 1) {  // nr == 1: query qi is head h0 + qi
+    part_o[(static_cast<int64_t>(t.slot + t.split) * a.num_heads + t.h0 + qi) * hd + d] = l > 0.f ? o / l : 0.f;
+    return;
+  }
+  const float v = o / l;
+  const int64_t at = (static_cast<int64_t>(t.r0 + qi / t.nh) * a.num_heads + t.h0 + qi % t.nh) * hd + d;
+  const bf16 hi = __float2bfloat16(v);
+  out[at] = hi;
+  out[lo_offset + at] = __float2bfloat16(v - __bfloat162float(hi));
+}
+
+// A split decode row's softmax max and mass over this tile's key range.
+__device__ inline void write_attention_stats(const AttentionTile& t, const AttentionShape& a, int qi, float m,
+                                             float l, float* part_ml) {
+  if (t.nsplit <= 1) return;
+  float* ml = part_ml + (static_cast<int64_t>(t.slot + t.split) * a.num_heads + t.h0 + qi) * 2;
+  ml[0] = m;
+  ml[1] = l;
+}
+
+}  // namespace eyrie::cuda

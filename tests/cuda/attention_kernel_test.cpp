@@ -1,0 +1,169 @@
+// The paged attention kernels against a float64 CPU attention on random queries and caches:
+// prefill chunks, decode rows with and without their keys split over blocks, ALiBi, grouped
+// and multi-query heads, head dims on tensor cores (8-128) and past them (fp32, 160).
+#include <gtest/gtest.h>
+
+#if EYRIE_HAS_CUDA
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "cuda/check.hpp"
+#include "cuda/cuda_engine.hpp"
+#include "cuda/kernels.hpp"
+
+namespace eyrie {
+namespace {
+
+template <typename T>
+struct Device {
+  T* p = nullptr;
+  explicit Device(const std::vector<T>& h) {
+    EYRIE_CUDA_CHECK(cudaMalloc(&p, std::max<std::size_t>(1, h.size()) * sizeof(T)));
+    if (!h.empty()) EYRIE_CUDA_CHECK(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  explicit Device(std::size_t n) : Device(std::vector<T>(n)) {}
+  ~Device() { cudaFree(p); }
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+  std::vector<T> get(std::size_t n) const {
+    std::vector<T> h(n);
+    EYRIE_CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return h;
+  }
+};
+
+struct Shape {
+  int32_t heads, kv_heads, head_dim;
+  bool alibi;
+};
+
+struct Seq {
+  int32_t start, rows;
+};
+
+void check_attention(const Shape& sh, bool split_keys, uint32_t seed) {
+  SCOPED_TRACE("heads " + std::to_string(sh.heads) + "/" + std::to_string(sh.kv_heads) + " hd " +
+               std::to_string(sh.head_dim) + (sh.alibi ? " alibi" : "") + (split_keys ? " split keys" : ""));
+  constexpr int32_t kBlock = 16;
+  // A prefill chunk from 0, one mid-sequence, and two decode rows with long contexts.
+  const std::vector<Seq> seqs{{0, 37}, {50, 20}, {300, 1}, {97, 1}};
+  const int32_t hd = sh.head_dim, group = sh.heads / sh.kv_heads;
+  int32_t max_blocks = 0;
+  for (const auto& s : seqs) max_blocks = std::max(max_blocks, (s.start + s.rows + kBlock - 1) / kBlock);
+  const int32_t num_blocks = max_blocks * static_cast<int32_t>(seqs.size());
+
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<int32_t> order(num_blocks);
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng);
+  std::vector<int32_t> tables(order.begin(), order.end());  // seq s owns row s of [seqs, max_blocks]
+  const std::size_t cache_n = static_cast<std::size_t>(num_blocks) * sh.kv_heads * kBlock * hd;
+  std::vector<float> kc(cache_n), vc(cache_n);
+  for (auto& v : kc) v = 2.f * u(rng);  // scores of a few units, so the softmax is not flat
+  for (auto& v : vc) v = u(rng);
+  std::vector<float> slopes(sh.heads);
+  for (int32_t h = 0; h < sh.heads; ++h) slopes[h] = std::pow(2.f, -8.f * (h + 1) / sh.heads);
+
+  std::vector<int32_t> pos, seq_of, tiles;
+  for (std::size_t s = 0; s < seqs.size(); ++s) {
+    cuda::attention_tiles(static_cast<int32_t>(pos.size()), seqs[s].rows, sh.heads, 0, group,
+                          seqs[s].rows == 1 ? 8 : 64, tiles);
+    for (int32_t i = 0; i < seqs[s].rows; ++i) {
+      pos.push_back(seqs[s].start + i);
+      seq_of.push_back(static_cast<int32_t>(s));
+    }
+  }
+  const auto rows = static_cast<int64_t>(pos.size());
+  std::vector<float> q(rows * sh.heads * hd);
+  for (auto& v : q) v = u(rng);
+
+  // Launched tiles: decode rows split into up to 5 key ranges when asked.
+  std::vector<int32_t> launch, row_split(2 * rows, 0);
+  int32_t slots = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    row_split[2 * r] = 1;
+    const bool decode = seqs[seq_of[r]].rows == 1;
+    const int32_t ranges = std::min(5, (pos[r] + cuda::kKeySplitUnit) / cuda::kKeySplitUnit);
+    if (!split_keys || !decode || ranges < 2) continue;
+    row_split[2 * r] = ranges;
+    row_split[2 * r + 1] = slots;
+    slots += ranges;
+  }
+  for (std::size_t i = 0; i < tiles.size(); i += 4) {
+    const int32_t r0 = tiles[i], ranges = tiles[i + 1] == 1 ? row_split[2 * r0] : 1;
+    for (int32_t sp = 0; sp < ranges; ++sp) {
+      launch.insert(launch.end(), tiles.begin() + i, tiles.begin() + i + 4);
+      launch.push_back(sp);
+      launch.push_back(ranges);
+      launch.push_back(ranges > 1 ? row_split[2 * r0 + 1] : 0);
+    }
+  }
+
+  Device<float> d_q(q), d_k(kc), d_v(vc), d_slopes(slopes);
+  Device<int32_t> d_pos(pos), d_seq(seq_of), d_tables(tables), d_tiles(launch), d_split(row_split);
+  Device<float> d_part_o(std::max<std::size_t>(1, slots) * sh.heads * hd), d_part_ml(std::max<std::size_t>(1, slots) * sh.heads * 2);
+  Device<cuda::bf16> d_out(2 * rows * sh.heads * hd);
+  cuda::AttentionShape a{sh.heads, sh.kv_heads, hd, 0, kBlock, max_blocks, 10000.f, sh.alibi, group, 0};
+  const cuda::RowMeta meta{d_seq.p, d_pos.p, d_tables.p};
+  const cuda::KeySplits splits{slots > 0, d_split.p, d_part_o.p, d_part_ml.p};
+  cuda::paged_attention(d_q.p, d_k.p, d_v.p, rows, static_cast<int32_t>(launch.size() / cuda::kAttentionTileInts),
+                        d_tiles.p, a, meta, d_slopes.p, d_out.p, splits, nullptr);
+  EYRIE_CUDA_CHECK(cudaDeviceSynchronize());
+  const auto out = d_out.get(2 * rows * sh.heads * hd);
+
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  double worst = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int32_t h = 0; h < sh.heads; ++h) {
+      const int32_t kv = h / group;
+      const int32_t* table = tables.data() + static_cast<std::size_t>(seq_of[r]) * max_blocks;
+      auto at = [&](int32_t p) {
+        return ((static_cast<std::size_t>(table[p / kBlock]) * sh.kv_heads + kv) * kBlock + p % kBlock) * hd;
+      };
+      std::vector<double> w(pos[r] + 1);
+      double mx = -1e300;
+      for (int32_t p = 0; p <= pos[r]; ++p) {
+        double dot = 0;
+        for (int32_t d = 0; d < hd; ++d) dot += static_cast<double>(q[(r * sh.heads + h) * hd + d]) * kc[at(p) + d];
+        w[p] = dot * scale;
+        // The bias rounded to bf16, as transformers builds it in the model's dtype.
+        if (sh.alibi) w[p] += static_cast<float>(__float2bfloat16(slopes[h] * static_cast<float>(p))) * scale;
+        mx = std::max(mx, w[p]);
+      }
+      double den = 0;
+      for (auto& x : w) den += (x = std::exp(x - mx));
+      for (int32_t d = 0; d < hd; ++d) {
+        double ref = 0;
+        for (int32_t p = 0; p <= pos[r]; ++p) ref += w[p] * vc[at(p) + d];
+        ref /= den;
+        const std::size_t o = (r * sh.heads + h) * hd + d;
+        const double got = static_cast<double>(static_cast<float>(out[o])) +
+                           static_cast<double>(static_cast<float>(out[rows * sh.heads * hd + o]));
+        worst = std::max(worst, std::abs(got - ref));
+      }
+    }
+  // fp32 accumulation over a few hundred keys, and outputs of magnitude below one.
+  EXPECT_LT(worst, 5e-5) << "largest absolute difference from float64";
+}
+
+class AttentionKernel : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  }
+};
+
+TEST_F(AttentionKernel, MatchesFloat64OnRandomInputs) {
+  const std::vector<Shape> shapes{{8, 1, 16, false},  {8, 2, 8, true},   {71, 1, 64, false}, {16, 2, 64, true},
+                                  {16, 2, 128, false}, {4, 4, 160, false}, {6, 3, 32, false}};
+  uint32_t seed = 1;
+  for (const auto& sh : shapes)
+    for (bool split : {false, true}) check_attention(sh, split, seed++);
+}
+
+}  // namespace
+}  // namespace eyrie
+#endif
