@@ -238,12 +238,16 @@ void paged_attention(const float* q, const float* k_cache, const float* v_cache,
   }
 }
 
+int32_t attention_tile_queries(int32_t head_dim) {
+  return attention_mma_supports(head_dim) ? attention_mma_queries(head_dim) : kTileQueries;
+}
+
 void attention_tiles(int32_t first_row, int32_t rows, int32_t num_heads, int32_t q_head_offset, int32_t group,
-                     int32_t max_heads, std::vector<int32_t>& tiles) {
+                     int32_t max_heads, int32_t max_queries, std::vector<int32_t>& tiles) {
   const int32_t per_tile_rows = rows == 1 ? 1 : 16;
   for (int32_t r = 0; r < rows; r += per_tile_rows) {
     const int32_t nr = std::min(per_tile_rows, rows - r);
-    const int32_t heads = std::max(1, std::min({group, kTileQueries / nr, max_heads}));
+    const int32_t heads = std::max(1, std::min({group, max_queries / nr, max_heads}));
     // Runs of local heads that share a KV head; a shard's first and last run may be partial.
     for (int32_t h = 0; h < num_heads;) {
       const int32_t run_end = std::min(num_heads, ((q_head_offset + h) / group + 1) * group - q_head_offset);

@@ -14,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "cuda/attention_mma.hpp"
 #include "cuda/check.hpp"
 #include "cuda/kernels.hpp"
 #include "model/cpu/ops.hpp"
@@ -526,13 +527,17 @@ struct CudaEngine::Impl {
     // whole groups per block, so each key is read once for all heads that share it.
     const int32_t group = static_cast<int32_t>(cfg.group_size());
     const int32_t tiles_per_row = std::max(1, 2 * sm_count / std::max(1, decoding));
-    const int32_t max_heads = std::max(4, (group + tiles_per_row - 1) / tiles_per_row);
+    int32_t max_heads = std::max(4, (group + tiles_per_row - 1) / tiles_per_row);
+    // The tensor-core kernel gives each warp 16 queries: a tile of fewer idles most of its MMAs.
+    if (cuda::attention_mma_supports(static_cast<int32_t>(cfg.head_dim))) max_heads = (max_heads + 15) / 16 * 16;
+    const int32_t tile_queries = cuda::attention_tile_queries(static_cast<int32_t>(cfg.head_dim));
     h_tables.assign(batch.seqs.size() * max_blocks, 0);
     for (std::size_t si = 0; si < batch.seqs.size(); ++si) {
       const auto& s = batch.seqs[si];
       std::copy(s.block_table.begin(), s.block_table.end(), h_tables.begin() + si * max_blocks);
       cuda::attention_tiles(static_cast<int32_t>(h_tokens.size()), static_cast<int32_t>(s.tokens.size()),
-                            static_cast<int32_t>(nq), static_cast<int32_t>(plan.q_begin), group, max_heads, h_tiles);
+                            static_cast<int32_t>(nq), static_cast<int32_t>(plan.q_begin), group, max_heads,
+                            tile_queries, h_tiles);
       for (std::size_t i = 0; i < s.tokens.size(); ++i) {
         h_tokens.push_back(s.tokens[i]);
         h_pos.push_back(s.start_pos + static_cast<int32_t>(i));

@@ -73,11 +73,13 @@ inline constexpr int32_t kKeySplitUnit = 64;    // keys per range at least (one 
 void paged_attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows,
                      int32_t num_tiles, const int32_t* tiles, const AttentionShape& a, const RowMeta& m,
                      const float* alibi_slopes, bf16* out, const KeySplits& splits, cudaStream_t s);
+// The most (row, head) queries one attention tile may hold at this head dim.
+int32_t attention_tile_queries(int32_t head_dim);
 // Appends the attention tiles of `rows` consecutive rows of one sequence starting at first_row:
-// (first row, rows, first head, heads), at most max_heads heads, all sharing one KV head.
-// num_heads, q_head_offset and group as in AttentionShape.
+// (first row, rows, first head, heads), at most max_heads heads and max_queries queries, all
+// sharing one KV head. num_heads, q_head_offset and group as in AttentionShape.
 void attention_tiles(int32_t first_row, int32_t rows, int32_t num_heads, int32_t q_head_offset, int32_t group,
-                     int32_t max_heads, std::vector<int32_t>& tiles);
+                     int32_t max_heads, int32_t max_queries, std::vector<int32_t>& tiles);
 
 // out = split bf16 of gelu(x_hi + x_lo + bias), exact erf GELU; x is a [2 x rows, cols] GEMM output.
 void bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf16* out, cudaStream_t s);

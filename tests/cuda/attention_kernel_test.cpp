@@ -70,7 +70,7 @@ void check_attention(const Shape& sh, bool split_keys, uint32_t seed) {
   std::vector<int32_t> pos, seq_of, tiles;
   for (std::size_t s = 0; s < seqs.size(); ++s) {
     cuda::attention_tiles(static_cast<int32_t>(pos.size()), seqs[s].rows, sh.heads, 0, group,
-                          seqs[s].rows == 1 ? 8 : 64, tiles);
+                          seqs[s].rows == 1 && split_keys ? 16 : 128, cuda::attention_tile_queries(hd), tiles);
     for (int32_t i = 0; i < seqs[s].rows; ++i) {
       pos.push_back(seqs[s].start + i);
       seq_of.push_back(static_cast<int32_t>(s));

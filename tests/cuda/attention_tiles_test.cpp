@@ -11,16 +11,18 @@
 namespace eyrie {
 namespace {
 
-void check_tiles(int32_t rows, int32_t heads, int32_t offset, int32_t group, int32_t max_heads) {
+void check_tiles(int32_t rows, int32_t heads, int32_t offset, int32_t group, int32_t max_heads, int32_t max_queries) {
   SCOPED_TRACE("rows " + std::to_string(rows) + " heads " + std::to_string(heads) + " offset " +
-               std::to_string(offset) + " group " + std::to_string(group) + " max " + std::to_string(max_heads));
+               std::to_string(offset) + " group " + std::to_string(group) + " max " + std::to_string(max_heads) +
+               " queries " + std::to_string(max_queries));
   std::vector<int32_t> tiles;
-  cuda::attention_tiles(5, rows, heads, offset, group, max_heads, tiles);
+  cuda::attention_tiles(5, rows, heads, offset, group, max_heads, max_queries, tiles);
   ASSERT_EQ(tiles.size() % 4, 0u);
   std::map<std::pair<int32_t, int32_t>, int> seen;
   for (std::size_t i = 0; i < tiles.size(); i += 4) {
     const int32_t r0 = tiles[i], nr = tiles[i + 1], h0 = tiles[i + 2], nh = tiles[i + 3];
     ASSERT_GE(nh, 1);
+    EXPECT_LE(nr * nh, max_queries);
     EXPECT_EQ((offset + h0) / group, (offset + h0 + nh - 1) / group) << "tile spans two KV heads";
     for (int32_t r = r0; r < r0 + nr; ++r)
       for (int32_t h = h0; h < h0 + nh; ++h) ++seen[{r, h}];
@@ -41,7 +43,9 @@ TEST(AttentionTiles, CoverWholeModelsAndEveryShardOfThem) {
           c.num_kv_heads = kv;
           const ShardPlan p = ShardPlan::make(c, degree, rank);
           for (int32_t max_heads : {4, 16, 64})
-            check_tiles(rows, static_cast<int32_t>(p.q_count), static_cast<int32_t>(p.q_begin), heads / kv, max_heads);
+            for (int32_t max_queries : {64, 128})
+              check_tiles(rows, static_cast<int32_t>(p.q_count), static_cast<int32_t>(p.q_begin), heads / kv,
+                          max_heads, max_queries);
         }
 }
 
