@@ -29,6 +29,10 @@ struct RuntimeOptions {
   int64_t max_input_tokens = 0;     // 0: context - 1
   int64_t max_total_tokens = 0;     // prompt + new tokens; 0: the model's context
   int64_t default_max_new_tokens = 100;
+  // cuda: "split" feeds GEMMs and attention two bf16 halves per activation (about fp32
+  // results); "bf16" rounds activations to bf16 as other servers do: faster where compute
+  // bound (long prompts, large batches). The CPU computes in fp32 either way.
+  std::string activation_precision = "split";
 };
 
 struct GenerationCallbacks {

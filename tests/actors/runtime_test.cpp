@@ -114,6 +114,14 @@ TEST(Runtime, ValidationAndOverload) {
   p.max_new_tokens = 0;
   EXPECT_THROW(rt->submit("hello", p, {}), InvalidArgument);
   EXPECT_THROW(rt->submit("", SamplingParams{}, {}), InvalidArgument);
+  RuntimeOptions bad = tiny_options();
+  bad.activation_precision = "fp8";
+  try {
+    Runtime::create(bad);
+    ADD_FAILURE() << "an unknown activation_precision was accepted";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("activation_precision must be split or bf16, got 'fp8'"), std::string::npos);
+  }
   // One running, one waiting, then the queue is full.
   p.max_new_tokens = 50;
   std::vector<std::unique_ptr<Collector>> cs;
