@@ -262,4 +262,18 @@ void attention_tiles(int32_t first_row, int32_t rows, int32_t num_heads, int32_t
   }
 }
 
+void launch_tiles(const std::vector<int32_t>& tiles, const std::vector<int32_t>& row_split,
+                  std::vector<int32_t>& launch) {
+  launch.clear();
+  for (std::size_t i = 0; i < tiles.size(); i += 4) {
+    const int32_t r0 = tiles[i], ranges = tiles[i + 1] == 1 ? row_split[2 * r0] : 1;
+    for (int32_t sp = 0; sp < ranges; ++sp) {
+      launch.insert(launch.end(), tiles.begin() + i, tiles.begin() + i + 4);
+      launch.push_back(sp);
+      launch.push_back(ranges);
+      launch.push_back(ranges > 1 ? row_split[2 * r0 + 1] : 0);
+    }
+  }
+}
+
 }  // namespace eyrie::cuda

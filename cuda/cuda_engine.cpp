@@ -152,6 +152,9 @@ struct CudaEngine::Impl {
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;
   int32_t sm_count = 1;
+  // Attention tiling for this head dim: the tensor-core kernel gives each warp 16 queries, so
+  // its tiles take heads in multiples of 16; at most tile_queries (row, head) queries a tile.
+  int32_t head_multiple = 1, tile_queries = 64;
   std::vector<Layer> layers;
   Norm ln_f;
   DeviceArray<bf16> embed, lm_head_own;
@@ -177,6 +180,8 @@ struct CudaEngine::Impl {
     vocab_rows = comm ? plan.vocab_shard : cfg.vocab_size;
     EYRIE_CUDA_CHECK(cudaSetDevice(opt.device));
     EYRIE_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, opt.device));
+    head_multiple = cuda::attention_mma_supports(static_cast<int32_t>(cfg.head_dim)) ? 16 : 1;
+    tile_queries = cuda::attention_tile_queries(static_cast<int32_t>(cfg.head_dim));
     EYRIE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     EYRIE_CUBLAS_CHECK(cublasCreate(&blas));
     EYRIE_CUBLAS_CHECK(cublasSetStream(blas, stream));
@@ -374,16 +379,7 @@ struct CudaEngine::Impl {
       h_row_split[2 * r + 1] = slots;
       slots += ranges;
     }
-    h_launch_tiles.clear();
-    for (std::size_t i = 0; i < h_tiles.size(); i += 4) {
-      const int32_t r0 = h_tiles[i], ranges = h_tiles[i + 1] == 1 ? h_row_split[2 * r0] : 1;
-      for (int32_t sp = 0; sp < ranges; ++sp) {
-        h_launch_tiles.insert(h_launch_tiles.end(), h_tiles.begin() + i, h_tiles.begin() + i + 4);
-        h_launch_tiles.push_back(sp);
-        h_launch_tiles.push_back(ranges);
-        h_launch_tiles.push_back(ranges > 1 ? h_row_split[2 * r0 + 1] : 0);
-      }
-    }
+    cuda::launch_tiles(h_tiles, h_row_split, h_launch_tiles);
     return slots > 0;
   }
 
@@ -528,9 +524,7 @@ struct CudaEngine::Impl {
     const int32_t group = static_cast<int32_t>(cfg.group_size());
     const int32_t tiles_per_row = std::max(1, 2 * sm_count / std::max(1, decoding));
     int32_t max_heads = std::max(4, (group + tiles_per_row - 1) / tiles_per_row);
-    // The tensor-core kernel gives each warp 16 queries: a tile of fewer idles most of its MMAs.
-    if (cuda::attention_mma_supports(static_cast<int32_t>(cfg.head_dim))) max_heads = (max_heads + 15) / 16 * 16;
-    const int32_t tile_queries = cuda::attention_tile_queries(static_cast<int32_t>(cfg.head_dim));
+    max_heads = (max_heads + head_multiple - 1) / head_multiple * head_multiple;
     h_tables.assign(batch.seqs.size() * max_blocks, 0);
     for (std::size_t si = 0; si < batch.seqs.size(); ++si) {
       const auto& s = batch.seqs[si];

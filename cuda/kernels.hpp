@@ -80,6 +80,11 @@ int32_t attention_tile_queries(int32_t head_dim);
 // sharing one KV head. num_heads, q_head_offset and group as in AttentionShape.
 void attention_tiles(int32_t first_row, int32_t rows, int32_t num_heads, int32_t q_head_offset, int32_t group,
                      int32_t max_heads, int32_t max_queries, std::vector<int32_t>& tiles);
+// The launched tiles (kAttentionTileInts each) for attention_tiles()'s: a single-row tile once
+// per key range of its row, as row_split gives them (ranges, first partial slot; 1 range: not
+// split). Replaces launch.
+void launch_tiles(const std::vector<int32_t>& tiles, const std::vector<int32_t>& row_split,
+                  std::vector<int32_t>& launch);
 
 // out = split bf16 of gelu(x_hi + x_lo + bias), exact erf GELU; x is a [2 x rows, cols] GEMM output.
 void bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf16* out, cudaStream_t s);

@@ -10,17 +10,12 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <vector>
 
+#include "net/beast_names.hpp"
 #include "net/http_messages.hpp"
 #include "net/session_responder.hpp"
 #include "net/websocket_session.hpp"
 
 namespace eyrie::net {
-
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace websocket = beast::websocket;
-using tcp = asio::ip::tcp;
 
 namespace {
 

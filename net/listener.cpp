@@ -8,14 +8,11 @@
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
+#include "net/beast_names.hpp"
 #include "net/http_messages.hpp"
 #include "net/http_session.hpp"
 
 namespace eyrie::net {
-
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-using tcp = asio::ip::tcp;
 
 Listener::Listener(asio::io_context& ioc, std::shared_ptr<ServerState> state)
     : ioc_(ioc),

@@ -7,15 +7,10 @@
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/http/field.hpp>
 
+#include "net/beast_names.hpp"
 #include "net/http_messages.hpp"
 
 namespace eyrie::net {
-
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace websocket = beast::websocket;
-using tcp = asio::ip::tcp;
 
 namespace {
 

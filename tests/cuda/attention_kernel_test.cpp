@@ -92,15 +92,7 @@ void check_attention(const Shape& sh, bool split_keys, uint32_t seed) {
     row_split[2 * r + 1] = slots;
     slots += ranges;
   }
-  for (std::size_t i = 0; i < tiles.size(); i += 4) {
-    const int32_t r0 = tiles[i], ranges = tiles[i + 1] == 1 ? row_split[2 * r0] : 1;
-    for (int32_t sp = 0; sp < ranges; ++sp) {
-      launch.insert(launch.end(), tiles.begin() + i, tiles.begin() + i + 4);
-      launch.push_back(sp);
-      launch.push_back(ranges);
-      launch.push_back(ranges > 1 ? row_split[2 * r0 + 1] : 0);
-    }
-  }
+  cuda::launch_tiles(tiles, row_split, launch);
 
   Device<float> d_q(q), d_k(kc), d_v(vc), d_slopes(slopes);
   Device<int32_t> d_pos(pos), d_seq(seq_of), d_tables(tables), d_tiles(launch), d_split(row_split);
