@@ -151,6 +151,11 @@ struct CudaEngine::Impl {
   KvCacheSpec spec;
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;
+  // The concurrent MLP branch: its stream, cuBLAS handle and workspace, and the fork and join.
+  cudaStream_t mlp_stream = nullptr;
+  cublasHandle_t mlp_blas = nullptr;
+  DeviceArray<uint8_t> mlp_workspace;
+  cudaEvent_t fork_event = nullptr, join_event = nullptr;
   int32_t sm_count = 1;
   // Attention tiling for this head dim: the tensor-core kernel gives each warp 16 queries, so
   // its tiles take heads in multiples of 16; at most tile_queries (row, head) queries a tile.
@@ -188,6 +193,15 @@ struct CudaEngine::Impl {
     // A workspace of our own, so that GEMMs captured into CUDA graphs allocate nothing.
     blas_workspace.resize(32 << 20);
     EYRIE_CUBLAS_CHECK(cublasSetWorkspace(blas, blas_workspace.get(), blas_workspace.size()));
+    if (opt.concurrent_mlp_rows_max > 0 && cfg.parallel_attn) {
+      EYRIE_CUDA_CHECK(cudaStreamCreateWithFlags(&mlp_stream, cudaStreamNonBlocking));
+      EYRIE_CUBLAS_CHECK(cublasCreate(&mlp_blas));
+      EYRIE_CUBLAS_CHECK(cublasSetStream(mlp_blas, mlp_stream));
+      mlp_workspace.resize(32 << 20);
+      EYRIE_CUBLAS_CHECK(cublasSetWorkspace(mlp_blas, mlp_workspace.get(), mlp_workspace.size()));
+      EYRIE_CUDA_CHECK(cudaEventCreateWithFlags(&fork_event, cudaEventDisableTiming));
+      EYRIE_CUDA_CHECK(cudaEventCreateWithFlags(&join_event, cudaEventDisableTiming));
+    }
     spec.block_size = opt.block_size;
     plan_memory();
     const std::size_t cache = static_cast<std::size_t>(cfg.num_layers) * spec.num_blocks * nkv *
@@ -385,19 +399,24 @@ struct CudaEngine::Impl {
 
   // y = x W^T over split-bf16 rows (see cuda/kernels.hpp): both halves of the n rows when the
   // step is split, else only the high halves, the low halves of y zeroed for its consumers.
-  void gemm_rows(const bf16* xin, int64_t n, const bf16* w, int64_t out_dim, int64_t in_dim, float* yout) {
+  // On the main stream, or on the MLP branch's stream and cuBLAS handle.
+  void gemm_rows(const bf16* xin, int64_t n, const bf16* w, int64_t out_dim, int64_t in_dim, float* yout,
+                 bool on_mlp_stream = false) {
+    cublasHandle_t h = on_mlp_stream ? mlp_blas : blas;
     if (split) {
-      gemm(xin, 2 * n, w, out_dim, in_dim, yout);
+      gemm(h, xin, 2 * n, w, out_dim, in_dim, yout);
       return;
     }
-    gemm(xin, n, w, out_dim, in_dim, yout);
-    EYRIE_CUDA_CHECK(cudaMemsetAsync(yout + n * out_dim, 0, static_cast<std::size_t>(n * out_dim) * sizeof(float), stream));
+    gemm(h, xin, n, w, out_dim, in_dim, yout);
+    EYRIE_CUDA_CHECK(cudaMemsetAsync(yout + n * out_dim, 0, static_cast<std::size_t>(n * out_dim) * sizeof(float),
+                                     on_mlp_stream ? mlp_stream : stream));
   }
 
   // y[rows, out] = x[rows, in] W^T, fp32 accumulation and output.
-  void gemm(const bf16* xin, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* yout) {
+  void gemm(cublasHandle_t handle, const bf16* xin, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim,
+            float* yout) {
     const float alpha = 1.f, beta = 0.f;
-    EYRIE_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out_dim), static_cast<int>(rows),
+    EYRIE_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out_dim), static_cast<int>(rows),
                                     static_cast<int>(in_dim), &alpha, w, CUDA_R_16BF, static_cast<int>(in_dim), xin,
                                     CUDA_R_16BF, static_cast<int>(in_dim), &beta, yout, CUDA_R_32F,
                                     static_cast<int>(out_dim), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
@@ -463,6 +482,16 @@ struct CudaEngine::Impl {
       it = graphs.emplace(key, std::move(entry)).first;
     }
     EYRIE_CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream));
+  }
+
+  // y = dense_4h_to_h(gelu(dense_h_to_4h(in))), on the main stream or the MLP branch.
+  void mlp(const Layer& L, const bf16* in, int64_t n, bool on_mlp_stream) {
+    prof.mark("gemm_mlp", stream);
+    gemm_rows(in, n, L.h_to_4h.w.get(), ffn, cfg.hidden_size, f.get(), on_mlp_stream);
+    prof.mark("gelu", stream);
+    cuda::bias_gelu(f.get(), L.h_to_4h.bias(), n, ffn, fb.get(), on_mlp_stream ? mlp_stream : stream);
+    prof.mark("gemm_mlp", stream);
+    gemm_rows(fb.get(), n, L.h4_to_h.w.get(), cfg.hidden_size, ffn, y.get(), on_mlp_stream);
   }
 
   // x += a + a_bias (+ c + c_bias). A shard's a and c are partial sums over its heads and MLP
@@ -595,6 +624,14 @@ struct CudaEngine::Impl {
       cuda::layer_norm(x.get(), nullptr, n, h, L.ln_attn.w.get(), L.ln_attn.b.get(), eps, a.get(), stream);
       if (cfg.two_layernorms())
         cuda::layer_norm(x.get(), nullptr, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream);
+      // Parallel blocks: the MLP needs only the normed input, so it can start now.
+      const bool fork = mlp_stream && n <= opt.concurrent_mlp_rows_max && !prof.on();
+      if (fork) {
+        EYRIE_CUDA_CHECK(cudaEventRecord(fork_event, stream));
+        EYRIE_CUDA_CHECK(cudaStreamWaitEvent(mlp_stream, fork_event, 0));
+        mlp(L, cfg.two_layernorms() ? m.get() : a.get(), n, true);
+        EYRIE_CUDA_CHECK(cudaEventRecord(join_event, mlp_stream));
+      }
       prof.mark("gemm_qkv", stream);
       gemm_rows(a.get(), n, L.qkv.w.get(), L.qkv.out, h, qkv.get());
       float* kc = k_cache.get() + li * layer_cache;
@@ -615,12 +652,10 @@ struct CudaEngine::Impl {
         cuda::layer_norm(x.get(), nullptr, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream);
         mlp_in = m.get();
       }
-      prof.mark("gemm_mlp", stream);
-      gemm_rows(mlp_in, n, L.h_to_4h.w.get(), ffn, h, f.get());
-      prof.mark("gelu", stream);
-      cuda::bias_gelu(f.get(), L.h_to_4h.bias(), n, ffn, fb.get(), stream);
-      prof.mark("gemm_mlp", stream);
-      gemm_rows(fb.get(), n, L.h4_to_h.w.get(), h, ffn, y.get());
+      if (fork)
+        EYRIE_CUDA_CHECK(cudaStreamWaitEvent(stream, join_event, 0));
+      else
+        mlp(L, mlp_in, n, false);
       prof.mark("residual", stream);
       if (cfg.parallel_attn)
         add_to_residual(o.get(), L.dense.bias(), y.get(), L.h4_to_h.bias(), n);
@@ -696,6 +731,10 @@ CudaEngine::CudaEngine(const FalconConfig& config, uint64_t seed, CudaEngineOpti
 CudaEngine::~CudaEngine() {
   impl_->drop_graphs();
   if (impl_->blas) cublasDestroy(impl_->blas);
+  if (impl_->mlp_blas) cublasDestroy(impl_->mlp_blas);
+  if (impl_->mlp_stream) cudaStreamDestroy(impl_->mlp_stream);
+  if (impl_->fork_event) cudaEventDestroy(impl_->fork_event);
+  if (impl_->join_event) cudaEventDestroy(impl_->join_event);
   if (impl_->stream) cudaStreamDestroy(impl_->stream);
 }
 

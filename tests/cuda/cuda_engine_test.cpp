@@ -86,16 +86,22 @@ TEST_P(CudaReference, PromptLogprobsWithAndWithoutSplitActivations) {
   }
 }
 
-// Decode steps replayed from CUDA graphs give the same bits as the same kernels launched one by
-// one, across graph capture, replay, and sequences growing past a block-table stride.
-TEST_P(CudaReference, DecodeGraphsGiveTheSameLogitsAsDirectLaunches) {
+// Decode steps replayed from CUDA graphs, and the MLP run on its own stream beside the attention
+// chain, give the same bits as the same kernels launched one by one on one stream, across graph
+// capture, replay, and sequences growing past a block-table stride.
+TEST_P(CudaReference, DecodeGraphsAndConcurrentMlpGiveTheSameLogitsAsDirectLaunches) {
   auto model = FalconModel::load(GetParam());
   auto cases = test::load_reference(GetParam() + "/reference.json");
-  std::vector<std::vector<float>> runs[2];
-  for (bool graphs : {false, true}) {
+  struct Variant {
+    bool graphs, concurrent_mlp;
+  };
+  const Variant variants[] = {{false, false}, {false, true}, {true, true}, {true, false}};
+  std::vector<std::vector<float>> runs[4];
+  for (int v = 0; v < 4; ++v) {
     CudaEngineOptions o;
     o.kv_tokens = 4096;
-    o.cuda_graphs = graphs;
+    o.cuda_graphs = variants[v].graphs;
+    o.concurrent_mlp_rows_max = variants[v].concurrent_mlp ? 128 : 0;
     CudaEngine engine(model, o);
     const auto& a = cases[1].ids;
     const auto& b = cases[2].ids;
@@ -106,18 +112,23 @@ TEST_P(CudaReference, DecodeGraphsGiveTheSameLogitsAsDirectLaunches) {
     batch.seqs.push_back({2, 0, b, bb, false});
     StepOutput out;
     engine.step(batch, out);
+    runs[v].emplace_back(out.last(0).begin(), out.last(0).end());
     int32_t pa = static_cast<int32_t>(a.size()), pb = static_cast<int32_t>(b.size());
     for (int step = 0; step < 160; ++step) {
       const int32_t ta[1] = {out.last_argmax(0)}, tb[1] = {out.last_argmax(1)};
       batch.seqs[0] = {1, pa++, std::span<const int32_t>(ta, 1), ba, false};
       batch.seqs[1] = {2, pb++, std::span<const int32_t>(tb, 1), bb, false};
       engine.step(batch, out);
-      runs[graphs].emplace_back(out.last(0).begin(), out.last(0).end());
-      runs[graphs].emplace_back(out.last(1).begin(), out.last(1).end());
+      runs[v].emplace_back(out.last(0).begin(), out.last(0).end());
+      runs[v].emplace_back(out.last(1).begin(), out.last(1).end());
     }
   }
-  ASSERT_EQ(runs[0].size(), runs[1].size());
-  for (std::size_t i = 0; i < runs[0].size(); ++i) ASSERT_EQ(runs[0][i], runs[1][i]) << "row " << i;
+  for (int v = 1; v < 4; ++v) {
+    ASSERT_EQ(runs[0].size(), runs[v].size());
+    for (std::size_t i = 0; i < runs[0].size(); ++i)
+      ASSERT_EQ(runs[0][i], runs[v][i]) << "graphs " << variants[v].graphs << ", concurrent MLP "
+                                        << variants[v].concurrent_mlp << ", row " << i;
+  }
 }
 
 TEST_P(CudaReference, AgreesWithCpuEngineInBatchedMixedSteps) {
