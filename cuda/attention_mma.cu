@@ -1,12 +1,15 @@
 // Paged causal attention on tensor cores (bf16 MMA, fp32 accumulation) with the precision of
 // fp32: queries, keys, values and probabilities each enter as two bf16 halves (hi + lo) and
 // every product takes three MMAs (hi.hi + hi.lo + lo.hi), since bf16 keys alone move the
-// reference fixtures' logprobs by up to 0.37. Same tiles, masking, ALiBi and key splits as the
-// fp32 kernel in attention.cu.
+// reference fixtures' logprobs by up to 0.37. Scores, probabilities and the running output stay
+// in registers, in the fragment layouts of mma.sync m16n8k16 (PTX ISA, "Matrix fragments for
+// mma.m16n8k16"): a score accumulator is already the probability operand of the next MMA, so
+// only the key and value tiles pass through shared memory. Same tiles, masking, ALiBi and key
+// splits as the fp32 kernel in attention.cu.
 #include <cuda_bf16.h>
-#include <mma.h>
 
 #include <cfloat>
+#include <cstdint>
 
 #include "cuda/attention_common.cuh"
 #include "cuda/attention_mma.hpp"
@@ -15,83 +18,83 @@
 namespace eyrie::cuda {
 namespace {
 
-using namespace nvcuda;
-
 constexpr int kKeys = 64;  // keys per pass
 
-// Shared-memory layout for a head dim padded to HD and kSlots (row, head) queries, 16 per warp.
-// Row strides are padded (16 bytes) so the 16 rows a fragment load touches fall in different
-// banks; every region and fragment start stays 32-byte aligned as WMMA requires.
-template <int HD, int kSlots>
+// Key and value tiles as bf16 halves, [key][HD] with rows padded by 16 bytes so the eight rows
+// an ldmatrix reads fall in different banks.
+template <int HD>
 struct Smem {
-  static constexpr int kLdH = HD + 8;     // bf16 query / key / value rows
-  static constexpr int kLdS = kKeys + 4;  // fp32 scores
-  static constexpr int kLdP = kKeys + 8;  // bf16 probabilities
-  static constexpr int kLdO = HD + 4;     // fp32 running output
-  static constexpr size_t q_hi = 0;
-  static constexpr size_t q_lo = q_hi + sizeof(bf16) * kSlots * kLdH;
-  static constexpr size_t k_hi = q_lo + sizeof(bf16) * kSlots * kLdH;
-  static constexpr size_t k_lo = k_hi + sizeof(bf16) * kKeys * kLdH;
-  static constexpr size_t v_hi = k_lo + sizeof(bf16) * kKeys * kLdH;
-  static constexpr size_t v_lo = v_hi + sizeof(bf16) * kKeys * kLdH;
-  static constexpr size_t s = v_lo + sizeof(bf16) * kKeys * kLdH;
-  static constexpr size_t p_hi = s + sizeof(float) * kSlots * kLdS;
-  static constexpr size_t p_lo = p_hi + sizeof(bf16) * kSlots * kLdP;
-  static constexpr size_t o = p_lo + sizeof(bf16) * kSlots * kLdP;
-  static constexpr size_t stats = o + sizeof(float) * kSlots * kLdO;  // max, mass per slot
-  static constexpr size_t bytes = stats + sizeof(float) * 2 * kSlots;
+  static constexpr int kLd = HD + 8;
+  static constexpr int kTile = kKeys * kLd;  // elements per half tile
+  static constexpr size_t bytes = sizeof(bf16) * 4 * kTile;
 };
 
-__device__ inline void put_split(bf16* hi, bf16* lo, float v) {
-  const bf16 h = __float2bfloat16(v);
-  *hi = h;
-  *lo = __float2bfloat16(v - __bfloat162float(h));
+__device__ inline uint32_t as_u32(__nv_bfloat162 v) { return *reinterpret_cast<const uint32_t*>(&v); }
+
+// x, y as packed bf16 pairs: hi = bf16(x, y), lo = bf16 of what hi left out.
+__device__ inline void split2(float x, float y, uint32_t& hi, uint32_t& lo) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
+  hi = as_u32(h);
+  lo = as_u32(__floats2bfloat162_rn(x - __low2float(h), y - __high2float(h)));
 }
 
 // Four floats as bf16 halves, stored 8 bytes at a time (dst 8-byte aligned).
 __device__ inline void put_split4(bf16* hi, bf16* lo, float4 v) {
-  const __nv_bfloat162 h01 = __floats2bfloat162_rn(v.x, v.y), h23 = __floats2bfloat162_rn(v.z, v.w);
-  const __nv_bfloat162 l01 = __floats2bfloat162_rn(v.x - __low2float(h01), v.y - __high2float(h01));
-  const __nv_bfloat162 l23 = __floats2bfloat162_rn(v.z - __low2float(h23), v.w - __high2float(h23));
-  *reinterpret_cast<uint2*>(hi) = make_uint2(*reinterpret_cast<const uint32_t*>(&h01), *reinterpret_cast<const uint32_t*>(&h23));
-  *reinterpret_cast<uint2*>(lo) = make_uint2(*reinterpret_cast<const uint32_t*>(&l01), *reinterpret_cast<const uint32_t*>(&l23));
+  uint32_t h01, l01, h23, l23;
+  split2(v.x, v.y, h01, l01);
+  split2(v.z, v.w, h23, l23);
+  *reinterpret_cast<uint2*>(hi) = make_uint2(h01, h23);
+  *reinterpret_cast<uint2*>(lo) = make_uint2(l01, l23);
 }
 
-using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major>;
-using FragBCol = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major>;
-using FragBRow = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major>;
-using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+// c (16x8) += a (16x16, row) b (16x8, col).
+__device__ inline void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
 
 // c += (a_hi + a_lo)(b_hi + b_lo), dropping lo.lo; smallest terms first.
-template <typename FragB>
-__device__ inline void mma3(FragC& c, const FragA& ah, const FragA& al, const FragB& bh, const FragB& bl) {
-  wmma::mma_sync(c, al, bh, c);
-  wmma::mma_sync(c, ah, bl, c);
-  wmma::mma_sync(c, ah, bh, c);
+__device__ inline void mma3(float (&c)[4], const uint32_t (&ah)[4], const uint32_t (&al)[4], uint32_t bh0,
+                            uint32_t bh1, uint32_t bl0, uint32_t bl1) {
+  mma(c, al, bh0, bh1);
+  mma(c, ah, bl0, bl1);
+  mma(c, ah, bh0, bh1);
 }
 
-// grid: launched tiles (see AttentionTile); block: a warp per 16 query slots, warp w owning slots
-// 16w..16w+15 through scores, softmax and output, so only the key/value loads need the block.
+// Four 8x8 bf16 matrices; lanes 8i..8i+7 give the row addresses of matrix i.
+__device__ inline void ldmatrix4(uint32_t (&r)[4], const bf16* p) {
+  const auto at = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(at));
+}
+
+__device__ inline void ldmatrix4_trans(uint32_t (&r)[4], const bf16* p) {
+  const auto at = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(at));
+}
+
+// grid: launched tiles (see AttentionTile); block: a warp per 16 query slots. In the fragment
+// layout, lane = 4g + c holds rows g and g + 8 of its warp's 16 slots ("a" and "b" below) and,
+// of every 8 columns, columns 2c and 2c + 1. Up to head dim 64, two blocks share an SM (128
+// registers, a few spilled): on the H100 that beat one block at 195 registers by 4-7% at
+// batch 16-256 decode.
 template <int HD, int kSlots>
-__global__ void __launch_bounds__(kSlots * 2)
+__global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
     attention_mma_kernel(const float* q, const float* k_cache, const float* v_cache, AttentionShape a, RowMeta m,
                          const int32_t* tiles, const float* slopes, bf16* out, int64_t lo_offset, float* part_o,
                          float* part_ml) {
-  using L = Smem<HD, kSlots>;
+  using L = Smem<HD>;
   constexpr int kThreads = kSlots * 2;
   extern __shared__ __align__(128) unsigned char smem[];
-  bf16* sQh = reinterpret_cast<bf16*>(smem + L::q_hi);
-  bf16* sQl = reinterpret_cast<bf16*>(smem + L::q_lo);
-  bf16* sKh = reinterpret_cast<bf16*>(smem + L::k_hi);
-  bf16* sKl = reinterpret_cast<bf16*>(smem + L::k_lo);
-  bf16* sVh = reinterpret_cast<bf16*>(smem + L::v_hi);
-  bf16* sVl = reinterpret_cast<bf16*>(smem + L::v_lo);
-  float* sS = reinterpret_cast<float*>(smem + L::s);
-  bf16* sPh = reinterpret_cast<bf16*>(smem + L::p_hi);
-  bf16* sPl = reinterpret_cast<bf16*>(smem + L::p_lo);
-  float* sO = reinterpret_cast<float*>(smem + L::o);
-  float* sM = reinterpret_cast<float*>(smem + L::stats);
-  float* sL = sM + kSlots;
+  bf16* sKh = reinterpret_cast<bf16*>(smem);
+  bf16* sKl = sKh + L::kTile;
+  bf16* sVh = sKl + L::kTile;
+  bf16* sVl = sVh + L::kTile;
 
   const AttentionTile t(tiles + kAttentionTileInts * blockIdx.x, a, m, kKeys);
   const int nq = t.queries();
@@ -99,39 +102,41 @@ __global__ void __launch_bounds__(kSlots * 2)
   const int* table = m.block_tables + static_cast<int64_t>(m.seq[t.r0]) * a.max_blocks_per_seq;
   const float scale = rsqrtf(static_cast<float>(hd));
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-
-  // Queries (pre-scaled) as halves; unused slots and the head-dim padding stay zero.
-  for (int e = threadIdx.x; e < kSlots * HD; e += kThreads) {
-    const int qi = e / HD, d = e % HD;
-    float v = 0.f;
-    if (qi < nq && d < hd)
-      v = q[(static_cast<int64_t>(t.r0 + qi / t.nh) * a.num_heads + t.h0 + qi % t.nh) * hd + d] * scale;
-    put_split(&sQh[qi * L::kLdH + d], &sQl[qi * L::kLdH + d], v);
-    sO[qi * L::kLdO + d] = 0.f;
-  }
-  for (int i = threadIdx.x; i < kSlots; i += kThreads) {
-    sM[i] = -FLT_MAX;
-    sL[i] = 0.f;
-  }
-  __syncthreads();
-
-  const int q0 = warp * 16;  // this warp's first query slot
+  const int g = lane / 4, c2 = (lane % 4) * 2;
+  const int q0 = warp * 16;
   const bool active = q0 < nq;
-  // This warp's queries stay in registers for the whole key loop, up to head dim 64 (at 128
-  // they would spill; they are then loaded once per key tile).
-  constexpr bool kHoistQ = HD <= 64;
-  constexpr int kQFrags = kHoistQ ? HD / 16 : 1;
-  FragA qh[kQFrags], ql[kQFrags];
-  if (kHoistQ && active) {
+  const int qa = q0 + g, qb = qa + 8;
+  const bool live_a = qa < nq, live_b = qb < nq;
+  const int last_a = live_a ? t.last_key(qa) : -1, last_b = live_b ? t.last_key(qb) : -1;
+  const float slope_a = a.alibi && live_a ? slopes[t.h0 + qa % t.nh] : 0.f;
+  const float slope_b = a.alibi && live_b ? slopes[t.h0 + qb % t.nh] : 0.f;
+
+  // This thread's share of the warp's queries (pre-scaled), as A fragments of 16 dims each.
+  uint32_t qh[HD / 16][4], ql[HD / 16][4];
 #pragma unroll
-    for (int k = 0; k < kQFrags; ++k) {
-      wmma::load_matrix_sync(qh[k], sQh + q0 * L::kLdH + k * 16, L::kLdH);
-      wmma::load_matrix_sync(ql[k], sQl + q0 * L::kLdH + k * 16, L::kLdH);
+  for (int kb = 0; kb < HD / 16; ++kb) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int qi = r % 2 ? qb : qa, d = kb * 16 + (r / 2) * 8 + c2;
+      float2 v = make_float2(0.f, 0.f);
+      if (qi < nq && d < hd)
+        v = *reinterpret_cast<const float2*>(
+            q + (static_cast<int64_t>(t.r0 + qi / t.nh) * a.num_heads + t.h0 + qi % t.nh) * hd + d);
+      split2(v.x * scale, v.y * scale, qh[kb][r], ql[kb][r]);
     }
   }
+  float o[HD / 8][4];
+#pragma unroll
+  for (int j = 0; j < HD / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+  float m_a = -FLT_MAX, m_b = -FLT_MAX, l_a = 0.f, l_b = 0.f;  // l: this thread's columns only
+
   // Each thread's share of a key tile's float4s.
   constexpr int kVecs = kKeys * (HD / 4) / kThreads;
   static_assert(kVecs * kThreads == kKeys * (HD / 4), "key tile must divide over the threads");
+  // ldmatrix row addresses: K tiles as B of Q K^T (keys are columns), V tiles transposed as B
+  // of P V (keys are the reduced dimension).
+  const int k_row = (lane % 8) + ((lane / 16) % 2) * 8, k_col = ((lane / 8) % 2) * 8;
+  const int v_row = (lane % 8) + ((lane / 8) % 2) * 8, v_col = ((lane / 16) % 2) * 8;
   // Keys past the range and head-dim padding load as zeros: their probabilities are zero and
   // 0 * 0 stays finite.
   for (int k0 = t.key_begin; k0 < t.key_end; k0 += kKeys) {
@@ -155,139 +160,128 @@ __global__ void __launch_bounds__(kSlots * 2)
 #pragma unroll
       for (int i = 0; i < kBatch; ++i) {
         const int e = threadIdx.x + (i0 + i) * kThreads, kk = e / (HD / 4), d = (e % (HD / 4)) * 4;
-        const int o = kk * L::kLdH + d;
-        put_split4(&sKh[o], &sKl[o], kv[i]);
-        put_split4(&sVh[o], &sVl[o], vv[i]);
+        const int at = kk * L::kLd + d;
+        put_split4(&sKh[at], &sKl[at], kv[i]);
+        put_split4(&sVh[at], &sVl[at], vv[i]);
       }
     }
     __syncthreads();
     if (active) {
-      // Scores of this warp's 16 queries against the 64 keys: four independent accumulators,
-      // each key fragment loaded once per warp.
-      FragC c[kKeys / 16];
+      // Scores: s[j] is keys 8j..8j+7 of the warp's 16 queries.
+      float s[kKeys / 8][4];
 #pragma unroll
-      for (int n = 0; n < kKeys / 16; ++n) wmma::fill_fragment(c[n], 0.f);
+      for (int j = 0; j < kKeys / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
 #pragma unroll
-      for (int k = 0; k < HD / 16; ++k) {
-        const int qk = kHoistQ ? k : 0;
-        if (!kHoistQ) {
-          wmma::load_matrix_sync(qh[0], sQh + q0 * L::kLdH + k * 16, L::kLdH);
-          wmma::load_matrix_sync(ql[0], sQl + q0 * L::kLdH + k * 16, L::kLdH);
-        }
-        FragBCol kh, kl;
+      for (int kb = 0; kb < HD / 16; ++kb) {
 #pragma unroll
-        for (int n = 0; n < kKeys / 16; ++n) {
-          wmma::load_matrix_sync(kh, sKh + n * 16 * L::kLdH + k * 16, L::kLdH);
-          wmma::load_matrix_sync(kl, sKl + n * 16 * L::kLdH + k * 16, L::kLdH);
-          mma3(c[n], qh[qk], ql[qk], kh, kl);
+        for (int jp = 0; jp < kKeys / 16; ++jp) {
+          uint32_t kh[4], kl[4];
+          const int at = (jp * 16 + k_row) * L::kLd + kb * 16 + k_col;
+          ldmatrix4(kh, sKh + at);
+          ldmatrix4(kl, sKl + at);
+          mma3(s[2 * jp], qh[kb], ql[kb], kh[0], kh[1], kl[0], kl[1]);
+          mma3(s[2 * jp + 1], qh[kb], ql[kb], kh[2], kh[3], kl[2], kl[3]);
         }
       }
+      // Online softmax over the row's four lanes; the running output is rescaled before the
+      // MMAs below add this tile's share.
+      float mx_a = -FLT_MAX, mx_b = -FLT_MAX;
 #pragma unroll
-      for (int n = 0; n < kKeys / 16; ++n)
-        wmma::store_matrix_sync(sS + q0 * L::kLdS + n * 16, c[n], L::kLdS, wmma::mem_row_major);
-      __syncwarp();
-      // Online softmax: lanes 2i and 2i+1 take half of query q0 + i's keys each, 16 bytes at a
-      // time; the odd lane starts half way round its columns so the pair hits different banks.
-      // The running output row is rescaled here so the MMAs below accumulate onto it.
-      {
-        const int qi = q0 + lane / 2, half = lane % 2;
-        const bool live = qi < nq;
-        const int limit = live ? t.last_key(qi) - k0 - half * 32 : -1;  // last visible column
-        const int keys = min(nk - half * 32, limit + 1);
-        const float slope = a.alibi && live ? slopes[t.h0 + qi % t.nh] : 0.f;
-        const float* srow = sS + qi * L::kLdS + half * 32;
-        float sc[32];
-        float mx = -FLT_MAX;
+      for (int j = 0; j < kKeys / 8; ++j) {
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const int c0 = ((j + 4 * half) & 7) * 4;
-          const float4 v = *reinterpret_cast<const float4*>(srow + c0);
-          sc[4 * j] = v.x;
-          sc[4 * j + 1] = v.y;
-          sc[4 * j + 2] = v.z;
-          sc[4 * j + 3] = v.w;
-#pragma unroll
-          for (int u = 0; u < 4; ++u) {
-            float& x = sc[4 * j + u];
-            if (a.alibi)
-              x += __bfloat162float(__float2bfloat16(slope * static_cast<float>(k0 + half * 32 + c0 + u))) * scale;
-            x = c0 + u < keys ? x : -FLT_MAX;
-            mx = fmaxf(mx, x);
+        for (int e = 0; e < 2; ++e) {
+          const int col = j * 8 + c2 + e, p = k0 + col;
+          float xa = s[j][e], xb = s[j][2 + e];
+          if (a.alibi) {
+            xa += __bfloat162float(__float2bfloat16(slope_a * static_cast<float>(p))) * scale;
+            xb += __bfloat162float(__float2bfloat16(slope_b * static_cast<float>(p))) * scale;
           }
-        }
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        const float m_old = live ? sM[qi] : -FLT_MAX;
-        const float m_new = fmaxf(m_old, mx);
-        float sum = 0.f;
-        bf16* ph = sPh + qi * L::kLdP + half * 32;
-        bf16* pl = sPl + qi * L::kLdP + half * 32;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const int c0 = ((j + 4 * half) & 7) * 4;
-          float4 pr;
-          float* prs = &pr.x;
-#pragma unroll
-          for (int u = 0; u < 4; ++u) {
-            const float x = sc[4 * j + u];
-            prs[u] = x == -FLT_MAX ? 0.f : __expf(x - m_new);
-            sum += prs[u];
-          }
-          put_split4(ph + c0, pl + c0, pr);
-        }
-        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-        const float alpha = m_old == -FLT_MAX ? 0.f : __expf(m_old - m_new);
-        float* orow = sO + qi * L::kLdO + half * (HD / 2);
-#pragma unroll
-        for (int j = 0; j < HD / 8; ++j) {
-          float4* o4 = reinterpret_cast<float4*>(orow) + ((j + (HD / 16) * half) % (HD / 8));
-          float4 v = *o4;
-          v.x *= alpha;
-          v.y *= alpha;
-          v.z *= alpha;
-          v.w *= alpha;
-          *o4 = v;
-        }
-        if (live && half == 0) {
-          sL[qi] = sL[qi] * alpha + sum;
-          sM[qi] = m_new;
-        }
-      }
-      __syncwarp();
-      FragC o[HD / 16];
-#pragma unroll
-      for (int n = 0; n < HD / 16; ++n)
-        wmma::load_matrix_sync(o[n], sO + q0 * L::kLdO + n * 16, L::kLdO, wmma::mem_row_major);
-#pragma unroll
-      for (int k = 0; k < kKeys / 16; ++k) {
-        FragA ph, pl;
-        FragBRow vh, vl;
-        wmma::load_matrix_sync(ph, sPh + q0 * L::kLdP + k * 16, L::kLdP);
-        wmma::load_matrix_sync(pl, sPl + q0 * L::kLdP + k * 16, L::kLdP);
-#pragma unroll
-        for (int n = 0; n < HD / 16; ++n) {
-          wmma::load_matrix_sync(vh, sVh + k * 16 * L::kLdH + n * 16, L::kLdH);
-          wmma::load_matrix_sync(vl, sVl + k * 16 * L::kLdH + n * 16, L::kLdH);
-          mma3(o[n], ph, pl, vh, vl);
+          xa = col < nk && p <= last_a ? xa : -FLT_MAX;
+          xb = col < nk && p <= last_b ? xb : -FLT_MAX;
+          s[j][e] = xa;
+          s[j][2 + e] = xb;
+          mx_a = fmaxf(mx_a, xa);
+          mx_b = fmaxf(mx_b, xb);
         }
       }
 #pragma unroll
-      for (int n = 0; n < HD / 16; ++n)
-        wmma::store_matrix_sync(sO + q0 * L::kLdO + n * 16, o[n], L::kLdO, wmma::mem_row_major);
+      for (int sh = 1; sh <= 2; sh *= 2) {
+        mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, sh));
+        mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, sh));
+      }
+      const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
+      const float al_a = m_a == -FLT_MAX ? 0.f : __expf(m_a - mn_a);
+      const float al_b = m_b == -FLT_MAX ? 0.f : __expf(m_b - mn_b);
+      float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+      for (int j = 0; j < kKeys / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          s[j][e] = s[j][e] == -FLT_MAX ? 0.f : __expf(s[j][e] - mn_a);
+          s[j][2 + e] = s[j][2 + e] == -FLT_MAX ? 0.f : __expf(s[j][2 + e] - mn_b);
+          sum_a += s[j][e];
+          sum_b += s[j][2 + e];
+        }
+      }
+      l_a = l_a * al_a + sum_a;
+      l_b = l_b * al_b + sum_b;
+      m_a = mn_a;
+      m_b = mn_b;
+#pragma unroll
+      for (int j = 0; j < HD / 8; ++j) {
+        o[j][0] *= al_a;
+        o[j][1] *= al_a;
+        o[j][2] *= al_b;
+        o[j][3] *= al_b;
+      }
+      // Output: the scores of keys 16kb..16kb+15 are, as they lie, the A fragment of P.
+#pragma unroll
+      for (int kb = 0; kb < kKeys / 16; ++kb) {
+        uint32_t ph[4], pl[4];
+        split2(s[2 * kb][0], s[2 * kb][1], ph[0], pl[0]);
+        split2(s[2 * kb][2], s[2 * kb][3], ph[1], pl[1]);
+        split2(s[2 * kb + 1][0], s[2 * kb + 1][1], ph[2], pl[2]);
+        split2(s[2 * kb + 1][2], s[2 * kb + 1][3], ph[3], pl[3]);
+#pragma unroll
+        for (int jp = 0; jp < HD / 16; ++jp) {
+          uint32_t vh[4], vl[4];
+          const int at = (kb * 16 + v_row) * L::kLd + jp * 16 + v_col;
+          ldmatrix4_trans(vh, sVh + at);
+          ldmatrix4_trans(vl, sVl + at);
+          mma3(o[2 * jp], ph, pl, vh[0], vh[1], vl[0], vl[1]);
+          mma3(o[2 * jp + 1], ph, pl, vh[2], vh[3], vl[2], vl[3]);
+        }
+      }
     }
     __syncthreads();
   }
-  for (int e = threadIdx.x; e < nq * hd; e += kThreads) {
-    const int qi = e / hd, d = e % hd;
-    write_attention_out(t, a, qi, d, sO[qi * L::kLdO + d], sL[qi], out, lo_offset, part_o);
+  if (!active) return;
+#pragma unroll
+  for (int sh = 1; sh <= 2; sh *= 2) {
+    l_a += __shfl_xor_sync(0xffffffffu, l_a, sh);
+    l_b += __shfl_xor_sync(0xffffffffu, l_b, sh);
   }
-  for (int qi = threadIdx.x; qi < nq; qi += kThreads) write_attention_stats(t, a, qi, sM[qi], sL[qi], part_ml);
+#pragma unroll
+  for (int j = 0; j < HD / 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int d = j * 8 + c2 + e;
+      if (d >= hd) continue;
+      if (live_a) write_attention_out(t, a, qa, d, o[j][e], l_a, out, lo_offset, part_o);
+      if (live_b) write_attention_out(t, a, qb, d, o[j][2 + e], l_b, out, lo_offset, part_o);
+    }
+  }
+  if (c2 == 0) {
+    if (live_a) write_attention_stats(t, a, qa, m_a, l_a, part_ml);
+    if (live_b) write_attention_stats(t, a, qb, m_b, l_b, part_ml);
+  }
 }
 
 template <int HD, int kSlots>
 void launch(const float* q, const float* k_cache, const float* v_cache, int32_t num_tiles, const int32_t* tiles,
             const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out, int64_t lo_offset,
             float* part_o, float* part_ml, cudaStream_t s) {
-  constexpr size_t bytes = Smem<HD, kSlots>::bytes;
+  constexpr size_t bytes = Smem<HD>::bytes;
   thread_local bool configured = false;  // each worker thread drives one device
   if (!configured) {
     EYRIE_CUDA_CHECK(cudaFuncSetAttribute(attention_mma_kernel<HD, kSlots>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -303,8 +297,8 @@ void launch(const float* q, const float* k_cache, const float* v_cache, int32_t 
 
 bool attention_mma_supports(int32_t head_dim) { return head_dim > 0 && head_dim <= 128 && head_dim % 4 == 0; }
 
-// 128 queries share each key tile's loads where shared memory holds them (184 KB at head dim
-// 64); at 128 the tile halves.
+// 128 queries share each key tile's loads; at head dim 128 the tile halves, as the queries and
+// output held in registers double.
 int32_t attention_mma_queries(int32_t head_dim) { return head_dim <= 64 ? 128 : 64; }
 
 void attention_mma(const float* q, const float* k_cache, const float* v_cache, int32_t num_tiles,
