@@ -25,6 +25,7 @@ DoneEvent Generator::run(const GenerateRequest& req, const TokenCallback& on_tok
   SchedulerOptions opt;
   opt.eos_token_id = cfg.eos_token_id;
   opt.max_step_tokens = static_cast<int32_t>(cfg.max_position_embeddings);
+  opt.device_sampling = engine_.chooses_tokens();
   Scheduler sched(tokenizer_, engine_.kv_spec(), opt);
   sched.submit(std::move(seq));
   StepBatch batch;

@@ -101,6 +101,7 @@ Runtime::Impl::Impl(const RuntimeOptions& opt) : options(opt) {
       }
     }
     const KvCacheSpec kv = smallest_kv_spec(shards);
+    so.device_sampling = shards.front()->chooses_tokens();
     auto group = spawn_shard_workers(*system, shards, comms);
     workers.insert(workers.end(), group.begin(), group.end());
     schedulers.push_back(spawn_scheduler(*system, group.front(), router, r, *tokenizer, kv, so, metrics));

@@ -50,6 +50,7 @@ struct Scheduler::Sequence {
   int32_t computed = 0;         // tokens whose keys and values are in the cache
   int32_t chunk = 0;            // tokens fed in the planned step
   bool all_logits = false;
+  DeviceSampling device;        // the planned step's token choice, when the engine makes it
   std::vector<int32_t> blocks;
   uint64_t seed;
   Sampler sampler;
@@ -193,9 +194,14 @@ bool Scheduler::plan(StepBatch& batch, std::vector<GenerationEvent>& events) {
     Sequence& s = *p;
     if (s.chunk == 0) continue;
     s.all_logits = s.req.prefill_details && s.computed + 1 < s.prompt_len;
+    // A step that reaches the end of the sequence's tokens chooses its next one: on the device
+    // when the engine can, so the row never crosses to the host.
+    const bool chooses = s.chunk == s.remaining();
+    const bool on_device = chooses && opt_.device_sampling && s.sampler.device_choice(s.device, s.tokens);
     batch.seqs.push_back({s.req.id, s.computed,
                           std::span<const int32_t>(s.tokens.data() + s.computed, s.chunk),
-                          s.blocks, s.all_logits, s.all_logits || s.sampler.needs_logits()});
+                          s.blocks, s.all_logits, s.all_logits || (!on_device && s.sampler.needs_logits()),
+                          on_device ? &s.device : nullptr});
     planned_.push_back(&s);
   }
   return !batch.seqs.empty();
@@ -227,8 +233,11 @@ void Scheduler::complete(const StepOutput& out, std::vector<GenerationEvent>& ev
         }
     }
     s.last_token_at = now;
-    TokenChoice c = s.sampler.choose(out.last(j), s.tokens,
-                                     Sampler::RowInfo{out.last_logsumexp(j), out.last_argmax(j), out.last_max(j)});
+    const TokenChoice c =
+        out.has_choice(j)
+            ? TokenChoice{out.choice_id(j), out.choice_logprob(j)}
+            : s.sampler.choose(out.last(j), s.tokens,
+                               Sampler::RowInfo{out.last_logsumexp(j), out.last_argmax(j), out.last_max(j)});
     s.tokens.push_back(c.id);
     TokenEvent ev;
     ev.request = s.req.id;

@@ -21,6 +21,8 @@ struct SchedulerOptions {
   int32_t max_queue = 256;          // waiting requests before submit refuses (HTTP 429)
   int32_t max_step_tokens = 512;    // prefill tokens per step; decodes come on top
   int64_t eos_token_id = 11;
+  // The engine chooses tokens where the logits are (Engine::chooses_tokens()).
+  bool device_sampling = false;
 };
 
 struct SchedulerStats {

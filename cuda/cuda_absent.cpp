@@ -23,6 +23,7 @@ CudaEngine::~CudaEngine() = default;
 const FalconConfig& CudaEngine::config() const { throw Error(kNoCuda); }
 const KvCacheSpec& CudaEngine::kv_spec() const { throw Error(kNoCuda); }
 void CudaEngine::step(const StepBatch&, StepOutput&) { throw Error(kNoCuda); }
+bool CudaEngine::chooses_tokens() const { return false; }
 std::size_t CudaEngine::weight_bytes() const { return 0; }
 std::vector<std::shared_ptr<Communicator>> make_nccl_group(const std::vector<int>&) { throw Error(kNoCuda); }
 

@@ -17,6 +17,7 @@
 #include "cuda/attention_mma.hpp"
 #include "cuda/check.hpp"
 #include "cuda/kernels.hpp"
+#include "cuda/sampling.hpp"
 #include "model/cpu/ops.hpp"
 #include "model/error.hpp"
 #include "model/parallel/shard_weights.hpp"
@@ -175,6 +176,13 @@ struct CudaEngine::Impl {
   DeviceArray<int32_t> argmax;
   DeviceArray<bf16> a, m, attn, fb, lnf;
   std::vector<int32_t> h_tokens, h_pos, h_seq, h_tables, h_pick, h_tiles, h_launch_tiles, h_row_split;
+  // Token choices made on the device (SequenceStep::choose).
+  DeviceArray<cuda::SampleRow> d_sample;
+  DeviceArray<int32_t> d_history, d_choice_id;
+  DeviceArray<float> d_choice_logprob, sample_work;
+  std::vector<cuda::SampleRow> h_sample;
+  std::vector<int32_t> h_history, h_choice_id, h_sample_seq;
+  std::vector<float> h_choice_logprob;
 
   void init_common() {
     plan = ShardPlan::make(cfg, comm ? comm->size() : 1, comm ? comm->rank() : 0);
@@ -695,12 +703,61 @@ struct CudaEngine::Impl {
       EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_logits() + first * cfg.vocab_size,
                                        logits.get() + first * cfg.vocab_size, bytes, cudaMemcpyDeviceToHost, stream));
     }
+    choose_tokens(batch, out);
     EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_logsumexp(), lse.get(), np * 4, cudaMemcpyDeviceToHost, stream));
     EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_argmax(), argmax.get(), np * 4, cudaMemcpyDeviceToHost, stream));
     EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_max(), rowmax.get(), np * 4, cudaMemcpyDeviceToHost, stream));
     prof.mark("end", stream);
     EYRIE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    for (std::size_t k = 0; k < h_sample_seq.size(); ++k)
+      out.set_choice(h_sample_seq[k], h_choice_id[k], h_choice_logprob[k]);
     prof.collect(decode_only);
+  }
+
+  // Launches the token choices the batch asks for on the last rows of their sequences; the ids
+  // and logprobs arrive in h_choice_* once the stream is synchronised.
+  void choose_tokens(const StepBatch& batch, const StepOutput& out) {
+    h_sample.clear();
+    h_history.clear();
+    h_sample_seq.clear();
+    for (std::size_t si = 0; si < batch.seqs.size(); ++si) {
+      const DeviceSampling* c = batch.seqs[si].choose;
+      if (!c) continue;
+      cuda::SampleRow r{};
+      r.row = static_cast<int32_t>(out.first_row(si) + out.num_rows(si) - 1);
+      r.sample = c->sample;
+      r.top_k = c->top_k;
+      r.temperature = c->temperature;
+      r.top_p = c->top_p;
+      r.repetition_penalty = c->repetition_penalty;
+      r.uniform = c->uniform;
+      r.history_begin = static_cast<int32_t>(h_history.size());
+      if (c->repetition_penalty != 1.f) h_history.insert(h_history.end(), c->history.begin(), c->history.end());
+      r.history_count = static_cast<int32_t>(h_history.size()) - r.history_begin;
+      h_sample.push_back(r);
+      h_sample_seq.push_back(static_cast<int32_t>(si));
+    }
+    const auto n = static_cast<int32_t>(h_sample.size());
+    if (n == 0) return;
+    prof.mark("sampling", stream);
+    d_sample.resize(n);
+    d_history.resize(h_history.size());
+    d_choice_id.resize(n);
+    d_choice_logprob.resize(n);
+    sample_work.resize(static_cast<std::size_t>(n) * cfg.vocab_size);
+    h_choice_id.resize(n);
+    h_choice_logprob.resize(n);
+    EYRIE_CUDA_CHECK(cudaMemcpyAsync(d_sample.get(), h_sample.data(), n * sizeof(cuda::SampleRow), cudaMemcpyHostToDevice,
+                                     stream));
+    if (!h_history.empty())
+      EYRIE_CUDA_CHECK(cudaMemcpyAsync(d_history.get(), h_history.data(), h_history.size() * 4,
+                                       cudaMemcpyHostToDevice, stream));
+    cuda::sample_rows(logits.get(), lse.get(), cfg.vocab_size, d_sample.get(), n, d_history.get(), sample_work.get(),
+                      d_choice_id.get(), d_choice_logprob.get(), stream);
+    EYRIE_CUDA_CHECK(cudaMemcpyAsync(h_choice_id.data(), d_choice_id.get(), n * 4, cudaMemcpyDeviceToHost, stream));
+    EYRIE_CUDA_CHECK(
+        cudaMemcpyAsync(h_choice_logprob.data(), d_choice_logprob.get(), n * 4, cudaMemcpyDeviceToHost, stream));
+    prof.mark("to_host", stream);
   }
 };
 
@@ -741,6 +798,7 @@ CudaEngine::~CudaEngine() {
 const FalconConfig& CudaEngine::config() const { return impl_->cfg; }
 const KvCacheSpec& CudaEngine::kv_spec() const { return impl_->spec; }
 void CudaEngine::step(const StepBatch& batch, StepOutput& out) { impl_->step(batch, out); }
+bool CudaEngine::chooses_tokens() const { return impl_->plan.rank == 0; }
 std::size_t CudaEngine::weight_bytes() const { return impl_->weight_bytes; }
 
 }  // namespace eyrie

@@ -54,6 +54,9 @@ class CudaEngine final : public Engine {
   const FalconConfig& config() const override;
   const KvCacheSpec& kv_spec() const override;
   void step(const StepBatch& batch, StepOutput& out) override;
+  // Greedy with a repetition penalty, temperature, top-k and top-p choices run on the GPU, so
+  // only ids and logprobs reach the host (rank 0 of a tensor-parallel group).
+  bool chooses_tokens() const override;
 
   std::size_t weight_bytes() const;
 

@@ -1,6 +1,7 @@
 // Storage of per-step logits.
 #include "model/step.hpp"
 
+#include <cmath>
 #include <set>
 #include <string>
 
@@ -19,6 +20,12 @@ void StepOutput::reset(std::size_t num_seqs, int64_t vocab) {
   count_.clear();
   first_.reserve(num_seqs);
   count_.reserve(num_seqs);
+  choice_.assign(num_seqs, Choice{});
+}
+
+void StepOutput::set_choice(std::size_t seq, int32_t id, float logprob) {
+  if (choice_.size() <= seq) choice_.resize(seq + 1);
+  choice_[seq] = {id, logprob};
 }
 
 float* StepOutput::add_rows(std::size_t n) {
@@ -59,6 +66,16 @@ void validate_step(const StepBatch& batch, const FalconConfig& c, const KvCacheS
     for (int32_t t : s.tokens)
       if (t < 0 || t >= c.vocab_size)
         throw InvalidArgument(where + ": token id " + std::to_string(t) + " is outside the vocabulary");
+    if (const DeviceSampling* d = s.choose) {
+      if (!(d->temperature > 0.f) || !std::isfinite(d->temperature))
+        throw InvalidArgument(where + ": sampling temperature must be a finite number > 0");
+      if (!(d->top_p > 0.f))
+        throw InvalidArgument(where + ": top_p must be > 0");
+      if (!(d->repetition_penalty > 0.f) || !std::isfinite(d->repetition_penalty))
+        throw InvalidArgument(where + ": repetition penalty must be a finite number > 0");
+      if (!(d->uniform >= 0.0 && d->uniform < 1.0))
+        throw InvalidArgument(where + ": the sampling draw must lie in [0, 1)");
+    }
   }
 }
 

@@ -10,6 +10,20 @@
 
 namespace eyrie {
 
+// The choice of a sequence's next token, made by an engine where its logits are
+// (Engine::chooses_tokens()) with eyrie::Sampler's semantics: repetition penalty over `history`,
+// then, when sampling, temperature, top-k and top-p, and a draw in vocabulary order at
+// `uniform` of the remaining mass.
+struct DeviceSampling {
+  bool sample = false;  // false: the argmax after the penalty
+  float temperature = 1.f;
+  int32_t top_k = 0;  // <= 0: off
+  float top_p = 1.f;  // >= 1: off
+  float repetition_penalty = 1.f;
+  double uniform = 0.0;  // in [0, 1), drawn by the sequence's sampler
+  std::span<const int32_t> history;
+};
+
 // One sequence's share of a step: prefill passes many tokens, decode passes one.
 struct SequenceStep {
   uint64_t seq_id = 0;
@@ -24,6 +38,9 @@ struct SequenceStep {
   // Whether the caller reads this sequence's logits rows. Greedy decoding needs only the row's
   // argmax, max and logsumexp, so an engine on another device may leave the rows there.
   bool logits_to_host = true;
+  // When set and the engine chooses tokens, its last row's token is chosen there and reported
+  // by StepOutput::has_choice(); other engines ignore it.
+  const DeviceSampling* choose = nullptr;
 };
 
 struct StepBatch {
@@ -49,6 +66,12 @@ class StepOutput {
   int32_t last_argmax(std::size_t seq) const { return argmax_[first_[seq] + count_[seq] - 1]; }
   float last_max(std::size_t seq) const { return max_[first_[seq] + count_[seq] - 1]; }
   std::size_t first_row(std::size_t seq) const { return first_[seq]; }
+  // The token an engine chose for the sequence (SequenceStep::choose), and its logprob under
+  // the unprocessed row.
+  bool has_choice(std::size_t seq) const { return seq < choice_.size() && choice_[seq].id >= 0; }
+  int32_t choice_id(std::size_t seq) const { return choice_[seq].id; }
+  float choice_logprob(std::size_t seq) const { return choice_[seq].logprob; }
+  void set_choice(std::size_t seq, int32_t id, float logprob);
   float* all_logits() { return logits_.data(); }
   float* all_logsumexp() { return lse_.data(); }
   int32_t* all_argmax() { return argmax_.data(); }
@@ -60,6 +83,11 @@ class StepOutput {
   std::vector<int32_t> argmax_;
   std::vector<float> max_;
   std::vector<std::size_t> first_, count_;
+  struct Choice {
+    int32_t id = -1;
+    float logprob = 0.f;
+  };
+  std::vector<Choice> choice_;
   int64_t vocab_ = 0;
 };
 
@@ -75,6 +103,8 @@ class Engine {
   // Runs one forward step over every sequence of the batch, writing their new keys and values
   // into their KV blocks. Throws eyrie::InvalidArgument for a malformed batch.
   virtual void step(const StepBatch& batch, StepOutput& out) = 0;
+  // Whether step() makes the token choices asked for by SequenceStep::choose.
+  virtual bool chooses_tokens() const { return false; }
 };
 
 }  // namespace eyrie

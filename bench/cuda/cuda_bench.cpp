@@ -5,7 +5,7 @@
 //
 //   bench_cuda --config tests/data/configs/falcon-7b.json [--batches 16,64,256] [--tp 1]
 //              [--split-rows-max 256] [--cuda-graphs on|off] [--concurrent-mlp-rows-max 128]
-//              [--prompts 128,2048] [--tpot on|off]
+//              [--prompts 128,2048] [--tpot on|off] [--sampling greedy|device|host]
 // ("none" for an empty list: --batches none --prompts none --tpot off runs nothing but setup)
 #include <cuda_runtime.h>
 
@@ -22,6 +22,7 @@
 #include "cuda/cuda_engine.hpp"
 #include "cuda/nccl_communicator.hpp"
 #include "model/parallel/shard_group.hpp"
+#include "model/sampling/sampler.hpp"
 
 using Clock = std::chrono::steady_clock;
 using namespace eyrie;
@@ -74,17 +75,41 @@ double prefill(Engine& e, std::vector<Seq>& seqs, int64_t max_rows) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-double decode(Engine& e, std::vector<Seq>& seqs, int steps) {
+// How decode steps choose their tokens: greedy from the row statistics, or sampled
+// (temperature 0.8, top-p 0.9, as the scheduler would) on the device or by the host sampler
+// from copied rows.
+enum class Choice { greedy, device, host };
+
+double decode(Engine& e, std::vector<Seq>& seqs, int steps, Choice choice = Choice::greedy) {
   StepOutput out;
   std::vector<int32_t> next(seqs.size(), 1000);
+  SamplingParams params;
+  params.temperature = 0.8;
+  params.top_p = 0.9;
+  std::vector<Sampler> samplers;
+  for (std::size_t i = 0; i < seqs.size(); ++i) samplers.emplace_back(params, 1 + i);
+  std::vector<DeviceSampling> device(seqs.size());
   const auto t0 = Clock::now();
   for (int s = 0; s < steps; ++s) {
     StepBatch b;
-    for (std::size_t i = 0; i < seqs.size(); ++i)
-      b.seqs.push_back({i, seqs[i].pos, std::span<const int32_t>(&next[i], 1), seqs[i].blocks, false, false});
+    for (std::size_t i = 0; i < seqs.size(); ++i) {
+      b.seqs.push_back({i, seqs[i].pos, std::span<const int32_t>(&next[i], 1), seqs[i].blocks, false,
+                        choice == Choice::host});
+      if (choice == Choice::device && samplers[i].device_choice(device[i], seqs[i].tokens))
+        b.seqs.back().choose = &device[i];
+    }
     e.step(b, out);
     for (std::size_t i = 0; i < seqs.size(); ++i) {
-      next[i] = out.last_argmax(i);
+      if (choice == Choice::greedy)
+        next[i] = out.last_argmax(i);
+      else if (out.has_choice(i))
+        next[i] = out.choice_id(i);
+      else
+        next[i] = samplers[i]
+                      .choose(out.last(i), seqs[i].tokens,
+                              Sampler::RowInfo{out.last_logsumexp(i), out.last_argmax(i), out.last_max(i)})
+                      .id;
+      if (choice != Choice::greedy) seqs[i].tokens.push_back(next[i]);
       ++seqs[i].pos;
     }
   }
@@ -120,6 +145,7 @@ int main(int argc, char** argv) {
   int tp = 1;
   int64_t split_rows_max = CudaEngineOptions{}.split_rows_max;
   bool graphs = true;
+  Choice choice = Choice::greedy;
   int64_t concurrent_mlp_rows_max = CudaEngineOptions{}.concurrent_mlp_rows_max;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--config")) config_path = argv[i + 1];
@@ -129,6 +155,10 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--concurrent-mlp-rows-max")) concurrent_mlp_rows_max = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--batches")) batches = int_list(argv[i + 1]);
     if (!std::strcmp(argv[i], "--prompts")) prompts = int_list(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--sampling"))
+      choice = !std::strcmp(argv[i + 1], "device") ? Choice::device
+               : !std::strcmp(argv[i + 1], "host") ? Choice::host
+                                                    : Choice::greedy;
     if (!std::strcmp(argv[i], "--tpot")) tpot = std::strcmp(argv[i + 1], "off") != 0;
   }
   try {
@@ -181,8 +211,12 @@ int main(int argc, char** argv) {
     for (int b : batches) {
       auto seqs = make_seqs(e, b, 512, 512 + 129);
       prefill(e, seqs, 8192);
-      const double t = decode(e, seqs, 128);
-      std::printf("decode batch %d (512 prompt, 128 new): %.2f ms/step, %.0f tok/s\n", b, t / 128 * 1e3, b * 128 / t);
+      const double t = decode(e, seqs, 128, choice);
+      const char* how = choice == Choice::device ? ", sampled on the GPU"
+                        : choice == Choice::host ? ", sampled on the host"
+                                                 : "";
+      std::printf("decode batch %d (512 prompt, 128 new%s): %.2f ms/step, %.0f tok/s\n", b, how, t / 128 * 1e3,
+                  b * 128 / t);
     }
   } catch (const std::exception& ex) {
     std::fprintf(stderr, "bench_cuda: %s\n", ex.what());

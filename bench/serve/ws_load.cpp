@@ -146,7 +146,8 @@ double engine_alone_tokens_per_s(const eyrie::RuntimeOptions& o, const std::vect
   eyrie::Engine& engine = *owned;
   eyrie::Scheduler sched(tok, engine.kv_spec(),
                          {.max_running = o.max_batch_size, .max_queue = static_cast<int32_t>(jobs.size()),
-                          .max_step_tokens = o.max_step_tokens, .eos_token_id = model->config.eos_token_id});
+                          .max_step_tokens = o.max_step_tokens, .eos_token_id = model->config.eos_token_id,
+                          .device_sampling = engine.chooses_tokens()});
   uint64_t id = 1;
   for (const auto& j : jobs) {
     eyrie::SeqRequest r;

@@ -29,6 +29,8 @@ class ShardGroup final : public Engine {
   const KvCacheSpec& kv_spec() const override { return spec_; }
   // Rank 0's output is the step's; the first failure of any rank is rethrown.
   void step(const StepBatch& batch, StepOutput& out) override;
+  // Rank 0 holds the whole logits rows.
+  bool chooses_tokens() const override { return shards_[0]->chooses_tokens(); }
 
  private:
   void serve(std::size_t rank);

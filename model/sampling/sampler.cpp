@@ -3,6 +3,7 @@
 #include "model/sampling/sampler.hpp"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 
 #include "model/sampling/logits_processors.hpp"
@@ -17,6 +18,20 @@ Sampler::Sampler(const SamplingParams& params, uint64_t seed) : params_(params),
 
 bool Sampler::needs_logits() const {
   return params_.sampling() || (params_.repetition_penalty && *params_.repetition_penalty != 1.0);
+}
+
+bool Sampler::device_choice(DeviceSampling& d, std::span<const int32_t> history) {
+  if (!needs_logits() || (params_.typical_p && *params_.typical_p < 1.0)) return false;
+  d = DeviceSampling{};
+  if (params_.repetition_penalty) d.repetition_penalty = static_cast<float>(*params_.repetition_penalty);
+  d.history = history;
+  d.sample = params_.sampling();
+  if (!d.sample) return true;
+  if (params_.temperature) d.temperature = static_cast<float>(*params_.temperature);
+  if (params_.top_k) d.top_k = static_cast<int32_t>(std::min<int64_t>(*params_.top_k, INT32_MAX));
+  if (params_.top_p) d.top_p = static_cast<float>(*params_.top_p);
+  d.uniform = std::generate_canonical<double, 53>(rng_);
+  return true;
 }
 
 TokenChoice Sampler::choose(std::span<const float> logits, std::span<const int32_t> history,
@@ -45,7 +60,8 @@ TokenChoice Sampler::choose(std::span<const float> logits, std::span<const int32
     const float mx = *std::max_element(w.begin(), w.end());
     double sum = 0;
     for (float& v : w) sum += (v = std::exp(v - mx));
-    double u = std::uniform_real_distribution<double>(0.0, sum)(rng_);
+    // One canonical draw per token, as device_choice() makes it.
+    const double u = std::generate_canonical<double, 53>(rng_) * sum;
     id = argmax(w);  // fallback when rounding leaves u past the end
     double acc = 0;
     for (std::size_t i = 0; i < w.size(); ++i) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "model/sampling/params.hpp"
+#include "model/step.hpp"
 
 namespace eyrie {
 
@@ -32,6 +33,10 @@ class Sampler {
                      std::optional<RowInfo> row = std::nullopt);
   // Whether choose() reads the logits row itself (sampling or a repetition penalty).
   bool needs_logits() const;
+  // Fills `d` so that an engine can make choose()'s choice where the logits are, drawing this
+  // token's uniform now (the same draw choose() would make). False when the parameters need
+  // the host (typical_p), or the row is not needed at all: then choose() is called as before.
+  bool device_choice(DeviceSampling& d, std::span<const int32_t> history);
 
  private:
   SamplingParams params_;

@@ -188,11 +188,71 @@ TEST(CudaBuild, SaysWhenNoDeviceIsThere) {
 }  // namespace eyrie
 
 #include <future>
+#include <map>
 
+#include "actors/scheduler.hpp"
 #include "eyrie/runtime.hpp"
 
 namespace eyrie {
 namespace {
+
+// Sampled requests (temperature, top-k, top-p, repetition penalty, seeded) give the same tokens
+// whether the engine chooses them on the GPU or the host sampler does from the copied rows.
+TEST(CudaScheduler, DeviceSamplingChoosesAsTheHostSamplerDoes) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  auto model = FalconModel::load(test::test_data("models/falcon-7b-tiny"));
+  const Tokenizer tok = Tokenizer::from_file(test::test_data("tokenizer.json"));
+  CudaEngine engine(model, {.kv_tokens = 4096});
+  ASSERT_TRUE(engine.chooses_tokens());
+  std::vector<SamplingParams> mixes(4);
+  mixes[0].temperature = 0.8;
+  mixes[0].top_p = 0.9;
+  mixes[1].top_k = 20;
+  mixes[1].repetition_penalty = 1.3;
+  mixes[2].do_sample = true;
+  mixes[3].repetition_penalty = 1.5;  // greedy with a penalty
+  std::map<uint64_t, std::vector<TokenDetail>> runs[2];
+  for (bool on_device : {false, true}) {
+    Scheduler sched(tok, engine.kv_spec(),
+                    {.max_running = 8, .eos_token_id = -1, .device_sampling = on_device});
+    uint64_t id = 1;
+    for (const auto& prompt : {"The falcon", "A river flows under the old stone bridge at dawn", "1 2 3"})
+      for (auto params : mixes) {
+        SeqRequest r;
+        r.id = id;
+        r.prompt = tok.encode(prompt);
+        params.seed = 100 + id++;
+        params.max_new_tokens = 16;
+        r.params = params;
+        sched.submit(std::move(r));
+      }
+    StepBatch batch;
+    StepOutput out;
+    std::vector<GenerationEvent> events;
+    while (!sched.idle()) {
+      events.clear();
+      if (sched.plan(batch, events)) {
+        for (const auto& sq : batch.seqs) {
+          EXPECT_EQ(sq.choose != nullptr, on_device) << "every step of these requests chooses a token";
+          EXPECT_EQ(sq.logits_to_host, !on_device) << "rows cross to the host only for the host sampler";
+        }
+        engine.step(batch, out);
+        sched.complete(out, events);
+      }
+      for (auto& e : events)
+        if (auto* d = std::get_if<DoneEvent>(&e)) runs[on_device][d->request] = d->tokens;
+    }
+  }
+  ASSERT_EQ(runs[0].size(), 12u);
+  for (const auto& [id, host] : runs[0]) {
+    const auto& dev = runs[1][id];
+    ASSERT_EQ(dev.size(), host.size()) << "request " << id;
+    for (std::size_t k = 0; k < host.size(); ++k) {
+      ASSERT_EQ(dev[k].id, host[k].id) << "request " << id << " token " << k;
+      EXPECT_NEAR(*dev[k].logprob, *host[k].logprob, 1e-4) << "request " << id << " token " << k;
+    }
+  }
+}
 
 TEST(CudaRuntime, ServesTheReferenceGreedyContinuation) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
