@@ -4,10 +4,18 @@
 // scheduler and engine alone, without actors or sockets.
 //
 //   bench_ws_load [--clients N] [--model DIR] [--threads T] [--batch B] [--device cpu|cuda]
+//                 [--server-cpus 0-11 --client-cpus 12-15]
+//
+// With --server-cpus and --client-cpus the server (and the engine alone) and the load generator
+// run on separate cores, as clients on other machines would: the overhead then counts the
+// server's own work only, not the generator's reads competing with the engine for cores.
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
 #include <simdjson.h>
+
+#include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <chrono>
@@ -124,6 +132,27 @@ class Client : public std::enable_shared_from_this<Client> {
   Clock::time_point sent_, first_, last_;
 };
 
+// "0-11" or "3"; empty for none.
+std::vector<int> cpu_list(const char* arg) {
+  std::vector<int> cpus;
+  int lo = 0, hi = 0;
+  if (std::sscanf(arg, "%d-%d", &lo, &hi) == 2)
+    for (int c = lo; c <= hi; ++c) cpus.push_back(c);
+  else if (std::sscanf(arg, "%d", &lo) == 1)
+    cpus.push_back(lo);
+  return cpus;
+}
+
+// Pins the calling thread; threads it starts later inherit the set.
+void pin(const std::vector<int>& cpus) {
+  if (cpus.empty()) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int c : cpus) CPU_SET(c, &set);
+  if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0)
+    std::fprintf(stderr, "bench_ws_load: could not pin to the given cpus\n");
+}
+
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -177,13 +206,18 @@ double engine_alone_tokens_per_s(const eyrie::RuntimeOptions& o, const std::vect
 int main(int argc, char** argv) {
   int clients = 1000, threads = 0, batch = 256;
   std::string model = EYRIE_DEFAULT_MODEL, device = "cpu";
+  std::vector<int> server_cpus, client_cpus;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--clients")) clients = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--model")) model = argv[i + 1];
     else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--batch")) batch = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--device")) device = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--server-cpus")) server_cpus = cpu_list(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--client-cpus")) client_cpus = cpu_list(argv[i + 1]);
   }
+  if (threads == 0 && !server_cpus.empty()) threads = static_cast<int>(server_cpus.size());
+  pin(server_cpus);
   eyrie::RuntimeOptions o;
   o.model_dir = model;
   o.device = device;
@@ -197,6 +231,7 @@ int main(int argc, char** argv) {
 
   auto rt = eyrie::Runtime::create(o);
   const uint16_t port = rt->serve("127.0.0.1", 0);
+  pin(client_cpus);
   asio::io_context io;
   Stats stats;
   std::vector<std::shared_ptr<Client>> cs;
@@ -215,6 +250,7 @@ int main(int argc, char** argv) {
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   const double ws_tps = stats.tokens / secs;
   rt->shutdown(std::chrono::milliseconds(0));
+  pin(server_cpus);
   const auto& tok = rt->tokenizer();
   const double engine_tps = engine_alone_tokens_per_s(rt->options(), jobs, tok);
 
