@@ -52,16 +52,39 @@ void apply_top_k(std::span<float> logits, int64_t k) {
 void apply_top_p(std::span<float> logits, float p) {
   if (p >= 1.0f) return;
   // Ascending order, as transformers sorts: the tail whose cumulative mass stays within
-  // 1 - p is removed, the most likely token always kept.
-  std::vector<int32_t> order(logits.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return logits[a] < logits[b]; });
+  // 1 - p is removed, the most likely token always kept. Only the head needs sorting: the
+  // values under the m-th largest all come first in that order, and when their mass is within
+  // 1 - p they all go, so the head grows until it holds at least mass p.
+  const std::size_t n = logits.size();
   std::vector<double> probs = softmax(logits);
-  double cum = 0;
   const double cut = 1.0 - static_cast<double>(p);
-  for (std::size_t i = 0; i + 1 < order.size(); ++i) {
-    cum += probs[order[i]];
-    if (cum <= cut) logits[order[i]] = kMasked;
+  std::vector<int32_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  auto desc = [&](int32_t a, int32_t b) { return logits[a] > logits[b]; };
+  float threshold = -INFINITY;
+  for (std::size_t m = std::min<std::size_t>(n, 64);; m = std::min(n, m * 4)) {
+    std::nth_element(order.begin(), order.begin() + (m - 1), order.end(), desc);
+    threshold = logits[order[m - 1]];
+    double below = 0;
+    for (std::size_t i = 0; i < n; ++i)
+      if (logits[i] < threshold) below += probs[i];
+    if (below <= cut || m == n) break;
+  }
+  std::vector<int32_t> head;
+  double cum = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (logits[i] == kMasked) continue;  // no mass, first in the order: removed already
+    if (logits[i] >= threshold) {
+      head.push_back(static_cast<int32_t>(i));
+    } else {
+      cum += probs[i];
+      logits[i] = kMasked;
+    }
+  }
+  std::stable_sort(head.begin(), head.end(), [&](int32_t a, int32_t b) { return logits[a] < logits[b]; });
+  for (std::size_t i = 0; i + 1 < head.size(); ++i) {
+    cum += probs[head[i]];
+    if (cum <= cut) logits[head[i]] = kMasked;
     else break;
   }
 }

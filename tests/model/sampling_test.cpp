@@ -3,7 +3,10 @@
 #include <simdjson.h>
 
 #include <cmath>
+#include <algorithm>
 #include <map>
+#include <numeric>
+#include <random>
 
 #include "model/error.hpp"
 #include "model/sampling/logits_processors.hpp"
@@ -45,6 +48,44 @@ TEST(LogitsProcessors, MatchTransformers) {
     ++checked;
   }
   EXPECT_GE(checked, 10);
+}
+
+// transformers' TopP written out in full: every value sorted ascending, stable.
+void top_p_by_full_sort(std::vector<float>& logits, float p) {
+  std::vector<int32_t> order(logits.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return logits[a] < logits[b]; });
+  double mx = -INFINITY, sum = 0;
+  for (float v : logits) mx = std::max(mx, static_cast<double>(v));
+  std::vector<double> probs(logits.size());
+  for (std::size_t i = 0; i < logits.size(); ++i) sum += probs[i] = std::exp(logits[i] - mx);
+  double cum = 0;
+  const double cut = 1.0 - static_cast<double>(p);
+  for (std::size_t i = 0; i + 1 < order.size(); ++i) {
+    cum += probs[order[i]] / sum;
+    if (cum <= cut) logits[order[i]] = -INFINITY;
+    else break;
+  }
+}
+
+// The head-only selection removes exactly what sorting everything would: flat and peaked rows,
+// rows full of ties, small and Falcon-sized vocabularies.
+TEST(LogitsProcessors, TopPKeepsWhatAFullSortKeeps) {
+  std::mt19937 rng(7);
+  for (int32_t vocab : {5, 300, 65024})
+    for (float spread : {0.05f, 1.f, 6.f})
+      for (bool ties : {false, true})
+        for (float p : {0.1f, 0.5f, 0.9f, 0.999f}) {
+          std::normal_distribution<float> normal(0.f, spread);
+          std::vector<float> row(vocab);
+          for (float& v : row) v = ties ? std::round(normal(rng) * 4.f) / 4.f : normal(rng);
+          std::vector<float> expected = row;
+          top_p_by_full_sort(expected, p);
+          apply_top_p(row, p);
+          for (int32_t i = 0; i < vocab; ++i)
+            ASSERT_EQ(std::isinf(row[i]), std::isinf(expected[i]))
+                << "vocab " << vocab << " spread " << spread << (ties ? " ties" : "") << " p " << p << " at " << i;
+        }
 }
 
 TEST(Sampler, GreedyTakesFirstMaximumAndReportsRawLogprob) {
