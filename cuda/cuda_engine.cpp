@@ -411,18 +411,23 @@ struct CudaEngine::Impl {
   void gemm_rows(const bf16* xin, int64_t n, const bf16* w, int64_t out_dim, int64_t in_dim, float* yout,
                  bool on_mlp_stream = false) {
     cublasHandle_t h = on_mlp_stream ? mlp_blas : blas;
+    cudaStream_t s = on_mlp_stream ? mlp_stream : stream;
     if (split) {
-      gemm(h, xin, 2 * n, w, out_dim, in_dim, yout);
+      product(h, s, xin, 2 * n, w, out_dim, in_dim, yout);
       return;
     }
-    gemm(h, xin, n, w, out_dim, in_dim, yout);
-    EYRIE_CUDA_CHECK(cudaMemsetAsync(yout + n * out_dim, 0, static_cast<std::size_t>(n * out_dim) * sizeof(float),
-                                     on_mlp_stream ? mlp_stream : stream));
+    product(h, s, xin, n, w, out_dim, in_dim, yout);
+    EYRIE_CUDA_CHECK(cudaMemsetAsync(yout + n * out_dim, 0, static_cast<std::size_t>(n * out_dim) * sizeof(float), s));
   }
 
-  // y[rows, out] = x[rows, in] W^T, fp32 accumulation and output.
-  void gemm(cublasHandle_t handle, const bf16* xin, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim,
-            float* yout) {
+  // y[rows, out] = x[rows, in] W^T, fp32 accumulation and output: a few rows by the
+  // weight-streaming kernel, more by cuBLAS.
+  void product(cublasHandle_t handle, cudaStream_t s, const bf16* xin, int64_t rows, const bf16* w, int64_t out_dim,
+               int64_t in_dim, float* yout) {
+    if (rows <= opt.gemv_rows_max && cuda::gemv_fits(rows, in_dim, xin, w)) {
+      cuda::gemv(xin, rows, w, out_dim, in_dim, yout, s);
+      return;
+    }
     const float alpha = 1.f, beta = 0.f;
     EYRIE_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out_dim), static_cast<int>(rows),
                                     static_cast<int>(in_dim), &alpha, w, CUDA_R_16BF, static_cast<int>(in_dim), xin,
@@ -626,12 +631,17 @@ struct CudaEngine::Impl {
     auto forward = [&] {
     prof.mark("embed", stream);
     cuda::embed_rows(embed.get(), d_tokens.get(), n, h, x.get(), stream);
+    // A block's residual add waits to be done by the next LayerNorm, in the same pass over x
+    // (tensor-parallel shards add an all-reduced sum instead).
+    cuda::PendingResidual pending;
     for (std::size_t li = 0; li < layers.size(); ++li) {
       const Layer& L = layers[li];
       prof.mark("norm", stream);
-      cuda::layer_norm(x.get(), nullptr, n, h, L.ln_attn.w.get(), L.ln_attn.b.get(), eps, a.get(), stream);
-      if (cfg.two_layernorms())
-        cuda::layer_norm(x.get(), nullptr, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream);
+      const bool two = cfg.two_layernorms();
+      cuda::residual_layer_norm(x.get(), pending, n, h, L.ln_attn.w.get(), L.ln_attn.b.get(),
+                                two ? L.ln_mlp.w.get() : nullptr, two ? L.ln_mlp.b.get() : nullptr, eps, a.get(),
+                                two ? m.get() : nullptr, stream);
+      pending = {};
       // Parallel blocks: the MLP needs only the normed input, so it can start now.
       const bool fork = mlp_stream && n <= opt.concurrent_mlp_rows_max && !prof.on();
       if (fork) {
@@ -655,9 +665,13 @@ struct CudaEngine::Impl {
       const bf16* mlp_in = a.get();
       if (cfg.parallel_attn) {
         if (cfg.two_layernorms()) mlp_in = m.get();
-      } else {
+      } else if (comm) {
         add_to_residual(o.get(), L.dense.bias(), nullptr, nullptr, n);
         cuda::layer_norm(x.get(), nullptr, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream);
+        mlp_in = m.get();
+      } else {
+        cuda::residual_layer_norm(x.get(), {o.get(), L.dense.bias()}, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(),
+                                  nullptr, nullptr, eps, m.get(), nullptr, stream);
         mlp_in = m.get();
       }
       if (fork)
@@ -665,10 +679,13 @@ struct CudaEngine::Impl {
       else
         mlp(L, mlp_in, n, false);
       prof.mark("residual", stream);
-      if (cfg.parallel_attn)
-        add_to_residual(o.get(), L.dense.bias(), y.get(), L.h4_to_h.bias(), n);
+      const cuda::PendingResidual res = cfg.parallel_attn
+                                            ? cuda::PendingResidual{o.get(), L.dense.bias(), y.get(), L.h4_to_h.bias()}
+                                            : cuda::PendingResidual{y.get(), L.h4_to_h.bias()};
+      if (!comm && li + 1 < layers.size())
+        pending = res;
       else
-        add_to_residual(y.get(), L.h4_to_h.bias(), nullptr, nullptr, n);
+        add_to_residual(res.a, res.a_bias, res.c, res.c_bias, n);
     }
     prof.mark("lm_head", stream);
     cuda::layer_norm(x.get(), d_pick.get(), np, h, ln_f.w.get(), ln_f.b.get(), eps, lnf.get(), stream);

@@ -24,6 +24,22 @@ void embed_rows(const bf16* emb, const int32_t* tokens, int64_t rows, int64_t hi
 void layer_norm(const float* x, const int32_t* rows_idx, int64_t rows, int64_t hidden, const float* w,
                 const float* b, float eps, bf16* out, cudaStream_t s);
 
+// A residual_add() folded into the LayerNorm that reads its result; a == nullptr: none.
+struct PendingResidual {
+  const float* a = nullptr;
+  const float* a_bias = nullptr;
+  const float* c = nullptr;
+  const float* c_bias = nullptr;
+};
+
+// x += the pending residual (as residual_add), then out1 = split LayerNorm(x) with (w1, b1) and,
+// when w2 is given, out2 with (w2, b2): one pass over each row, the two norms sharing its mean
+// and variance (new-architecture blocks' ln_attn and ln_mlp); the same arithmetic as
+// residual_add followed by layer_norm.
+void residual_layer_norm(float* x, const PendingResidual& res, int64_t rows, int64_t hidden, const float* w1,
+                         const float* b1, const float* w2, const float* b2, float eps, bf16* out1, bf16* out2,
+                         cudaStream_t s);
+
 // Geometry of the fused query_key_value row and of the paged cache, for the kernels below.
 struct AttentionShape {
   int32_t num_heads, num_kv_heads, head_dim;  // this shard's query and KV heads
@@ -88,6 +104,14 @@ void launch_tiles(const std::vector<int32_t>& tiles, const std::vector<int32_t>&
 
 // out = split bf16 of gelu(x_hi + x_lo + bias), exact erf GELU; x is a [2 x rows, cols] GEMM output.
 void bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf16* out, cudaStream_t s);
+
+// y[rows, out] = x[rows, in] W^T with W [out, in] bf16, fp32 accumulation: a weight-streaming
+// kernel for steps of at most kGemvRowsMax rows, which reads the weights closer to the memory
+// bandwidth than cuBLAS does at that size. gemv_fits() says whether the shapes and alignment
+// allow it (in a multiple of 8, 16-byte aligned x and W).
+inline constexpr int64_t kGemvRowsMax = 8;
+bool gemv_fits(int64_t rows, int64_t in_dim, const bf16* x, const bf16* w);
+void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s);
 
 // x += a + a_bias (+ c + c_bias when c is given): the block's residual adds; a and c are
 // [2 x rows, cols] GEMM outputs whose halves are summed.

@@ -22,11 +22,24 @@ __device__ float block_sum(float v, float* shared) {
   return total;
 }
 
-__global__ void layer_norm_kernel(const float* x, const int32_t* rows_idx, int64_t hidden, const float* w,
-                                  const float* b, float eps, bf16* out, int64_t lo_offset) {
+// One row per block: the pending residual add (which writes x), then one or two LayerNorms of
+// the row, or of row rows_idx[r] when given (no residual then).
+__global__ void layer_norm_kernel(float* x, const int32_t* rows_idx, PendingResidual res, int64_t hidden,
+                                  const float* w1, const float* b1, const float* w2, const float* b2, float eps,
+                                  bf16* out1, bf16* out2, int64_t lo_offset) {
   __shared__ float shared[32];
   const int64_t r = blockIdx.x;
-  const float* row = x + (rows_idx ? rows_idx[r] : r) * hidden;
+  float* row = x + (rows_idx ? rows_idx[r] : r) * hidden;
+  if (res.a) {
+    // As residual_kernel: the pending outputs are split halves, n = rows * hidden apart.
+    const int64_t n = lo_offset;
+    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
+      const int64_t at = r * hidden + i;
+      float add = (res.a[at] + res.a[n + at]) + (res.a_bias ? res.a_bias[i] : 0.f);
+      if (res.c) add = ((res.c[at] + res.c[n + at]) + (res.c_bias ? res.c_bias[i] : 0.f)) + add;
+      row[i] += add;
+    }
+  }
   float sum = 0.f;
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) sum += row[i];
   const float mean = block_sum(sum, shared) / static_cast<float>(hidden);
@@ -37,10 +50,17 @@ __global__ void layer_norm_kernel(const float* x, const int32_t* rows_idx, int64
   }
   const float inv = rsqrtf(block_sum(sq, shared) / static_cast<float>(hidden) + eps);
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
-    const float v = (row[i] - mean) * inv * w[i] + b[i];
+    const float norm = (row[i] - mean) * inv;
+    const float v = norm * w1[i] + b1[i];
     const bf16 hi = __float2bfloat16(v);
-    out[r * hidden + i] = hi;
-    out[lo_offset + r * hidden + i] = __float2bfloat16(v - __bfloat162float(hi));
+    out1[r * hidden + i] = hi;
+    out1[lo_offset + r * hidden + i] = __float2bfloat16(v - __bfloat162float(hi));
+    if (w2) {
+      const float v2 = norm * w2[i] + b2[i];
+      const bf16 hi2 = __float2bfloat16(v2);
+      out2[r * hidden + i] = hi2;
+      out2[lo_offset + r * hidden + i] = __float2bfloat16(v2 - __bfloat162float(hi2));
+    }
   }
 }
 
@@ -92,8 +112,19 @@ __global__ void row_stats_kernel(const float* logits, int64_t vocab, float* lse,
 void layer_norm(const float* x, const int32_t* rows_idx, int64_t rows, int64_t hidden, const float* w,
                 const float* b, float eps, bf16* out, cudaStream_t s) {
   if (rows == 0) return;
-  layer_norm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(x, rows_idx, hidden, w, b, eps, out,
+  // Without a pending residual the kernel only reads x.
+  layer_norm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(const_cast<float*>(x), rows_idx, {}, hidden, w,
+                                                                     b, nullptr, nullptr, eps, out, nullptr,
                                                                      rows * hidden);
+  EYRIE_CUDA_LAUNCHED();
+}
+
+void residual_layer_norm(float* x, const PendingResidual& res, int64_t rows, int64_t hidden, const float* w1,
+                         const float* b1, const float* w2, const float* b2, float eps, bf16* out1, bf16* out2,
+                         cudaStream_t s) {
+  if (rows == 0) return;
+  layer_norm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(x, nullptr, res, hidden, w1, b1, w2, b2, eps,
+                                                                     out1, out2, rows * hidden);
   EYRIE_CUDA_LAUNCHED();
 }
 

@@ -5,6 +5,7 @@
 //
 //   bench_cuda --config tests/data/configs/falcon-7b.json [--batches 16,64,256] [--tp 1]
 //              [--split-rows-max 256] [--cuda-graphs on|off] [--concurrent-mlp-rows-max 128]
+//              [--gemv-rows-max 8]
 //              [--prompts 128,2048] [--tpot on|off] [--sampling greedy|device|host]
 // ("none" for an empty list: --batches none --prompts none --tpot off runs nothing but setup)
 #include <cuda_runtime.h>
@@ -147,12 +148,14 @@ int main(int argc, char** argv) {
   bool graphs = true;
   Choice choice = Choice::greedy;
   int64_t concurrent_mlp_rows_max = CudaEngineOptions{}.concurrent_mlp_rows_max;
+  int64_t gemv_rows_max = CudaEngineOptions{}.gemv_rows_max;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--config")) config_path = argv[i + 1];
     if (!std::strcmp(argv[i], "--tp")) tp = std::stoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--split-rows-max")) split_rows_max = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--cuda-graphs")) graphs = std::strcmp(argv[i + 1], "off") != 0;
     if (!std::strcmp(argv[i], "--concurrent-mlp-rows-max")) concurrent_mlp_rows_max = std::stoll(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--gemv-rows-max")) gemv_rows_max = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--batches")) batches = int_list(argv[i + 1]);
     if (!std::strcmp(argv[i], "--prompts")) prompts = int_list(argv[i + 1]);
     if (!std::strcmp(argv[i], "--sampling"))
@@ -182,6 +185,7 @@ int main(int argc, char** argv) {
       o.split_rows_max = split_rows_max;
       o.cuda_graphs = graphs;
       o.concurrent_mlp_rows_max = concurrent_mlp_rows_max;
+      o.gemv_rows_max = gemv_rows_max;
       auto shard = std::make_shared<CudaEngine>(cfg, 7, o, comms[r]);
       wbytes = std::max(wbytes, static_cast<double>(shard->weight_bytes()));
       shards.push_back(shard);

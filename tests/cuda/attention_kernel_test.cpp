@@ -10,29 +10,14 @@
 #include <random>
 
 #include "cuda/check.hpp"
+#include "tests/cuda/device_buffer.hpp"
 #include "cuda/cuda_engine.hpp"
 #include "cuda/kernels.hpp"
 
 namespace eyrie {
 namespace {
 
-template <typename T>
-struct Device {
-  T* p = nullptr;
-  explicit Device(const std::vector<T>& h) {
-    EYRIE_CUDA_CHECK(cudaMalloc(&p, std::max<std::size_t>(1, h.size()) * sizeof(T)));
-    if (!h.empty()) EYRIE_CUDA_CHECK(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  explicit Device(std::size_t n) : Device(std::vector<T>(n)) {}
-  ~Device() { cudaFree(p); }
-  Device(const Device&) = delete;
-  Device& operator=(const Device&) = delete;
-  std::vector<T> get(std::size_t n) const {
-    std::vector<T> h(n);
-    EYRIE_CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
-    return h;
-  }
-};
+using test::Device;
 
 struct Shape {
   int32_t heads, kv_heads, head_dim;

@@ -1,0 +1,120 @@
+// Weight-streaming products for steps of a few rows (decode at small batch), where a GEMM is a
+// read of the weights and cuBLAS leaves part of the memory bandwidth unused.
+#include <cuda_bf16.h>
+
+#include "cuda/check.hpp"
+#include "cuda/kernels.hpp"
+
+namespace eyrie::cuda {
+namespace {
+
+constexpr int kThreads = 128;
+constexpr int kOutPerBlock = 4;  // weight rows a block reads side by side
+constexpr int kUnroll = 2;       // 16-byte chunks per weight row a thread has in flight
+
+// Weights are read once per step: keep them out of L1, where the activations stay.
+__device__ __forceinline__ uint4 load_weights(const uint4* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ void widen(const uint4& v, float (&f)[8]) {
+  const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    f[2 * j] = __uint_as_float(u[j] << 16);
+    f[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
+  }
+}
+
+// Block b computes outputs b*kOutPerBlock.. of all R rows; its threads stride over the
+// reduction dimension in 16-byte chunks, then sum across the block in a fixed order (the same
+// bits on every run, so graph replays match direct launches).
+template <int R>
+__global__ void __launch_bounds__(kThreads) gemv_kernel(const bf16* x, const bf16* w, int64_t out_dim,
+                                                        int64_t chunks, float* y) {
+  const int64_t o0 = static_cast<int64_t>(blockIdx.x) * kOutPerBlock;
+  const uint4* xv = reinterpret_cast<const uint4*>(x);
+  const uint4* wv = reinterpret_cast<const uint4*>(w);
+  float acc[kOutPerBlock][R] = {};
+  for (int64_t c0 = threadIdx.x; c0 < chunks; c0 += kThreads * kUnroll) {
+    uint4 wc[kUnroll][kOutPerBlock];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t c = c0 + u * kThreads;
+#pragma unroll
+      for (int j = 0; j < kOutPerBlock; ++j)
+        wc[u][j] = c < chunks && o0 + j < out_dim ? load_weights(wv + (o0 + j) * chunks + c) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t c = c0 + u * kThreads;
+      if (c >= chunks) break;
+      float xf[R][8];
+#pragma unroll
+      for (int r = 0; r < R; ++r) widen(__ldg(xv + r * chunks + c), xf[r]);
+#pragma unroll
+      for (int j = 0; j < kOutPerBlock; ++j) {
+        float wf[8];
+        widen(wc[u][j], wf);
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[j][r] = fmaf(wf[e], xf[r][e], acc[j][r]);
+      }
+    }
+  }
+  __shared__ float partial[kThreads / 32][kOutPerBlock * R];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll
+  for (int j = 0; j < kOutPerBlock; ++j)
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      float v = acc[j][r];
+      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      if (lane == 0) partial[warp][j * R + r] = v;
+    }
+  __syncthreads();
+  if (threadIdx.x < kOutPerBlock * R) {
+    const int j = threadIdx.x / R, r = threadIdx.x % R;
+    float s = 0.f;
+#pragma unroll
+    for (int wi = 0; wi < kThreads / 32; ++wi) s += partial[wi][threadIdx.x];
+    if (o0 + j < out_dim) y[r * out_dim + o0 + j] = s;
+  }
+}
+
+template <int R>
+void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s) {
+  const auto blocks = static_cast<unsigned>((out_dim + kOutPerBlock - 1) / kOutPerBlock);
+  gemv_kernel<R><<<blocks, kThreads, 0, s>>>(x, w, out_dim, in_dim / 8, y);
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+}  // namespace
+
+bool gemv_fits(int64_t rows, int64_t in_dim, const bf16* x, const bf16* w) {
+  return rows >= 1 && rows <= kGemvRowsMax && in_dim % 8 == 0 && aligned16(x) && aligned16(w);
+}
+
+void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s) {
+  if (rows == 0 || out_dim == 0) return;
+  switch (rows) {
+    case 1: launch<1>(x, w, out_dim, in_dim, y, s); break;
+    case 2: launch<2>(x, w, out_dim, in_dim, y, s); break;
+    case 3: launch<3>(x, w, out_dim, in_dim, y, s); break;
+    case 4: launch<4>(x, w, out_dim, in_dim, y, s); break;
+    case 5: launch<5>(x, w, out_dim, in_dim, y, s); break;
+    case 6: launch<6>(x, w, out_dim, in_dim, y, s); break;
+    case 7: launch<7>(x, w, out_dim, in_dim, y, s); break;
+    case 8: launch<8>(x, w, out_dim, in_dim, y, s); break;
+    default: throw InvalidArgument("gemv: " + std::to_string(rows) + " rows, at most 8");
+  }
+  EYRIE_CUDA_LAUNCHED();
+}
+
+}  // namespace eyrie::cuda

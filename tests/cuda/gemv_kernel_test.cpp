@@ -1,0 +1,70 @@
+// The weight-streaming product for a few rows against a float64 product on the host: every row
+// count it takes, reduction lengths shorter and longer than one pass of the block, output
+// counts that do not fill the last block, and the shapes it must refuse.
+#include <gtest/gtest.h>
+
+#if EYRIE_HAS_CUDA
+#include <cmath>
+#include <random>
+
+#include "cuda/check.hpp"
+#include "cuda/cuda_engine.hpp"
+#include "cuda/kernels.hpp"
+#include "tests/cuda/device_buffer.hpp"
+
+namespace eyrie {
+namespace {
+
+using test::Device;
+
+std::vector<cuda::bf16> random_bf16(std::size_t n, std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<cuda::bf16> v(n);
+  for (auto& x : v) x = __float2bfloat16(u(rng));
+  return v;
+}
+
+void check_gemv(int64_t rows, int64_t out_dim, int64_t in_dim, uint32_t seed) {
+  SCOPED_TRACE("rows " + std::to_string(rows) + " out " + std::to_string(out_dim) + " in " + std::to_string(in_dim));
+  std::mt19937 rng(seed);
+  const auto x = random_bf16(rows * in_dim, rng), w = random_bf16(out_dim * in_dim, rng);
+  Device<cuda::bf16> dx(x), dw(w);
+  Device<float> dy(rows * out_dim);
+  ASSERT_TRUE(cuda::gemv_fits(rows, in_dim, dx.p, dw.p));
+  cuda::gemv(dx.p, rows, dw.p, out_dim, in_dim, dy.p, nullptr);
+  const auto y = dy.get(rows * out_dim);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t o = 0; o < out_dim; ++o) {
+      double exact = 0, magnitude = 0;
+      for (int64_t k = 0; k < in_dim; ++k) {
+        const double p = static_cast<double>(__bfloat162float(x[r * in_dim + k])) * __bfloat162float(w[o * in_dim + k]);
+        exact += p;
+        magnitude += std::fabs(p);
+      }
+      ASSERT_NEAR(y[r * out_dim + o], exact, 1e-5 * magnitude + 1e-6) << "row " << r << " output " << o;
+    }
+}
+
+TEST(CudaGemvKernel, MatchesFloat64Products) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  uint32_t seed = 1;
+  for (int64_t rows = 1; rows <= cuda::kGemvRowsMax; ++rows) check_gemv(rows, 37, 4544, seed++);
+  for (const auto& [out_dim, in_dim] : {std::pair<int64_t, int64_t>{1, 8}, {5, 64}, {6, 2056}, {4672, 4544}, {9, 18176}})
+    for (int64_t rows : {1, 2, 8}) check_gemv(rows, out_dim, in_dim, seed++);
+}
+
+TEST(CudaGemvKernel, RefusesShapesItCannotRead) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  Device<cuda::bf16> x(64), w(64);
+  EXPECT_FALSE(cuda::gemv_fits(cuda::kGemvRowsMax + 1, 8, x.p, w.p));
+  EXPECT_FALSE(cuda::gemv_fits(0, 8, x.p, w.p));
+  EXPECT_FALSE(cuda::gemv_fits(1, 12, x.p, w.p));      // reduction not in whole 16-byte chunks
+  EXPECT_FALSE(cuda::gemv_fits(1, 8, x.p + 1, w.p));   // misaligned activations
+  EXPECT_FALSE(cuda::gemv_fits(1, 8, x.p, w.p + 3));   // misaligned weights
+  EXPECT_TRUE(cuda::gemv_fits(1, 8, x.p + 8, w.p + 8));
+  EXPECT_THROW(cuda::gemv(x.p, cuda::kGemvRowsMax + 1, w.p, 1, 8, nullptr, nullptr), InvalidArgument);
+}
+
+}  // namespace
+}  // namespace eyrie
+#endif

@@ -1,0 +1,94 @@
+// The LayerNorm that takes the previous block's residual add into its pass over the row gives
+// the same bits as the residual add followed by separate LayerNorms, for every combination of
+// pending outputs, biases and a second norm, at widths below, at and past one block of threads.
+#include <gtest/gtest.h>
+
+#if EYRIE_HAS_CUDA
+#include <cstring>
+#include <random>
+
+#include "cuda/check.hpp"
+#include "cuda/cuda_engine.hpp"
+#include "cuda/kernels.hpp"
+#include "tests/cuda/device_buffer.hpp"
+
+namespace eyrie {
+namespace {
+
+using test::Device;
+
+std::vector<float> random_vector(std::size_t n, std::mt19937& rng, float scale, float offset = 0.f) {
+  std::uniform_real_distribution<float> u(-scale, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng) + offset;
+  return v;
+}
+
+std::vector<uint16_t> bits(const std::vector<cuda::bf16>& v) {
+  std::vector<uint16_t> out(v.size());
+  std::memcpy(out.data(), v.data(), v.size() * sizeof(uint16_t));
+  return out;
+}
+
+struct Case {
+  bool pending, second_output, bias, second_norm;
+};
+
+void check_fused_norm(int64_t rows, int64_t hidden, const Case& c, uint32_t seed) {
+  SCOPED_TRACE("rows " + std::to_string(rows) + " hidden " + std::to_string(hidden) + " pending " +
+               std::to_string(c.pending) + " second output " + std::to_string(c.second_output) + " bias " +
+               std::to_string(c.bias) + " second norm " + std::to_string(c.second_norm));
+  std::mt19937 rng(seed);
+  const std::size_t n = rows * hidden;
+  const auto x = random_vector(n, rng, 3.f);
+  Device<float> a(random_vector(2 * n, rng, 1.f)), a_bias(random_vector(hidden, rng, 0.5f));
+  Device<float> o(random_vector(2 * n, rng, 1.f)), o_bias(random_vector(hidden, rng, 0.5f));
+  Device<float> w1(random_vector(hidden, rng, 0.5f, 1.f)), b1(random_vector(hidden, rng, 0.2f));
+  Device<float> w2(random_vector(hidden, rng, 0.5f, 1.f)), b2(random_vector(hidden, rng, 0.2f));
+
+  cuda::PendingResidual res;
+  if (c.pending) {
+    res.a = a.p;
+    res.a_bias = c.bias ? a_bias.p : nullptr;
+    if (c.second_output) {
+      res.c = o.p;
+      res.c_bias = c.bias ? o_bias.p : nullptr;
+    }
+  }
+  cudaStream_t s = nullptr;
+
+  Device<float> x_ref(x);
+  Device<cuda::bf16> ref1(2 * n), ref2(2 * n);
+  if (res.a) cuda::residual_add(x_ref.p, res.a, res.a_bias, res.c, res.c_bias, rows, hidden, s);
+  cuda::layer_norm(x_ref.p, nullptr, rows, hidden, w1.p, b1.p, 1e-5f, ref1.p, s);
+  if (c.second_norm) cuda::layer_norm(x_ref.p, nullptr, rows, hidden, w2.p, b2.p, 1e-5f, ref2.p, s);
+
+  Device<float> x_fused(x);
+  Device<cuda::bf16> out1(2 * n), out2(2 * n);
+  cuda::residual_layer_norm(x_fused.p, res, rows, hidden, w1.p, b1.p, c.second_norm ? w2.p : nullptr,
+                            c.second_norm ? b2.p : nullptr, 1e-5f, out1.p, c.second_norm ? out2.p : nullptr, s);
+  EYRIE_CUDA_CHECK(cudaDeviceSynchronize());
+
+  EXPECT_EQ(x_ref.get(n), x_fused.get(n));
+  EXPECT_EQ(bits(ref1.get(2 * n)), bits(out1.get(2 * n)));
+  if (c.second_norm) {
+    EXPECT_EQ(bits(ref2.get(2 * n)), bits(out2.get(2 * n)));
+  }
+  // The pending add really happened: without it the normed rows would differ.
+  if (res.a) {
+    EXPECT_NE(x, x_fused.get(n));
+  }
+}
+
+TEST(CudaNormKernel, FusedResidualLayerNormMatchesSeparateKernels) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  uint32_t seed = 1;
+  for (const auto& [rows, hidden] : {std::pair<int64_t, int64_t>{1, 64}, {3, 256}, {7, 1000}, {2, 4544}, {33, 8192}})
+    for (const Case& c : {Case{false, false, false, false}, Case{false, false, false, true}, Case{true, false, true, false},
+                          Case{true, false, false, false}, Case{true, true, true, true}, Case{true, true, false, true}})
+      check_fused_norm(rows, hidden, c, seed++);
+}
+
+}  // namespace
+}  // namespace eyrie
+#endif
