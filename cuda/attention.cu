@@ -32,40 +32,46 @@ __device__ int64_t k_offset(const AttentionShape& a, int j) {
   }
 }
 
-// Rotates element d of a head vector (NeoX half split) at position pos, fp32 as transformers.
-__device__ float rotated(const float* v, int d, int hd, int pos, float theta) {
-  const int half = hd / 2, i = d % half;
-  const float inv_freq = 1.0f / powf(theta, static_cast<float>(2 * i) / static_cast<float>(hd));
-  float sn, cs;
-  sincosf(inv_freq * static_cast<float>(pos), &sn, &cs);
-  return d < half ? v[d] * cs - v[d + half] * sn : v[d] * cs + v[d - half] * sn;
-}
-
-// grid: rows; block: threads over (heads + kv heads) x head_dim.
+// grid: rows x pair groups; thread: one pair (i, i + hd/2) of a query or key head, rotated
+// together (NeoX half split, fp32 as transformers) with one angle, and for key heads the same
+// pair of the value. Many small blocks rather than one per row: a decode step has a row or few.
 __global__ void qkv_kernel(const float* qkv, const float* bias, int64_t rows, AttentionShape a, RowMeta m,
                            float* q, float* k_cache, float* v_cache) {
-  extern __shared__ float row[];  // qkv row with bias
+  const int hd = a.head_dim, half = (hd + 1) / 2;
+  const int64_t pair = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
+  if (pair >= static_cast<int64_t>(a.num_heads + a.num_kv_heads) * half) return;
   const int64_t r = blockIdx.x;
-  const int64_t width = static_cast<int64_t>(a.num_heads + 2 * a.num_kv_heads) * a.head_dim;
-  for (int64_t i = threadIdx.x; i < width; i += blockDim.x)
-    row[i] = (qkv[r * width + i] + qkv[(rows + r) * width + i]) + (bias ? bias[i] : 0.f);
-  __syncthreads();
+  const int h = static_cast<int>(pair / half), i = static_cast<int>(pair % half);
+  const bool query = h < a.num_heads;
+  const int64_t width = static_cast<int64_t>(a.num_heads + 2 * a.num_kv_heads) * hd;
+  const int64_t off = query ? q_offset(a, h) : k_offset(a, h - a.num_heads);
+  // An odd head dim (ALiBi models only) leaves the last element unpaired.
+  const bool second = i + half < hd;
+  auto value = [&](int64_t c) { return (qkv[r * width + c] + qkv[(rows + r) * width + c]) + (bias ? bias[c] : 0.f); };
+  const float x1 = value(off + i), x2 = second ? value(off + i + half) : 0.f;
   const int pos = m.pos[r];
+  float o1 = x1, o2 = x2;
+  if (!a.alibi) {
+    const float inv_freq = 1.0f / powf(a.rope_theta, static_cast<float>(2 * i) / static_cast<float>(hd));
+    float sn, cs;
+    sincosf(inv_freq * static_cast<float>(pos), &sn, &cs);
+    o1 = x1 * cs - x2 * sn;
+    o2 = x2 * cs + x1 * sn;
+  }
+  if (query) {
+    float* qh = q + (r * a.num_heads + h) * hd;
+    qh[i] = o1;
+    if (second) qh[i + half] = o2;
+    return;
+  }
   const int seq = m.seq[r];
   const int block = m.block_tables[static_cast<int64_t>(seq) * a.max_blocks_per_seq + pos / a.block_size];
-  const int slot = pos % a.block_size;
-  const int hd = a.head_dim;
-  for (int64_t i = threadIdx.x; i < static_cast<int64_t>(a.num_heads) * hd; i += blockDim.x) {
-    const int h = static_cast<int>(i / hd), d = static_cast<int>(i % hd);
-    const float* v = row + q_offset(a, h);
-    q[r * a.num_heads * hd + i] = a.alibi ? v[d] : rotated(v, d, hd, pos, a.rope_theta);
-  }
-  for (int64_t i = threadIdx.x; i < static_cast<int64_t>(a.num_kv_heads) * hd; i += blockDim.x) {
-    const int j = static_cast<int>(i / hd), d = static_cast<int>(i % hd);
-    const float* kv = row + k_offset(a, j);
-    const float kval = a.alibi ? kv[d] : rotated(kv, d, hd, pos, a.rope_theta);
-    k_cache[cache_index(a, block, j, slot) + d] = kval;
-    v_cache[cache_index(a, block, j, slot) + d] = kv[hd + d];
+  const int64_t at = cache_index(a, block, h - a.num_heads, pos % a.block_size);
+  k_cache[at + i] = o1;
+  v_cache[at + i] = value(off + hd + i);
+  if (second) {
+    k_cache[at + i + half] = o2;
+    v_cache[at + i + half] = value(off + hd + i + half);
   }
 }
 
@@ -202,10 +208,10 @@ __global__ void combine_splits_kernel(const float* part_o, const float* part_ml,
 void qkv_to_cache(const float* qkv, const float* bias, int64_t rows, const AttentionShape& a, const RowMeta& m,
                   float* q, float* k_cache, float* v_cache, cudaStream_t s) {
   if (rows == 0) return;
-  const size_t smem = static_cast<size_t>(a.num_heads + 2 * a.num_kv_heads) * a.head_dim * sizeof(float);
-  if (smem > 48 * 1024)
-    EYRIE_CUDA_CHECK(cudaFuncSetAttribute(qkv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  qkv_kernel<<<static_cast<unsigned>(rows), 256, smem, s>>>(qkv, bias, rows, a, m, q, k_cache, v_cache);
+  constexpr int kThreads = 128;
+  const int64_t pairs = static_cast<int64_t>(a.num_heads + a.num_kv_heads) * ((a.head_dim + 1) / 2);
+  const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>((pairs + kThreads - 1) / kThreads));
+  qkv_kernel<<<grid, kThreads, 0, s>>>(qkv, bias, rows, a, m, q, k_cache, v_cache);
   EYRIE_CUDA_LAUNCHED();
 }
 

@@ -185,6 +185,9 @@ struct CudaEngine::Impl {
   std::vector<float> h_choice_logprob;
 
   void init_common() {
+    if (cfg.hidden_size > cuda::kLayerNormHiddenMax)
+      throw InvalidArgument("hidden_size " + std::to_string(cfg.hidden_size) + " is over the CUDA backend's limit of " +
+                            std::to_string(cuda::kLayerNormHiddenMax));
     plan = ShardPlan::make(cfg, comm ? comm->size() : 1, comm ? comm->rank() : 0);
     nq = plan.q_count;
     nkv = plan.kv_count;

@@ -8,9 +8,7 @@
 namespace eyrie::cuda {
 namespace {
 
-constexpr int kThreads = 128;
-constexpr int kOutPerBlock = 4;  // weight rows a block reads side by side
-constexpr int kUnroll = 2;       // 16-byte chunks per weight row a thread has in flight
+constexpr int kMaxWarps = 8;
 
 // Weights are read once per step: keep them out of L1, where the activations stay.
 __device__ __forceinline__ uint4 load_weights(const uint4* p) {
@@ -31,27 +29,28 @@ __device__ __forceinline__ void widen(const uint4& v, float (&f)[8]) {
 }
 
 // Block b computes outputs b*kOutPerBlock.. of all R rows; its threads stride over the
-// reduction dimension in 16-byte chunks, then sum across the block in a fixed order (the same
-// bits on every run, so graph replays match direct launches).
-template <int R>
-__global__ void __launch_bounds__(kThreads) gemv_kernel(const bf16* x, const bf16* w, int64_t out_dim,
-                                                        int64_t chunks, float* y) {
+// reduction dimension in 16-byte chunks, kUnroll chunks of each weight row in flight, then sum
+// across the block in a fixed order (the same bits on every run, so graph replays match direct
+// launches).
+template <int R, int kOutPerBlock, int kUnroll>
+__global__ void __launch_bounds__(kMaxWarps * 32)
+    gemv_kernel(const bf16* x, const bf16* w, int64_t out_dim, int64_t chunks, float* y) {
   const int64_t o0 = static_cast<int64_t>(blockIdx.x) * kOutPerBlock;
   const uint4* xv = reinterpret_cast<const uint4*>(x);
   const uint4* wv = reinterpret_cast<const uint4*>(w);
   float acc[kOutPerBlock][R] = {};
-  for (int64_t c0 = threadIdx.x; c0 < chunks; c0 += kThreads * kUnroll) {
+  for (int64_t c0 = threadIdx.x; c0 < chunks; c0 += blockDim.x * kUnroll) {
     uint4 wc[kUnroll][kOutPerBlock];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int64_t c = c0 + u * kThreads;
+      const int64_t c = c0 + u * blockDim.x;
 #pragma unroll
       for (int j = 0; j < kOutPerBlock; ++j)
         wc[u][j] = c < chunks && o0 + j < out_dim ? load_weights(wv + (o0 + j) * chunks + c) : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int64_t c = c0 + u * kThreads;
+      const int64_t c = c0 + u * blockDim.x;
       if (c >= chunks) break;
       float xf[R][8];
 #pragma unroll
@@ -67,7 +66,7 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const bf16* x, const bf1
       }
     }
   }
-  __shared__ float partial[kThreads / 32][kOutPerBlock * R];
+  __shared__ float partial[kMaxWarps][kOutPerBlock * R];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 #pragma unroll
   for (int j = 0; j < kOutPerBlock; ++j)
@@ -81,19 +80,39 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const bf16* x, const bf1
   if (threadIdx.x < kOutPerBlock * R) {
     const int j = threadIdx.x / R, r = threadIdx.x % R;
     float s = 0.f;
-#pragma unroll
-    for (int wi = 0; wi < kThreads / 32; ++wi) s += partial[wi][threadIdx.x];
+    for (unsigned wi = 0; wi < blockDim.x / 32; ++wi) s += partial[wi][threadIdx.x];
     if (o0 + j < out_dim) y[r * out_dim + o0 + j] = s;
   }
 }
 
-template <int R>
-void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s) {
+template <int R, int kOutPerBlock, int kUnroll>
+void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, int threads, cudaStream_t s) {
   const auto blocks = static_cast<unsigned>((out_dim + kOutPerBlock - 1) / kOutPerBlock);
-  gemv_kernel<R><<<blocks, kThreads, 0, s>>>(x, w, out_dim, in_dim / 8, y);
+  gemv_kernel<R, kOutPerBlock, kUnroll><<<blocks, threads, 0, s>>>(x, w, out_dim, in_dim / 8, y);
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+template <int R, int kOutPerBlock>
+void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, const GemvTiling& t,
+            cudaStream_t s) {
+  if (t.unroll == 4)
+    launch<R, kOutPerBlock, 4>(x, w, out_dim, in_dim, y, t.threads, s);
+  else
+    launch<R, kOutPerBlock, 2>(x, w, out_dim, in_dim, y, t.threads, s);
+}
+
+template <int R>
+void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, const GemvTiling& t,
+            cudaStream_t s) {
+  switch (t.outputs_per_block) {
+    case 1: launch<R, 1>(x, w, out_dim, in_dim, y, t, s); break;
+    case 2: launch<R, 2>(x, w, out_dim, in_dim, y, t, s); break;
+    default: launch<R, 4>(x, w, out_dim, in_dim, y, t, s); break;
+  }
+}
+
+bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
 
 }  // namespace
 
@@ -101,18 +120,21 @@ bool gemv_fits(int64_t rows, int64_t in_dim, const bf16* x, const bf16* w) {
   return rows >= 1 && rows <= kGemvRowsMax && in_dim % 8 == 0 && aligned16(x) && aligned16(w);
 }
 
-void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s) {
+void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s,
+          const GemvTiling& t) {
   if (rows == 0 || out_dim == 0) return;
+  if (t.threads < 32 || t.threads > kMaxWarps * 32 || t.threads % 32 ||
+      (t.outputs_per_block != 1 && t.outputs_per_block != 2 && t.outputs_per_block != 4) ||
+      (t.unroll != 2 && t.unroll != 4))
+    throw InvalidArgument("gemv: tiling of " + std::to_string(t.threads) + " threads, " +
+                          std::to_string(t.outputs_per_block) + " outputs per block, unroll " +
+                          std::to_string(t.unroll) + " is not one the kernel has");
   switch (rows) {
-    case 1: launch<1>(x, w, out_dim, in_dim, y, s); break;
-    case 2: launch<2>(x, w, out_dim, in_dim, y, s); break;
-    case 3: launch<3>(x, w, out_dim, in_dim, y, s); break;
-    case 4: launch<4>(x, w, out_dim, in_dim, y, s); break;
-    case 5: launch<5>(x, w, out_dim, in_dim, y, s); break;
-    case 6: launch<6>(x, w, out_dim, in_dim, y, s); break;
-    case 7: launch<7>(x, w, out_dim, in_dim, y, s); break;
-    case 8: launch<8>(x, w, out_dim, in_dim, y, s); break;
-    default: throw InvalidArgument("gemv: " + std::to_string(rows) + " rows, at most 8");
+    case 1: launch<1>(x, w, out_dim, in_dim, y, t, s); break;
+    case 2: launch<2>(x, w, out_dim, in_dim, y, t, s); break;
+    case 3: launch<3>(x, w, out_dim, in_dim, y, t, s); break;
+    case 4: launch<4>(x, w, out_dim, in_dim, y, t, s); break;
+    default: throw InvalidArgument("gemv: " + std::to_string(rows) + " rows, at most " + std::to_string(kGemvRowsMax));
   }
   EYRIE_CUDA_LAUNCHED();
 }

@@ -24,6 +24,9 @@ void embed_rows(const bf16* emb, const int32_t* tokens, int64_t rows, int64_t hi
 void layer_norm(const float* x, const int32_t* rows_idx, int64_t rows, int64_t hidden, const float* w,
                 const float* b, float eps, bf16* out, cudaStream_t s);
 
+// Widest row the LayerNorm kernels take (Falcon-180B's is 14848).
+inline constexpr int64_t kLayerNormHiddenMax = 16384;
+
 // A residual_add() folded into the LayerNorm that reads its result; a == nullptr: none.
 struct PendingResidual {
   const float* a = nullptr;
@@ -106,12 +109,19 @@ void launch_tiles(const std::vector<int32_t>& tiles, const std::vector<int32_t>&
 void bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf16* out, cudaStream_t s);
 
 // y[rows, out] = x[rows, in] W^T with W [out, in] bf16, fp32 accumulation: a weight-streaming
-// kernel for steps of at most kGemvRowsMax rows, which reads the weights closer to the memory
-// bandwidth than cuBLAS does at that size. gemv_fits() says whether the shapes and alignment
-// allow it (in a multiple of 8, 16-byte aligned x and W).
-inline constexpr int64_t kGemvRowsMax = 8;
+// kernel for steps of a few rows, which reads the weights closer to the memory bandwidth than
+// cuBLAS does at one or two decode rows (bench_gemv; cuBLAS's tensor cores win from about four
+// rows). gemv_fits() says whether the shapes and alignment allow it (in a multiple of 8, 16-byte
+// aligned x and W).
+inline constexpr int64_t kGemvRowsMax = 4;
 bool gemv_fits(int64_t rows, int64_t in_dim, const bf16* x, const bf16* w);
-void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s);
+struct GemvTiling {
+  int threads = 64;           // per block: 32 to 256, whole warps
+  int outputs_per_block = 2;  // weight rows a block reads side by side: 1, 2 or 4
+  int unroll = 2;             // 16-byte chunks of each weight row a thread has in flight: 2 or 4
+};
+void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s,
+          const GemvTiling& tiling = {});
 
 // x += a + a_bias (+ c + c_bias when c is given): the block's residual adds; a and c are
 // [2 x rows, cols] GEMM outputs whose halves are summed.

@@ -1,15 +1,15 @@
 // LayerNorm and per-row logits statistics: one block per row, warp-shuffle reductions.
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cfloat>
+#include <string>
 
 #include "cuda/check.hpp"
 #include "cuda/kernels.hpp"
 
 namespace eyrie::cuda {
 namespace {
-
-constexpr int kThreads = 256;
 
 __device__ float block_sum(float v, float* shared) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -22,39 +22,59 @@ __device__ float block_sum(float v, float* shared) {
   return total;
 }
 
-// One row per block: the pending residual add (which writes x), then one or two LayerNorms of
-// the row, or of row rows_idx[r] when given (no residual then).
-__global__ void layer_norm_kernel(float* x, const int32_t* rows_idx, PendingResidual res, int64_t hidden,
-                                  const float* w1, const float* b1, const float* w2, const float* b2, float eps,
-                                  bf16* out1, bf16* out2, int64_t lo_offset) {
+// One row per block, K values per thread held in registers: the row and the pending outputs
+// are read once with every load in flight together, since a decode step's few rows make this
+// kernel latency-bound. The pending residual add (which writes x) comes first, then one or two
+// LayerNorms of the row, or of row rows_idx[r] when given (no residual then).
+template <int K>
+__global__ void __launch_bounds__(1024)
+    layer_norm_kernel(float* x, const int32_t* rows_idx, PendingResidual res, int64_t hidden, const float* w1,
+                      const float* b1, const float* w2, const float* b2, float eps, bf16* out1, bf16* out2,
+                      int64_t lo_offset) {
   __shared__ float shared[32];
   const int64_t r = blockIdx.x;
   float* row = x + (rows_idx ? rows_idx[r] : r) * hidden;
-  if (res.a) {
-    // As residual_kernel: the pending outputs are split halves, n = rows * hidden apart.
-    const int64_t n = lo_offset;
-    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
-      const int64_t at = r * hidden + i;
+  // The first norm's weights are fetched with the row, before the reductions wait on it.
+  float v[K], w1v[K], b1v[K];
+  float sum = 0.f;
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+    v[k] = w1v[k] = b1v[k] = 0.f;
+    if (i >= hidden) continue;
+    w1v[k] = __ldg(w1 + i);
+    b1v[k] = __ldg(b1 + i);
+    float xi = row[i];
+    if (res.a) {
+      // As residual_kernel: the pending outputs are split halves, n = rows * hidden apart.
+      const int64_t n = lo_offset, at = r * hidden + i;
       float add = (res.a[at] + res.a[n + at]) + (res.a_bias ? res.a_bias[i] : 0.f);
       if (res.c) add = ((res.c[at] + res.c[n + at]) + (res.c_bias ? res.c_bias[i] : 0.f)) + add;
-      row[i] += add;
+      xi += add;
+      row[i] = xi;
     }
+    v[k] = xi;
+    sum += xi;
   }
-  float sum = 0.f;
-  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) sum += row[i];
   const float mean = block_sum(sum, shared) / static_cast<float>(hidden);
   float sq = 0.f;
-  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
-    const float d = row[i] - mean;
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+    if (i >= hidden) continue;
+    const float d = v[k] - mean;
     sq += d * d;
   }
   const float inv = rsqrtf(block_sum(sq, shared) / static_cast<float>(hidden) + eps);
-  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
-    const float norm = (row[i] - mean) * inv;
-    const float v = norm * w1[i] + b1[i];
-    const bf16 hi = __float2bfloat16(v);
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+    if (i >= hidden) continue;
+    const float norm = (v[k] - mean) * inv;
+    const float v1 = norm * w1v[k] + b1v[k];
+    const bf16 hi = __float2bfloat16(v1);
     out1[r * hidden + i] = hi;
-    out1[lo_offset + r * hidden + i] = __float2bfloat16(v - __bfloat162float(hi));
+    out1[lo_offset + r * hidden + i] = __float2bfloat16(v1 - __bfloat162float(hi));
     if (w2) {
       const float v2 = norm * w2[i] + b2[i];
       const bf16 hi2 = __float2bfloat16(v2);
@@ -62,6 +82,38 @@ __global__ void layer_norm_kernel(float* x, const int32_t* rows_idx, PendingResi
       out2[lo_offset + r * hidden + i] = __float2bfloat16(v2 - __bfloat162float(hi2));
     }
   }
+}
+
+// Values per thread (a power of two) and threads per block for a row of `hidden`.
+void launch_layer_norm(float* x, const int32_t* rows_idx, const PendingResidual& res, int64_t rows, int64_t hidden,
+                       const float* w1, const float* b1, const float* w2, const float* b2, float eps, bf16* out1,
+                       bf16* out2, cudaStream_t s) {
+  if (hidden > kLayerNormHiddenMax)
+    throw InvalidArgument("layer_norm: hidden size " + std::to_string(hidden) + " is over the CUDA kernel's " +
+                          std::to_string(kLayerNormHiddenMax));
+  int k = 1;
+  while (static_cast<int64_t>(k) * 1024 < hidden) k *= 2;
+  const auto threads = static_cast<unsigned>(std::max<int64_t>(32, ((hidden + k - 1) / k + 31) / 32 * 32));
+  const auto blocks = static_cast<unsigned>(rows);
+  const int64_t lo = rows * hidden;
+  switch (k) {
+    case 1:
+      layer_norm_kernel<1><<<blocks, threads, 0, s>>>(x, rows_idx, res, hidden, w1, b1, w2, b2, eps, out1, out2, lo);
+      break;
+    case 2:
+      layer_norm_kernel<2><<<blocks, threads, 0, s>>>(x, rows_idx, res, hidden, w1, b1, w2, b2, eps, out1, out2, lo);
+      break;
+    case 4:
+      layer_norm_kernel<4><<<blocks, threads, 0, s>>>(x, rows_idx, res, hidden, w1, b1, w2, b2, eps, out1, out2, lo);
+      break;
+    case 8:
+      layer_norm_kernel<8><<<blocks, threads, 0, s>>>(x, rows_idx, res, hidden, w1, b1, w2, b2, eps, out1, out2, lo);
+      break;
+    default:
+      layer_norm_kernel<16><<<blocks, threads, 0, s>>>(x, rows_idx, res, hidden, w1, b1, w2, b2, eps, out1, out2, lo);
+      break;
+  }
+  EYRIE_CUDA_LAUNCHED();
 }
 
 __global__ void row_stats_kernel(const float* logits, int64_t vocab, float* lse, int32_t* argmax, float* max) {
@@ -109,23 +161,18 @@ __global__ void row_stats_kernel(const float* logits, int64_t vocab, float* lse,
 
 }  // namespace
 
-void layer_norm(const float* x, const int32_t* rows_idx, int64_t rows, int64_t hidden, const float* w,
-                const float* b, float eps, bf16* out, cudaStream_t s) {
+void layer_norm(const float* x, const int32_t* rows_idx, int64_t rows, int64_t hidden, const float* w, const float* b,
+                float eps, bf16* out, cudaStream_t s) {
   if (rows == 0) return;
   // Without a pending residual the kernel only reads x.
-  layer_norm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(const_cast<float*>(x), rows_idx, {}, hidden, w,
-                                                                     b, nullptr, nullptr, eps, out, nullptr,
-                                                                     rows * hidden);
-  EYRIE_CUDA_LAUNCHED();
+  launch_layer_norm(const_cast<float*>(x), rows_idx, {}, rows, hidden, w, b, nullptr, nullptr, eps, out, nullptr, s);
 }
 
 void residual_layer_norm(float* x, const PendingResidual& res, int64_t rows, int64_t hidden, const float* w1,
                          const float* b1, const float* w2, const float* b2, float eps, bf16* out1, bf16* out2,
                          cudaStream_t s) {
   if (rows == 0) return;
-  layer_norm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(x, nullptr, res, hidden, w1, b1, w2, b2, eps,
-                                                                     out1, out2, rows * hidden);
-  EYRIE_CUDA_LAUNCHED();
+  launch_layer_norm(x, nullptr, res, rows, hidden, w1, b1, w2, b2, eps, out1, out2, s);
 }
 
 void row_stats(const float* logits, int64_t rows, int64_t vocab, float* lse, int32_t* argmax, float* max,

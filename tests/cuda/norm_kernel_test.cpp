@@ -83,10 +83,19 @@ void check_fused_norm(int64_t rows, int64_t hidden, const Case& c, uint32_t seed
 TEST(CudaNormKernel, FusedResidualLayerNormMatchesSeparateKernels) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   uint32_t seed = 1;
-  for (const auto& [rows, hidden] : {std::pair<int64_t, int64_t>{1, 64}, {3, 256}, {7, 1000}, {2, 4544}, {33, 8192}})
-    for (const Case& c : {Case{false, false, false, false}, Case{false, false, false, true}, Case{true, false, true, false},
-                          Case{true, false, false, false}, Case{true, true, true, true}, Case{true, true, false, true}})
+  for (const auto& [rows, hidden] :
+       {std::pair<int64_t, int64_t>{1, 64}, {3, 256}, {7, 1000}, {2, 4544}, {33, 8192}, {2, 14848}, {1, 16384}})
+    for (const Case& c :
+         {Case{false, false, false, false}, Case{false, false, false, true}, Case{true, false, true, false},
+          Case{true, false, false, false}, Case{true, true, true, true}, Case{true, true, false, true}})
       check_fused_norm(rows, hidden, c, seed++);
+}
+
+TEST(CudaNormKernel, RefusesRowsWiderThanItHolds) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  EXPECT_THROW(
+      cuda::layer_norm(nullptr, nullptr, 1, cuda::kLayerNormHiddenMax + 1, nullptr, nullptr, 1e-5f, nullptr, nullptr),
+      InvalidArgument);
 }
 
 }  // namespace

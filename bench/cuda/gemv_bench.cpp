@@ -1,0 +1,121 @@
+// The weight-streaming product against cuBLAS on Falcon-7B's decode GEMM shapes, for each
+// activation row count and each tiling the kernel has: microseconds and weight bytes read per
+// second. The weights rotate over copies larger than L2 together, as a model's layers do.
+//
+//   bench_gemv [--rows 1,2,3,4] [--iters 40]
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cuda/check.hpp"
+#include "cuda/kernels.hpp"
+
+using namespace eyrie;
+
+namespace {
+
+struct Shape {
+  const char* name;
+  int64_t out, in;
+};
+
+// Microseconds per call of f(copy), averaged over iters calls cycling over the copies.
+double time_us(int copies, int iters, const std::function<void(int)>& f) {
+  for (int i = 0; i < copies; ++i) f(i);  // warm-up
+  cudaEvent_t t0, t1;
+  cudaEventCreate(&t0);
+  cudaEventCreate(&t1);
+  cudaEventRecord(t0);
+  for (int i = 0; i < iters; ++i) f(i % copies);
+  cudaEventRecord(t1);
+  EYRIE_CUDA_CHECK(cudaEventSynchronize(t1));
+  float ms = 0;
+  cudaEventElapsedTime(&ms, t0, t1);
+  cudaEventDestroy(t0);
+  cudaEventDestroy(t1);
+  return ms * 1e3 / iters;
+}
+
+std::vector<int> int_list(const char* arg) {
+  std::vector<int> v;
+  std::stringstream ss(arg);
+  for (std::string t; std::getline(ss, t, ',');) v.push_back(std::stoi(t));
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<int> rows_list = {1, 2, 3, 4};
+  int iters = 40;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--rows")) rows_list = int_list(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--iters")) iters = std::stoi(argv[i + 1]);
+  }
+  try {
+    const std::vector<Shape> shapes = {{"qkv", 4672, 4544},
+                                       {"dense", 4544, 4544},
+                                       {"h_to_4h", 18176, 4544},
+                                       {"4h_to_h", 4544, 18176},
+                                       {"lm_head", 65024, 4544}};
+    std::vector<cuda::GemvTiling> tilings;
+    for (int threads : {64, 128, 256})
+      for (int opb : {1, 2, 4})
+        for (int unroll : {2, 4}) tilings.push_back({threads, opb, unroll});
+    cublasHandle_t blas;
+    EYRIE_CUBLAS_CHECK(cublasCreate(&blas));
+    for (const Shape& sh : shapes) {
+      const std::size_t wbytes = static_cast<std::size_t>(sh.out * sh.in) * 2;
+      const int copies = static_cast<int>(std::max<std::size_t>(2, (std::size_t{512} << 20) / wbytes + 1));
+      std::vector<cuda::bf16*> w(copies);
+      for (int c = 0; c < copies; ++c) {
+        EYRIE_CUDA_CHECK(cudaMalloc(&w[c], wbytes));
+        cuda::fill_random_bf16(w[c], sh.out * sh.in, 11 + c, 0.05f, 0.f, nullptr);
+      }
+      cuda::bf16* x;
+      float* y;
+      EYRIE_CUDA_CHECK(cudaMalloc(&x, 8 * sh.in * 2));
+      EYRIE_CUDA_CHECK(cudaMalloc(&y, 8 * sh.out * 4));
+      cuda::fill_random_bf16(x, 8 * sh.in, 3, 1.f, 0.f, nullptr);
+      for (int rows : rows_list) {
+        const auto tb = [&](double us) { return wbytes / (us * 1e-6) / 1e12; };
+        const double blas_us = time_us(copies, iters, [&](int c) {
+          const float alpha = 1.f, beta = 0.f;
+          EYRIE_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(sh.out), rows,
+                                          static_cast<int>(sh.in), &alpha, w[c], CUDA_R_16BF, static_cast<int>(sh.in),
+                                          x, CUDA_R_16BF, static_cast<int>(sh.in), &beta, y, CUDA_R_32F,
+                                          static_cast<int>(sh.out), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        });
+        std::vector<std::pair<double, std::string>> results;
+        for (const auto& t : tilings) {
+          const double us =
+              time_us(copies, iters, [&](int c) { cuda::gemv(x, rows, w[c], sh.out, sh.in, y, nullptr, t); });
+          results.push_back({us, std::to_string(t.threads) + "/" + std::to_string(t.outputs_per_block) + "/" +
+                                     std::to_string(t.unroll)});
+        }
+        const double default_us =
+            time_us(copies, iters, [&](int c) { cuda::gemv(x, rows, w[c], sh.out, sh.in, y, nullptr); });
+        std::sort(results.begin(), results.end());
+        std::printf("%-8s rows %d: cublas %7.1f us %.2f TB/s | default %7.1f us %.2f TB/s | best", sh.name, rows,
+                    blas_us, tb(blas_us), default_us, tb(default_us));
+        for (std::size_t i = 0; i < 3 && i < results.size(); ++i)
+          std::printf(" %s %.1f us %.2f TB/s;", results[i].second.c_str(), results[i].first, tb(results[i].first));
+        std::printf(" worst %s %.2f TB/s\n", results.back().second.c_str(), tb(results.back().first));
+      }
+      for (auto* p : w) cudaFree(p);
+      cudaFree(x);
+      cudaFree(y);
+    }
+    cublasDestroy(blas);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_gemv: %s\n", e.what());
+    return 1;
+  }
+}
