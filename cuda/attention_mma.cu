@@ -21,13 +21,29 @@ namespace {
 constexpr int kKeys = 64;  // keys per pass
 
 // Key and value tiles as bf16 halves, [key][HD] with rows padded by 16 bytes so the eight rows
-// an ldmatrix reads fall in different banks.
+// an ldmatrix reads fall in different banks; before them, two stages of the fp32 tiles as they
+// arrive from the cache, [K | V][key][HD], so the next tile's copy overlaps this tile's MMAs.
 template <int HD>
 struct Smem {
   static constexpr int kLd = HD + 8;
   static constexpr int kTile = kKeys * kLd;  // elements per half tile
-  static constexpr size_t bytes = sizeof(bf16) * 4 * kTile;
+  static constexpr int kRaw = kKeys * HD;    // floats per fp32 tile
+  static constexpr size_t raw_bytes = sizeof(float) * 2 * 2 * kRaw;
+  static constexpr size_t bytes = raw_bytes + sizeof(bf16) * 4 * kTile;
 };
+
+// 16 bytes from global to shared memory without passing through registers; zeros when !valid.
+__device__ inline void copy_async16(void* dst, const void* src, bool valid) {
+  const auto at = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(at), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+
+__device__ inline void copy_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+
+template <int kPending>
+__device__ inline void copy_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
 
 __device__ inline uint32_t as_u32(__nv_bfloat162 v) { return *reinterpret_cast<const uint32_t*>(&v); }
 
@@ -91,7 +107,8 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
   using L = Smem<HD>;
   constexpr int kThreads = kSlots * 2;
   extern __shared__ __align__(128) unsigned char smem[];
-  bf16* sKh = reinterpret_cast<bf16*>(smem);
+  float* raw = reinterpret_cast<float*>(smem);
+  bf16* sKh = reinterpret_cast<bf16*>(smem + L::raw_bytes);
   bf16* sKl = sKh + L::kTile;
   bf16* sVh = sKl + L::kTile;
   bf16* sVl = sVh + L::kTile;
@@ -139,31 +156,42 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
   const int v_row = (lane % 8) + ((lane / 8) % 2) * 8, v_col = ((lane / 16) % 2) * 8;
   // Keys past the range and head-dim padding load as zeros: their probabilities are zero and
   // 0 * 0 stays finite.
-  for (int k0 = t.key_begin; k0 < t.key_end; k0 += kKeys) {
+  // Copies key tile k0 into raw stage `stage`: each thread its own float4s of the tile, which
+  // it alone converts below (so waiting for its own copies is enough before converting).
+  auto fetch = [&](int k0, int stage) {
     const int nk = min(kKeys, t.key_end - k0);
-    // In batches of at most 8 float4 pairs, so head dim 128 does not spill.
-    constexpr int kBatch = kVecs < 8 ? kVecs : 8;
+    float* rk = raw + stage * 2 * L::kRaw;
 #pragma unroll
-    for (int i0 = 0; i0 < kVecs; i0 += kBatch) {
-      float4 kv[kBatch], vv[kBatch];
-#pragma unroll
-      for (int i = 0; i < kBatch; ++i) {
-        const int e = threadIdx.x + (i0 + i) * kThreads, kk = e / (HD / 4), d = (e % (HD / 4)) * 4;
-        kv[i] = vv[i] = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (kk < nk && d < hd) {
-          const int p = k0 + kk;
-          const int64_t at = cache_index(a, table[p / a.block_size], t.kv, p % a.block_size) + d;
-          kv[i] = __ldg(reinterpret_cast<const float4*>(k_cache + at));
-          vv[i] = __ldg(reinterpret_cast<const float4*>(v_cache + at));
-        }
+    for (int i = 0; i < kVecs; ++i) {
+      const int e = threadIdx.x + i * kThreads, kk = e / (HD / 4), d = (e % (HD / 4)) * 4;
+      const bool valid = kk < nk && d < hd;
+      int64_t at = 0;
+      if (valid) {
+        const int p = k0 + kk;
+        at = cache_index(a, table[p / a.block_size], t.kv, p % a.block_size) + d;
       }
+      copy_async16(rk + e * 4, k_cache + at, valid);
+      copy_async16(rk + L::kRaw + e * 4, v_cache + at, valid);
+    }
+    copy_async_commit();
+  };
+  if (t.key_begin < t.key_end) fetch(t.key_begin, 0);
+  int stage = 0;
+  for (int k0 = t.key_begin; k0 < t.key_end; k0 += kKeys, stage ^= 1) {
+    const int nk = min(kKeys, t.key_end - k0);
+    if (k0 + kKeys < t.key_end) {
+      fetch(k0 + kKeys, stage ^ 1);
+      copy_async_wait<1>();
+    } else {
+      copy_async_wait<0>();
+    }
+    const float* rk = raw + stage * 2 * L::kRaw;
 #pragma unroll
-      for (int i = 0; i < kBatch; ++i) {
-        const int e = threadIdx.x + (i0 + i) * kThreads, kk = e / (HD / 4), d = (e % (HD / 4)) * 4;
-        const int at = kk * L::kLd + d;
-        put_split4(&sKh[at], &sKl[at], kv[i]);
-        put_split4(&sVh[at], &sVl[at], vv[i]);
-      }
+    for (int i = 0; i < kVecs; ++i) {
+      const int e = threadIdx.x + i * kThreads, kk = e / (HD / 4), d = (e % (HD / 4)) * 4;
+      const int at = kk * L::kLd + d;
+      put_split4(&sKh[at], &sKl[at], *reinterpret_cast<const float4*>(rk + e * 4));
+      put_split4(&sVh[at], &sVl[at], *reinterpret_cast<const float4*>(rk + L::kRaw + e * 4));
     }
     __syncthreads();
     if (active) {

@@ -388,11 +388,12 @@ struct CudaEngine::Impl {
   // blocks when the step has too few tiles to fill the SMs. Returns whether any row was split.
   bool plan_key_splits(const StepBatch& batch, int64_t n) {
     const auto base = static_cast<int32_t>(h_tiles.size() / 4);
-    // Only below one tile per SM: near it, the partial writes and the merge cost more than the
-    // idle SMs (measured at batch 16 and 64 on Falcon-7B).
-    const int32_t want = base > 0 && base < sm_count
-                             ? std::min(cuda::kMaxKeySplits, (2 * sm_count + base - 1) / base)
-                             : 1;
+    // Fewer tiles than the target (key_split_blocks_per_sm): decode rows split their keys into
+    // ranges, merged by a second kernel, until the tiles reach it.
+    const int64_t target = opt.key_split_blocks_per_sm * sm_count;
+    const int32_t want =
+        base > 0 && base < target ? static_cast<int32_t>(std::min<int64_t>(cuda::kMaxKeySplits, (target + base - 1) / base))
+                                  : 1;
     h_row_split.assign(2 * n, 0);
     int32_t slots = 0;
     for (int64_t r = 0; r < n; ++r) {

@@ -37,6 +37,11 @@ struct CudaEngineOptions {
   // has 2) run on the weight-streaming kernel (cuda::gemv, up to 4 rows) instead of cuBLAS,
   // which it beats by 5-25% per GEMM at 1-3 rows on an H200; 0 leaves every GEMM to cuBLAS.
   int64_t gemv_rows_max = 3;
+  // Decode steps with fewer attention tiles than this many per SM split their rows' keys into
+  // ranges on blocks of their own, up to that many tiles. On the H200 with Falcon-7B, 2, 4 and
+  // 8 ran batch 16-256 decode 1-9% slower than 1: the partial writes and the merge cost more
+  // than the idle SMs.
+  int64_t key_split_blocks_per_sm = 1;
 };
 
 // True when this build has the CUDA backend and a GPU is visible.
