@@ -565,10 +565,12 @@ struct CudaEngine::Impl {
     // The block-table stride in steps of 8 blocks, so a decode graph stays valid while its
     // sequences grow by up to 8 blocks.
     max_blocks = (max_blocks + 7) / 8 * 8;
-    // Few decoding rows: split their head groups over more blocks so the SMs stay busy; many:
-    // whole groups per block, so each key is read once for all heads that share it.
+    // Few decoding rows: split their head groups over more blocks so the SMs stay busy; more:
+    // whole groups per block, so each key is read and converted once for all heads that share
+    // it, and key splits fill the SMs.
     const int32_t group = static_cast<int32_t>(cfg.group_size());
-    const int32_t tiles_per_row = std::max(1, 2 * sm_count / std::max(1, decoding));
+    const int32_t tiles_per_row =
+        decoding <= opt.decode_head_split_rows_max ? std::max(1, 2 * sm_count / std::max(1, decoding)) : 1;
     int32_t max_heads = std::max(4, (group + tiles_per_row - 1) / tiles_per_row);
     max_heads = (max_heads + head_multiple - 1) / head_multiple * head_multiple;
     h_tables.assign(batch.seqs.size() * max_blocks, 0);
