@@ -91,7 +91,8 @@ struct SchedulerActorState {
   std::unordered_map<uint64_t, caf::actor> sinks;
   bool in_flight = false;
   StepJobPtr job = std::make_shared<StepJob>();
-  std::vector<GenerationEvent> events;
+  std::vector<GenerationEvent> events;     // from planning
+  std::vector<GenerationEvent> completed;  // from the step that just returned
 };
 
 using SchedulerActor = caf::stateful_actor<SchedulerActorState>;
@@ -102,9 +103,9 @@ void publish(SchedulerActor* self) {
   st.metrics->set_replica_state(st.replica, s.waiting, s.running, s.kv_blocks_used, s.kv_blocks_total);
 }
 
-void dispatch(SchedulerActor* self) {
+void dispatch(SchedulerActor* self, std::vector<GenerationEvent>& events) {
   auto& st = self->state;
-  for (auto& e : st.events) {
+  for (auto& e : events) {
     if (auto* t = std::get_if<TokenEvent>(&e)) {
       st.metrics->add_generated_tokens(1);
       auto it = st.sinks.find(t->request);
@@ -124,21 +125,40 @@ void dispatch(SchedulerActor* self) {
       self->send(st.router, finished_atom_v, st.replica);
     }
   }
-  st.events.clear();
+  events.clear();
 }
 
+void start_step(SchedulerActor* self);
+
 // Starts the next step unless one is in flight; one step at a time keeps the batch's memory
-// untouched while the worker reads it.
-void kick(SchedulerActor* self) {
+// untouched while the worker reads it. The events of the step just completed (`completed`)
+// go out after the next step has started, so the engine does not wait on their delivery; they
+// go before the planner's own (a cancelled request's last tokens before its end).
+void kick(SchedulerActor* self, std::vector<GenerationEvent>& completed) {
   auto& st = self->state;
-  if (st.in_flight) return;
+  if (st.in_flight) {
+    dispatch(self, completed);
+    return;
+  }
   st.events.clear();
   const bool has_step = st.sched->plan(st.job->batch, st.events);
-  dispatch(self);
+  if (has_step) {
+    st.in_flight = true;
+    st.metrics->batch_size.observe(static_cast<double>(st.job->batch.seqs.size()));
+    start_step(self);
+  }
+  dispatch(self, completed);
+  dispatch(self, st.events);
   publish(self);
-  if (!has_step) return;
-  st.in_flight = true;
-  st.metrics->batch_size.observe(static_cast<double>(st.job->batch.seqs.size()));
+}
+
+void kick(SchedulerActor* self) {
+  std::vector<GenerationEvent> none;
+  kick(self, none);
+}
+
+void start_step(SchedulerActor* self) {
+  auto& st = self->state;
   self->request(st.worker, caf::infinite, step_atom_v, st.job)
       .then(
           [self](step_atom, StepJobPtr job) {
@@ -153,19 +173,20 @@ void kick(SchedulerActor* self) {
               }
               job->error = nullptr;
               std::cerr << "eyrie: replica " << s.replica << ": " << what << "\n";
-              s.sched->abort_step(s.events);
+              s.sched->abort_step(s.completed);
             } else {
-              s.sched->complete(job->output, s.events);
+              s.sched->complete(job->output, s.completed);
             }
-            dispatch(self);
-            kick(self);
+            kick(self, s.completed);
           },
           [self](caf::error& err) {
-            std::cerr << "eyrie: replica " << self->state.replica << ": worker unreachable: "
-                      << self->system().render(err) << "\n";
-            self->state.in_flight = false;
-            self->state.sched->abort_step(self->state.events);
-            dispatch(self);
+            auto& s = self->state;
+            std::cerr << "eyrie: replica " << s.replica << ": worker unreachable: " << self->system().render(err)
+                      << "\n";
+            s.in_flight = false;
+            s.sched->abort_step(s.completed);
+            dispatch(self, s.completed);
+            publish(self);
           });
 }
 
