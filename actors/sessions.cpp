@@ -7,6 +7,7 @@
 #include "net/api/api_error.hpp"
 #include "net/api/chat_template.hpp"
 #include "net/api/responses.hpp"
+#include "net/api/stop_holdback.hpp"
 #include "net/json_writer.hpp"
 #include "net/sse.hpp"
 
@@ -31,6 +32,7 @@ struct HttpSessionState {
   HttpGeneration g;
   uint64_t id = 0;
   std::optional<TokenEvent> last;
+  std::optional<net::StopHoldback> holdback;  // OpenAI streams: their text without the stop sequence
   bool streaming = false;
   bool first_chunk = true;
 };
@@ -54,6 +56,7 @@ void start_http_generation(Runtime::Impl& rt, HttpGeneration g, std::shared_ptr<
     st.res = res;
     st.g = std::move(g);
     st.id = req.id;
+    if (st.g.api == HttpApi::openai_stream) st.holdback.emplace(st.g.params.sampling.stop);
     caf::actor me = caf::actor_cast<caf::actor>(self);
     self->request(rtp->router, caf::infinite, submit_atom_v, std::move(req), me)
         .then([self, rtp, me](SubmitReply& r) {
@@ -76,8 +79,9 @@ void start_http_generation(Runtime::Impl& rt, HttpGeneration g, std::shared_ptr<
           auto& s = self->state;
           if (!s.streaming) return;
           if (s.g.api == HttpApi::openai_stream) {
-            if (t.text.empty()) return;
-            s.res->write(net::sse_event(net::openai_chunk(s.g.openai, t.text, std::nullopt, s.first_chunk)));
+            const std::string piece = s.holdback->push(t.text);
+            if (piece.empty()) return;
+            s.res->write(net::sse_event(net::openai_chunk(s.g.openai, piece, std::nullopt, s.first_chunk)));
             s.first_chunk = false;
           } else if (t.last) {
             s.last = std::move(t);
@@ -88,6 +92,11 @@ void start_http_generation(Runtime::Impl& rt, HttpGeneration g, std::shared_ptr<
         [self, rtp](DoneEvent& d) {
           auto& s = self->state;
           if (s.g.api == HttpApi::openai_stream) {
+            const std::string rest = s.holdback->finish();
+            if (!rest.empty()) {
+              s.res->write(net::sse_event(net::openai_chunk(s.g.openai, rest, std::nullopt, s.first_chunk)));
+              s.first_chunk = false;
+            }
             s.res->write(net::sse_event(net::openai_chunk(s.g.openai, "", d.reason, s.first_chunk)));
             s.res->write(net::sse_event("[DONE]"));
             s.res->end();

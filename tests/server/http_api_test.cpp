@@ -113,6 +113,25 @@ TEST_F(HttpApi, OpenAiCompletionsAndChat) {
   EXPECT_EQ(std::string_view(parser_.parse(chunks[chunks.size() - 2])["choices"].at(0)["finish_reason"]), "length");
 }
 
+TEST_F(HttpApi, OpenAiStreamLeavesTheStopSequenceOut) {
+  // The same greedy completion as above, streamed: the pieces add up to the text the whole
+  // response gives, without the stop sequence, even where a token carries part of it.
+  std::string text, finish;
+  HttpResult s = http_sse(port_, "/v1/completions",
+                          R"({"prompt":"The capital of France is","max_tokens":5,"temperature":0,"stop":["MF"],"stream":true})",
+                          [&](const std::string& d) {
+                            if (d == "[DONE]") return true;
+                            auto doc = parser_.parse(d);
+                            text += std::string(std::string_view(doc["choices"].at(0)["text"]));
+                            simdjson::dom::element reason = doc["choices"].at(0)["finish_reason"];
+                            if (!reason.is_null()) finish = std::string(std::string_view(reason));
+                            return true;
+                          });
+  ASSERT_EQ(s.status, 200);
+  EXPECT_EQ(text, " funnel dehors");
+  EXPECT_EQ(finish, "stop");
+}
+
 TEST_F(HttpApi, ErrorsUseTgiStatusCodes) {
   auto error_type = [&](const HttpResult& r) { return std::string(std::string_view(parser_.parse(r.body)["error_type"])); };
   HttpResult bad = http_request(port_, "POST", "/generate", "{\"inputs\": ");
