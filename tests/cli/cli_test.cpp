@@ -153,6 +153,8 @@ TEST(Cli, ExitCodes) {
   EXPECT_EQ(eyrie({"generate", "--prompt", "x", "--bogus"}).code, 2);
   EXPECT_EQ(eyrie({"generate", "--prompt", "x", "--max-new-tokens", "ten"}).code, 2);
   EXPECT_EQ(eyrie({"generate", "--prompt", "x", "--top-p", "2"}).code, 2);
+  EXPECT_EQ(eyrie({"generate", "--prompt", "x", "--max-new-tokens", "1", "--activation-precision", "bf16"}).code, 0);
+  EXPECT_EQ(eyrie({"generate", "--prompt", "x", "--activation-precision", "fp8"}).code, 2);
   EXPECT_EQ(eyrie({"generate", "--prompt", ""}).code, 2);
   EXPECT_EQ(eyrie({"generate", "--prompt", "x", "--max-new-tokens", "5000"}).code, 2);
   EXPECT_EQ(eyrie({"generate", "--prompt", "x", "--model", "/nonexistent"}).code, 1);
