@@ -5,11 +5,13 @@
 // output token (p50 over streams).
 //
 //   bench_ws_load [--clients N] [--model DIR] [--threads T] [--batch B] [--device cpu|cuda]
-//                 [--server-cpus 0-11 --client-cpus 12-15]
+//                 [--server-cpus 0-11 --client-cpus 12-15] [--repeat N]
 //
 // With --server-cpus and --client-cpus the server (and the engine alone) and the load generator
 // run on separate cores, as clients on other machines would: the overhead then counts the
-// server's own work only, not the generator's reads competing with the engine for cores.
+// server's own work only, not the generator's reads competing with the engine for cores. With
+// --repeat the server and the engine alone take turns N times and the medians are reported, as
+// single runs swing by several percent.
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
@@ -214,7 +216,7 @@ EngineAlone engine_alone(const eyrie::RuntimeOptions& o, const std::vector<Job>&
 }  // namespace
 
 int main(int argc, char** argv) {
-  int clients = 1000, threads = 0, batch = 256;
+  int clients = 1000, threads = 0, batch = 256, repeat = 1;
   std::string model = EYRIE_DEFAULT_MODEL, device = "cpu";
   std::vector<int> server_cpus, client_cpus;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -222,12 +224,12 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--model")) model = argv[i + 1];
     else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--batch")) batch = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--repeat")) repeat = std::max(1, std::atoi(argv[i + 1]));
     else if (!std::strcmp(argv[i], "--device")) device = argv[i + 1];
     else if (!std::strcmp(argv[i], "--server-cpus")) server_cpus = cpu_list(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--client-cpus")) client_cpus = cpu_list(argv[i + 1]);
   }
   if (threads == 0 && !server_cpus.empty()) threads = static_cast<int>(server_cpus.size());
-  pin(server_cpus);
   eyrie::RuntimeOptions o;
   o.model_dir = model;
   o.device = device;
@@ -239,42 +241,53 @@ int main(int argc, char** argv) {
   o.max_step_tokens = 2048;
   const std::vector<Job> jobs = workload(clients);
 
-  auto rt = eyrie::Runtime::create(o);
-  const uint16_t port = rt->serve("127.0.0.1", 0);
-  pin(client_cpus);
-  asio::io_context io;
-  Stats stats;
-  std::vector<std::shared_ptr<Client>> cs;
-  for (int i = 0; i < clients; ++i) {
-    cs.push_back(std::make_shared<Client>(io, port, jobs[i], stats));
-    cs.back()->start();
-  }
-  // Connect everyone first, so every stream is held open at once.
-  while (std::any_of(cs.begin(), cs.end(), [](auto& c) { return !c->ready(); }) && stats.errors == 0)
-    io.run_for(std::chrono::milliseconds(10));
-  std::printf("connected: %d WebSocket clients (errors %d)\n", clients, stats.errors);
-  io.restart();
-  const auto t0 = Clock::now();
-  for (auto& c : cs) c->go();
-  io.run();
-  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  const double ws_tps = stats.tokens / secs;
-  rt->shutdown(std::chrono::milliseconds(0));
-  pin(server_cpus);
-  const auto& tok = rt->tokenizer();
-  EngineAlone alone = engine_alone(rt->options(), jobs, tok);
-  const double engine_tps = alone.tokens_per_s;
+  std::vector<double> overheads, tpot_overheads;
+  int errors = 0;
+  for (int rep = 0; rep < repeat; ++rep) {
+    if (repeat > 1) std::printf("--- run %d of %d\n", rep + 1, repeat);
+    pin(server_cpus);
+    auto rt = eyrie::Runtime::create(o);
+    const uint16_t port = rt->serve("127.0.0.1", 0);
+    pin(client_cpus);
+    asio::io_context io;
+    Stats stats;
+    std::vector<std::shared_ptr<Client>> cs;
+    for (int i = 0; i < clients; ++i) {
+      cs.push_back(std::make_shared<Client>(io, port, jobs[i], stats));
+      cs.back()->start();
+    }
+    // Connect everyone first, so every stream is held open at once.
+    while (std::any_of(cs.begin(), cs.end(), [](auto& c) { return !c->ready(); }) && stats.errors == 0)
+      io.run_for(std::chrono::milliseconds(10));
+    std::printf("connected: %d WebSocket clients (errors %d)\n", clients, stats.errors);
+    io.restart();
+    const auto t0 = Clock::now();
+    for (auto& c : cs) c->go();
+    io.run();
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double ws_tps = stats.tokens / secs;
+    rt->shutdown(std::chrono::milliseconds(0));
+    pin(server_cpus);
+    EngineAlone alone = engine_alone(rt->options(), jobs, rt->tokenizer());
+    const double engine_tps = alone.tokens_per_s;
 
-  std::printf("completed: %zu of %d streams, %lld tokens, errors %d, %.2f s\n", stats.ttft_ms.size(), clients,
-              static_cast<long long>(stats.tokens), stats.errors, secs);
-  std::printf("ttft_ms: p50 %.1f p99 %.1f\n", percentile(stats.ttft_ms, 0.5), percentile(stats.ttft_ms, 0.99));
-  std::printf("tpot_ms: p50 %.2f p99 %.2f\n", percentile(stats.tpot_ms, 0.5), percentile(stats.tpot_ms, 0.99));
-  std::printf("throughput: %.0f tok/s through WebSocket, %.0f tok/s engine alone, server overhead %.1f%%\n",
-              ws_tps, engine_tps, 100.0 * (1.0 - ws_tps / engine_tps));
-  // Per token: the cadence each stream sees once it runs, so admission and the last stragglers
-  // weigh as little as they do for a client.
-  const double ws_tpot = percentile(stats.tpot_ms, 0.5), alone_tpot = percentile(alone.tpot_ms, 0.5);
-  std::printf("time per output token p50: %.2f ms through WebSocket, %.2f ms engine alone, server overhead %.1f%%\n",
-              ws_tpot, alone_tpot, 100.0 * (ws_tpot / alone_tpot - 1.0));
-  return stats.errors == 0 ? 0 : 1;
+    std::printf("completed: %zu of %d streams, %lld tokens, errors %d, %.2f s\n", stats.ttft_ms.size(), clients,
+                static_cast<long long>(stats.tokens), stats.errors, secs);
+    std::printf("ttft_ms: p50 %.1f p99 %.1f\n", percentile(stats.ttft_ms, 0.5), percentile(stats.ttft_ms, 0.99));
+    std::printf("tpot_ms: p50 %.2f p99 %.2f\n", percentile(stats.tpot_ms, 0.5), percentile(stats.tpot_ms, 0.99));
+    overheads.push_back(100.0 * (1.0 - ws_tps / engine_tps));
+    std::printf("throughput: %.0f tok/s through WebSocket, %.0f tok/s engine alone, server overhead %.1f%%\n", ws_tps,
+                engine_tps, overheads.back());
+    // Per token: the cadence each stream sees once it runs, so admission and the last stragglers
+    // weigh as little as they do for a client.
+    const double ws_tpot = percentile(stats.tpot_ms, 0.5), alone_tpot = percentile(alone.tpot_ms, 0.5);
+    tpot_overheads.push_back(100.0 * (ws_tpot / alone_tpot - 1.0));
+    std::printf("time per output token p50: %.2f ms through WebSocket, %.2f ms engine alone, server overhead %.1f%%\n",
+                ws_tpot, alone_tpot, tpot_overheads.back());
+    errors += stats.errors;
+  }
+  if (repeat > 1)
+    std::printf("median of %d runs: server overhead %.1f%% in tokens/s, %.1f%% per output token\n", repeat,
+                percentile(overheads, 0.5), percentile(tpot_overheads, 0.5));
+  return errors == 0 ? 0 : 1;
 }
