@@ -39,8 +39,8 @@ struct CudaEngineOptions {
   int64_t gemv_rows_max = 3;
   // Decode steps with fewer attention tiles than this many per SM split their rows' keys into
   // ranges on blocks of their own, up to that many tiles. On the H200 with Falcon-7B, 2, 4 and
-  // 8 ran batch 16-256 decode 1-9% slower than 1: the partial writes and the merge cost more
-  // than the idle SMs.
+  // 8 ran batch 16-256 decode up to 13% slower than 1: the partial writes and the merge cost
+  // more than the idle SMs.
   int64_t key_split_blocks_per_sm = 1;
   // Decode steps of at most this many rows cut each row's head group over several attention
   // tiles to fill the SMs; larger ones keep whole groups (each key converted once for all the
