@@ -131,15 +131,12 @@ void dispatch(SchedulerActor* self, std::vector<GenerationEvent>& events) {
 void start_step(SchedulerActor* self);
 
 // Starts the next step unless one is in flight; one step at a time keeps the batch's memory
-// untouched while the worker reads it. The events of the step just completed (`completed`)
+// untouched while the worker reads it. The events of the step just completed (`st.completed`)
 // go out after the next step has started, so the engine does not wait on their delivery; they
 // go before the planner's own (a cancelled request's last tokens before its end).
-void kick(SchedulerActor* self, std::vector<GenerationEvent>& completed) {
+void kick(SchedulerActor* self) {
   auto& st = self->state;
-  if (st.in_flight) {
-    dispatch(self, completed);
-    return;
-  }
+  if (st.in_flight) return;
   st.events.clear();
   const bool has_step = st.sched->plan(st.job->batch, st.events);
   if (has_step) {
@@ -147,14 +144,9 @@ void kick(SchedulerActor* self, std::vector<GenerationEvent>& completed) {
     st.metrics->batch_size.observe(static_cast<double>(st.job->batch.seqs.size()));
     start_step(self);
   }
-  dispatch(self, completed);
+  dispatch(self, st.completed);
   dispatch(self, st.events);
   publish(self);
-}
-
-void kick(SchedulerActor* self) {
-  std::vector<GenerationEvent> none;
-  kick(self, none);
 }
 
 void start_step(SchedulerActor* self) {
@@ -177,7 +169,7 @@ void start_step(SchedulerActor* self) {
             } else {
               s.sched->complete(job->output, s.completed);
             }
-            kick(self, s.completed);
+            kick(self);
           },
           [self](caf::error& err) {
             auto& s = self->state;

@@ -26,11 +26,25 @@ __device__ float block_sum(float v, float* shared) {
 // are read once with every load in flight together, since a decode step's few rows make this
 // kernel latency-bound. The pending residual add (which writes x) comes first, then one or two
 // LayerNorms of the row, or of row rows_idx[r] when given (no residual then).
+struct NormArgs {
+  float* x;
+  const int32_t* rows_idx;
+  PendingResidual res;
+  int64_t hidden;
+  const float *w1, *b1, *w2, *b2;
+  float eps;
+  bf16 *out1, *out2;
+  int64_t lo_offset;  // rows * hidden: where the split outputs' low halves (and the pending ones') start
+};
+
 template <int K>
-__global__ void __launch_bounds__(1024)
-    layer_norm_kernel(float* x, const int32_t* rows_idx, PendingResidual res, int64_t hidden, const float* w1,
-                      const float* b1, const float* w2, const float* b2, float eps, bf16* out1, bf16* out2,
-                      int64_t lo_offset) {
+__global__ void __launch_bounds__(1024) layer_norm_kernel(NormArgs p) {
+  float* const x = p.x;
+  const int32_t* const rows_idx = p.rows_idx;
+  const PendingResidual& res = p.res;
+  const int64_t hidden = p.hidden, lo_offset = p.lo_offset;
+  const float *w1 = p.w1, *b1 = p.b1, *w2 = p.w2, *b2 = p.b2;
+  bf16 *out1 = p.out1, *out2 = p.out2;
   __shared__ float shared[32];
   const int64_t r = blockIdx.x;
   float* row = x + (rows_idx ? rows_idx[r] : r) * hidden;
@@ -65,7 +79,7 @@ __global__ void __launch_bounds__(1024)
     const float d = v[k] - mean;
     sq += d * d;
   }
-  const float inv = rsqrtf(block_sum(sq, shared) / static_cast<float>(hidden) + eps);
+  const float inv = rsqrtf(block_sum(sq, shared) / static_cast<float>(hidden) + p.eps);
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
@@ -85,33 +99,20 @@ __global__ void __launch_bounds__(1024)
 }
 
 // Values per thread (a power of two) and threads per block for a row of `hidden`.
-void launch_layer_norm(float* x, const int32_t* rows_idx, const PendingResidual& res, int64_t rows, int64_t hidden,
-                       const float* w1, const float* b1, const float* w2, const float* b2, float eps, bf16* out1,
-                       bf16* out2, cudaStream_t s) {
-  if (hidden > kLayerNormHiddenMax)
-    throw InvalidArgument("layer_norm: hidden size " + std::to_string(hidden) + " is over the CUDA kernel's " +
+void launch_layer_norm(const NormArgs& p, int64_t rows, cudaStream_t s) {
+  if (p.hidden > kLayerNormHiddenMax)
+    throw InvalidArgument("layer_norm: hidden size " + std::to_string(p.hidden) + " is over the CUDA kernel's " +
                           std::to_string(kLayerNormHiddenMax));
   int k = 1;
-  while (static_cast<int64_t>(k) * 1024 < hidden) k *= 2;
-  const auto threads = static_cast<unsigned>(std::max<int64_t>(32, ((hidden + k - 1) / k + 31) / 32 * 32));
+  while (static_cast<int64_t>(k) * 1024 < p.hidden) k *= 2;
+  const auto threads = static_cast<unsigned>(std::max<int64_t>(32, ((p.hidden + k - 1) / k + 31) / 32 * 32));
   const auto blocks = static_cast<unsigned>(rows);
-  const int64_t lo = rows * hidden;
   switch (k) {
-    case 1:
-      layer_norm_kernel<1><<<blocks, threads, 0, s>>>(x, rows_idx, res, hidden, w1, b1, w2, b2, eps, out1, out2, lo);
-      break;
-    case 2:
-      layer_norm_kernel<2><<<blocks, threads, 0, s>>>(x, rows_idx, res, hidden, w1, b1, w2, b2, eps, out1, out2, lo);
-      break;
-    case 4:
-      layer_norm_kernel<4><<<blocks, threads, 0, s>>>(x, rows_idx, res, hidden, w1, b1, w2, b2, eps, out1, out2, lo);
-      break;
-    case 8:
-      layer_norm_kernel<8><<<blocks, threads, 0, s>>>(x, rows_idx, res, hidden, w1, b1, w2, b2, eps, out1, out2, lo);
-      break;
-    default:
-      layer_norm_kernel<16><<<blocks, threads, 0, s>>>(x, rows_idx, res, hidden, w1, b1, w2, b2, eps, out1, out2, lo);
-      break;
+    case 1: layer_norm_kernel<1><<<blocks, threads, 0, s>>>(p); break;
+    case 2: layer_norm_kernel<2><<<blocks, threads, 0, s>>>(p); break;
+    case 4: layer_norm_kernel<4><<<blocks, threads, 0, s>>>(p); break;
+    case 8: layer_norm_kernel<8><<<blocks, threads, 0, s>>>(p); break;
+    default: layer_norm_kernel<16><<<blocks, threads, 0, s>>>(p); break;
   }
   EYRIE_CUDA_LAUNCHED();
 }
@@ -165,14 +166,16 @@ void layer_norm(const float* x, const int32_t* rows_idx, int64_t rows, int64_t h
                 float eps, bf16* out, cudaStream_t s) {
   if (rows == 0) return;
   // Without a pending residual the kernel only reads x.
-  launch_layer_norm(const_cast<float*>(x), rows_idx, {}, rows, hidden, w, b, nullptr, nullptr, eps, out, nullptr, s);
+  launch_layer_norm(
+      {const_cast<float*>(x), rows_idx, {}, hidden, w, b, nullptr, nullptr, eps, out, nullptr, rows * hidden}, rows,
+      s);
 }
 
 void residual_layer_norm(float* x, const PendingResidual& res, int64_t rows, int64_t hidden, const float* w1,
                          const float* b1, const float* w2, const float* b2, float eps, bf16* out1, bf16* out2,
                          cudaStream_t s) {
   if (rows == 0) return;
-  launch_layer_norm(x, nullptr, res, rows, hidden, w1, b1, w2, b2, eps, out1, out2, s);
+  launch_layer_norm({x, nullptr, res, hidden, w1, b1, w2, b2, eps, out1, out2, rows * hidden}, rows, s);
 }
 
 void row_stats(const float* logits, int64_t rows, int64_t vocab, float* lse, int32_t* argmax, float* max,

@@ -16,10 +16,10 @@
 #include <cstdio>
 #include <cstring>
 #include <numeric>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "bench/cuda/int_list.hpp"
 #include "cuda/check.hpp"
 #include "cuda/cuda_engine.hpp"
 #include "cuda/nccl_communicator.hpp"
@@ -126,15 +126,6 @@ std::vector<Seq> make_seqs(const Engine& e, int batch, int prompt, int total) {
     for (int32_t k = 0; k < per; ++k) seqs[b].blocks.push_back(b * per + k);
   }
   return seqs;
-}
-
-// "16,64,256"; "none" for an empty list.
-std::vector<int> int_list(const char* arg) {
-  std::vector<int> v;
-  if (!std::strcmp(arg, "none")) return v;
-  std::stringstream ss(arg);
-  for (std::string t; std::getline(ss, t, ',');) v.push_back(std::stoi(t));
-  return v;
 }
 
 }  // namespace

@@ -10,10 +10,10 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "bench/cuda/int_list.hpp"
 #include "cuda/check.hpp"
 #include "cuda/kernels.hpp"
 
@@ -41,13 +41,6 @@ double time_us(int copies, int iters, const std::function<void(int)>& f) {
   cudaEventDestroy(t0);
   cudaEventDestroy(t1);
   return ms * 1e3 / iters;
-}
-
-std::vector<int> int_list(const char* arg) {
-  std::vector<int> v;
-  std::stringstream ss(arg);
-  for (std::string t; std::getline(ss, t, ',');) v.push_back(std::stoi(t));
-  return v;
 }
 
 }  // namespace
