@@ -1,6 +1,9 @@
 // Runtime construction, submission through the router, stats and shutdown.
 #include <algorithm>
+#include <exception>
+#include <functional>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "actors/replica_actors.hpp"
@@ -14,6 +17,61 @@
 #include "net/http_server.hpp"
 
 namespace eyrie {
+
+namespace {
+
+std::vector<int> gpu_range(int first, int count) {
+  std::vector<int> v(static_cast<std::size_t>(count));
+  for (int i = 0; i < count; ++i) v[static_cast<std::size_t>(i)] = first + i;
+  return v;
+}
+
+// One thread per GPU, so that loading takes as long as one shard's upload. Progress is the sum
+// over the GPUs, reported once every GPU has given its total.
+std::vector<std::shared_ptr<Engine>> load_gpu_engines(const std::shared_ptr<const FalconModel>& model,
+                                                      std::vector<CudaEngineOptions> opts,
+                                                      const std::vector<std::shared_ptr<Communicator>>& comms,
+                                                      const std::function<void(std::size_t, std::size_t)>& progress) {
+  const std::size_t n = opts.size();
+  std::mutex mu;
+  std::vector<std::size_t> done(n, 0), total(n, 0);
+  std::vector<bool> known(n, false);
+  if (progress) {
+    for (std::size_t i = 0; i < n; ++i) {
+      opts[i].upload_progress = [&, i](std::size_t d, std::size_t t) {
+        std::lock_guard lock(mu);
+        done[i] = d;
+        total[i] = t;
+        known[i] = true;
+        if (std::find(known.begin(), known.end(), false) != known.end()) return;
+        std::size_t sd = 0, st = 0;
+        for (std::size_t j = 0; j < n; ++j) {
+          sd += done[j];
+          st += total[j];
+        }
+        progress(sd, st);
+      };
+    }
+  }
+  std::vector<std::shared_ptr<Engine>> engines(n);
+  std::vector<std::exception_ptr> errors(n);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        engines[i] = std::make_shared<CudaEngine>(model, opts[i], comms[i]);
+      } catch (...) {
+        errors[i] = std::current_exception();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  return engines;
+}
+
+}  // namespace
 
 Runtime::Impl::Impl(const RuntimeOptions& opt) : options(opt) {
   if (options.device != "cpu" && options.device != "cuda")
@@ -69,40 +127,49 @@ Runtime::Impl::Impl(const RuntimeOptions& opt) : options(opt) {
   so.max_queue = options.max_queue;
   so.max_step_tokens = options.max_step_tokens;
   so.eos_token_id = model->config.eos_token_id;
+  std::vector<std::vector<std::shared_ptr<Communicator>>> comms(options.replicas);
   for (int r = 0; r < options.replicas; ++r) {
-    std::vector<std::shared_ptr<Communicator>> comms;
-    if (degree > 1) {
-      if (gpu) {
-        std::vector<int> devices;
-        for (int k = 0; k < degree; ++k) devices.push_back(r * degree + k);
-        comms = make_nccl_group(devices);
-      } else {
-        comms = make_in_process_group(degree);
-      }
-    } else {
-      comms.push_back(nullptr);
-    }
-    std::vector<std::shared_ptr<Engine>> shards;
-    for (int k = 0; k < degree; ++k) {
-      if (gpu) {
+    if (degree == 1)
+      comms[r].push_back(nullptr);
+    else if (gpu)
+      comms[r] = make_nccl_group(gpu_range(r * degree, degree));
+    else
+      comms[r] = make_in_process_group(degree);
+  }
+  std::vector<std::vector<std::shared_ptr<Engine>>> shards(options.replicas);
+  if (gpu) {
+    std::vector<CudaEngineOptions> cos;
+    std::vector<std::shared_ptr<Communicator>> flat_comms;
+    for (int r = 0; r < options.replicas; ++r) {
+      for (int k = 0; k < degree; ++k) {
         CudaEngineOptions co;
         co.device = r * degree + k;
         co.block_size = options.kv_block_size;
         co.kv_tokens = options.kv_cache_tokens;
         co.max_step_tokens = std::max<int64_t>(options.max_step_tokens + options.max_batch_size, 256);
         if (options.activation_precision == "bf16") co.split_rows_max = 0;
-        shards.push_back(std::make_shared<CudaEngine>(model, co, comms[k]));
-      } else {
+        cos.push_back(std::move(co));
+        flat_comms.push_back(comms[r][k]);
+      }
+    }
+    auto engines = load_gpu_engines(model, std::move(cos), flat_comms, options.on_upload_progress);
+    for (int r = 0; r < options.replicas; ++r)
+      shards[r].assign(engines.begin() + r * degree, engines.begin() + (r + 1) * degree);
+  } else {
+    for (int r = 0; r < options.replicas; ++r) {
+      for (int k = 0; k < degree; ++k) {
         CpuEngineOptions eo;
         eo.threads = shard_threads;
         eo.block_size = options.kv_block_size;
         eo.kv_tokens = options.kv_cache_tokens;
-        shards.push_back(std::make_shared<CpuEngine>(model, eo, comms[k]));
+        shards[r].push_back(std::make_shared<CpuEngine>(model, eo, comms[r][k]));
       }
     }
-    const KvCacheSpec kv = smallest_kv_spec(shards);
-    so.device_sampling = shards.front()->chooses_tokens();
-    auto group = spawn_shard_workers(*system, shards, comms);
+  }
+  for (int r = 0; r < options.replicas; ++r) {
+    const KvCacheSpec kv = smallest_kv_spec(shards[r]);
+    so.device_sampling = shards[r].front()->chooses_tokens();
+    auto group = spawn_shard_workers(*system, shards[r], comms[r]);
     workers.insert(workers.end(), group.begin(), group.end());
     schedulers.push_back(spawn_scheduler(*system, group.front(), router, r, *tokenizer, kv, so, metrics));
   }

@@ -3,6 +3,8 @@
 // tensor-parallel shard, rank 0's output is the step's; the other ranks leave theirs empty.
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
@@ -47,6 +49,9 @@ struct CudaEngineOptions {
   // heads that read it) and leave filling the SMs to key splits. On the H200 with Falcon-7B,
   // whole groups ran batch 16 / 64 decode 8% / 10% faster; cut groups won at batch 1.
   int64_t decode_head_split_rows_max = 8;
+  // Called on the constructing thread as the checkpoint's weights reach the device: bytes
+  // written so far and this engine's total (once with 0 before the first chunk).
+  std::function<void(std::size_t done, std::size_t total)> upload_progress = nullptr;
 };
 
 // True when this build has the CUDA backend and a GPU is visible.

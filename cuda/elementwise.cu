@@ -2,6 +2,7 @@
 #include <cuda_bf16.h>
 
 #include "cuda/check.hpp"
+#include "cuda/gelu.cuh"
 #include "cuda/kernels.hpp"
 
 namespace eyrie::cuda {
@@ -16,11 +17,7 @@ __global__ void embed_kernel(const bf16* emb, const int32_t* tokens, int64_t hid
 __global__ void bias_gelu_kernel(const float* x, const float* bias, int64_t cols, int64_t n, bf16* out) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const float v = x[i] + x[n + i] + (bias ? bias[i % cols] : 0.f);
-    const float g = 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
-    const bf16 hi = __float2bfloat16(g);
-    out[i] = hi;
-    out[n + i] = __float2bfloat16(g - __bfloat162float(hi));
+    split_bias_gelu(x[i], x[n + i], bias ? bias[i % cols] : 0.f, out + i, out + n + i);
   }
 }
 

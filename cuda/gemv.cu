@@ -3,6 +3,7 @@
 #include <cuda_bf16.h>
 
 #include "cuda/check.hpp"
+#include "cuda/gelu.cuh"
 #include "cuda/kernels.hpp"
 
 namespace eyrie::cuda {
@@ -31,10 +32,11 @@ __device__ __forceinline__ void widen(const uint4& v, float (&f)[8]) {
 // Block b computes outputs b*kOutPerBlock.. of all R rows; its threads stride over the
 // reduction dimension in 16-byte chunks, kUnroll chunks of each weight row in flight, then sum
 // across the block in a fixed order (the same bits on every run, so graph replays match direct
-// launches).
-template <int R, int kOutPerBlock, int kUnroll>
+// launches). With kGelu the R rows are R/2 split-bf16 pairs (high halves first, as the GEMMs
+// take them), and the block writes split_bias_gelu of each pair's sum to g instead of y.
+template <int R, int kOutPerBlock, int kUnroll, bool kGelu>
 __global__ void __launch_bounds__(kMaxWarps * 32)
-    gemv_kernel(const bf16* x, const bf16* w, int64_t out_dim, int64_t chunks, float* y) {
+    gemv_kernel(const bf16* x, const bf16* w, int64_t out_dim, int64_t chunks, float* y, const float* bias, bf16* g) {
   const int64_t o0 = static_cast<int64_t>(blockIdx.x) * kOutPerBlock;
   const uint4* xv = reinterpret_cast<const uint4*>(x);
   const uint4* wv = reinterpret_cast<const uint4*>(w);
@@ -67,6 +69,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     }
   }
   __shared__ float partial[kMaxWarps][kOutPerBlock * R];
+  __shared__ float sums[kOutPerBlock * R];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 #pragma unroll
   for (int j = 0; j < kOutPerBlock; ++j)
@@ -81,32 +84,62 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     const int j = threadIdx.x / R, r = threadIdx.x % R;
     float s = 0.f;
     for (unsigned wi = 0; wi < blockDim.x / 32; ++wi) s += partial[wi][threadIdx.x];
-    if (o0 + j < out_dim) y[r * out_dim + o0 + j] = s;
+    if constexpr (kGelu)
+      sums[threadIdx.x] = s;
+    else if (o0 + j < out_dim)
+      y[r * out_dim + o0 + j] = s;
+  }
+  if constexpr (kGelu) {
+    constexpr int kPairs = R / 2;
+    __syncthreads();
+    if (threadIdx.x < kOutPerBlock * kPairs) {
+      const int j = threadIdx.x / kPairs, r = threadIdx.x % kPairs;
+      const int64_t o = o0 + j;
+      if (o < out_dim)
+        split_bias_gelu(sums[j * R + r], sums[j * R + kPairs + r], bias ? bias[o] : 0.f, g + r * out_dim + o,
+                        g + (kPairs + r) * out_dim + o);
+    }
   }
 }
 
+// Where a launch writes: y, or with the GELU epilogue g (bias optional).
+struct GemvOut {
+  float* y = nullptr;
+  const float* bias = nullptr;
+  bf16* g = nullptr;
+};
+
 template <int R, int kOutPerBlock, int kUnroll>
-void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, int threads, cudaStream_t s) {
+void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, const GemvOut& out, int threads,
+            cudaStream_t s) {
   const auto blocks = static_cast<unsigned>((out_dim + kOutPerBlock - 1) / kOutPerBlock);
-  gemv_kernel<R, kOutPerBlock, kUnroll><<<blocks, threads, 0, s>>>(x, w, out_dim, in_dim / 8, y);
+  if constexpr (R % 2 == 0) {
+    if (out.g) {
+      gemv_kernel<R, kOutPerBlock, kUnroll, true><<<blocks, threads, 0, s>>>(x, w, out_dim, in_dim / 8, nullptr,
+                                                                             out.bias, out.g);
+      return;
+    }
+  }
+  gemv_kernel<R, kOutPerBlock, kUnroll, false><<<blocks, threads, 0, s>>>(x, w, out_dim, in_dim / 8, out.y, nullptr,
+                                                                          nullptr);
 }
 
 template <int R, int kOutPerBlock>
-void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, const GemvTiling& t,
+void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, const GemvOut& out, const GemvTiling& t,
             cudaStream_t s) {
   if (t.unroll == 4)
-    launch<R, kOutPerBlock, 4>(x, w, out_dim, in_dim, y, t.threads, s);
+    launch<R, kOutPerBlock, 4>(x, w, out_dim, in_dim, out, t.threads, s);
   else
-    launch<R, kOutPerBlock, 2>(x, w, out_dim, in_dim, y, t.threads, s);
+    launch<R, kOutPerBlock, 2>(x, w, out_dim, in_dim, out, t.threads, s);
 }
 
 template <int R>
-void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, const GemvTiling& t,
+void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, const GemvOut& out, const GemvTiling& t,
             cudaStream_t s) {
   switch (t.outputs_per_block) {
-    case 1: launch<R, 1>(x, w, out_dim, in_dim, y, t, s); break;
-    case 2: launch<R, 2>(x, w, out_dim, in_dim, y, t, s); break;
-    default: launch<R, 4>(x, w, out_dim, in_dim, y, t, s); break;
+    case 1: launch<R, 1>(x, w, out_dim, in_dim, out, t, s); break;
+    case 2: launch<R, 2>(x, w, out_dim, in_dim, out, t, s); break;
+    default: launch<R, 4>(x, w, out_dim, in_dim, out, t, s); break;
   }
 }
 
@@ -120,9 +153,10 @@ bool gemv_fits(int64_t rows, int64_t in_dim, const bf16* x, const bf16* w) {
   return rows >= 1 && rows <= kGemvRowsMax && in_dim % 8 == 0 && aligned16(x) && aligned16(w);
 }
 
-void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s,
-          const GemvTiling& t) {
-  if (rows == 0 || out_dim == 0) return;
+namespace {
+
+void launch_rows(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, const GemvOut& out,
+                 cudaStream_t s, const GemvTiling& t) {
   if (t.threads < 32 || t.threads > kMaxWarps * 32 || t.threads % 32 ||
       (t.outputs_per_block != 1 && t.outputs_per_block != 2 && t.outputs_per_block != 4) ||
       (t.unroll != 2 && t.unroll != 4))
@@ -130,13 +164,29 @@ void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t i
                           std::to_string(t.outputs_per_block) + " outputs per block, unroll " +
                           std::to_string(t.unroll) + " is not one the kernel has");
   switch (rows) {
-    case 1: launch<1>(x, w, out_dim, in_dim, y, t, s); break;
-    case 2: launch<2>(x, w, out_dim, in_dim, y, t, s); break;
-    case 3: launch<3>(x, w, out_dim, in_dim, y, t, s); break;
-    case 4: launch<4>(x, w, out_dim, in_dim, y, t, s); break;
+    case 1: launch<1>(x, w, out_dim, in_dim, out, t, s); break;
+    case 2: launch<2>(x, w, out_dim, in_dim, out, t, s); break;
+    case 3: launch<3>(x, w, out_dim, in_dim, out, t, s); break;
+    case 4: launch<4>(x, w, out_dim, in_dim, out, t, s); break;
     default: throw InvalidArgument("gemv: " + std::to_string(rows) + " rows, at most " + std::to_string(kGemvRowsMax));
   }
   EYRIE_CUDA_LAUNCHED();
+}
+
+}  // namespace
+
+void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s,
+          const GemvTiling& t) {
+  if (rows == 0 || out_dim == 0) return;
+  launch_rows(x, rows, w, out_dim, in_dim, GemvOut{.y = y}, s, t);
+}
+
+void gemv_bias_gelu(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, const float* bias,
+                    bf16* g, cudaStream_t s, const GemvTiling& t) {
+  if (rows % 2)
+    throw InvalidArgument("gemv_bias_gelu: " + std::to_string(rows) + " rows; split-bf16 rows come in pairs");
+  if (rows == 0 || out_dim == 0) return;
+  launch_rows(x, rows, w, out_dim, in_dim, GemvOut{.bias = bias, .g = g}, s, t);
 }
 
 }  // namespace eyrie::cuda

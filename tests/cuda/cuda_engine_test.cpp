@@ -179,6 +179,20 @@ TEST(CudaMemory, ModelThatDoesNotFitSaysHowMuchItNeeds) {
   EXPECT_GT(static_cast<int64_t>(fits.kv_spec().num_blocks) * fits.kv_spec().block_size, 100000);
 }
 
+TEST(CudaEngine, ReportsUploadProgressUpToTheWeightBytes) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  auto model = FalconModel::load(test::test_data("models/falcon-7b-tiny"));
+  CudaEngineOptions o;
+  o.kv_tokens = 4096;
+  std::vector<std::pair<std::size_t, std::size_t>> calls;
+  o.upload_progress = [&](std::size_t d, std::size_t t) { calls.emplace_back(d, t); };
+  CudaEngine e(model, o);
+  ASSERT_GE(calls.size(), 2u);
+  EXPECT_EQ(calls.front().first, 0u);
+  EXPECT_EQ(calls.back().first, e.weight_bytes());
+  for (const auto& c : calls) EXPECT_EQ(c.second, e.weight_bytes());
+}
+
 TEST(CudaBuild, SaysWhenNoDeviceIsThere) {
   if (cuda_available()) GTEST_SKIP() << "a CUDA device is present";
   EXPECT_THROW(CudaEngine(FalconModel::load(test::test_data("models/falcon-7b-tiny"))), Error);

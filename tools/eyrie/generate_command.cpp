@@ -8,6 +8,7 @@
 #include "net/json_writer.hpp"
 #include "tools/eyrie/commands.hpp"
 #include "tools/eyrie/options.hpp"
+#include "tools/eyrie/progress_bar.hpp"
 
 namespace eyrie::cli {
 namespace {
@@ -81,6 +82,8 @@ int generate_command(std::span<char*> args) {
     if (precision == "bf16") co.split_rows_max = 0;
     co.kv_tokens = model->config.max_position_embeddings;
     co.max_step_tokens = model->config.max_position_embeddings;
+    ProgressBar upload("uploading weights to the GPU");
+    co.upload_progress = [&upload](std::size_t d, std::size_t t) { upload.update(d, t); };
     engine = std::make_unique<CudaEngine>(model, co);
   } else if (device == "cpu") {
     CpuEngineOptions eo;

@@ -1,6 +1,5 @@
 // eyrie serve: the HTTP / WebSocket server over a runtime, until SIGINT or SIGTERM.
 #include <signal.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -11,6 +10,7 @@
 #include "model/falcon_model.hpp"
 #include "tools/eyrie/commands.hpp"
 #include "tools/eyrie/options.hpp"
+#include "tools/eyrie/progress_bar.hpp"
 
 namespace eyrie::cli {
 namespace {
@@ -45,22 +45,15 @@ void page_in(const std::string& dir, const ServingOptions& o) {
     throw InvalidArgument(o.source("dtype") + ": 'dtype' is " + dtype + " but the checkpoint holds " +
                           stored_name + " weights; the CPU engine uses them as stored (set auto)");
   const std::size_t total = model->weight_bytes();
-  const bool tty = ::isatty(2);
-  std::size_t done = 0, shown = 101;
+  ProgressBar bar("reading weights");
+  std::size_t done = 0;
   volatile uint8_t sink = 0;
   for (const auto& [name, t] : model->archive.tensors()) {
     const auto* p = static_cast<const uint8_t*>(t.data);
     for (std::size_t off = 0; off < t.nbytes; off += 4096) sink = sink + p[off];
     done += t.nbytes;
-    const std::size_t pct = total ? done * 100 / total : 100;
-    if (tty && pct != shown) {
-      shown = pct;
-      std::string bar(pct / 4, '#');
-      bar.resize(25, ' ');
-      std::fprintf(stderr, "\reyrie: reading weights [%s] %3zu%%", bar.c_str(), pct);
-    }
+    bar.update(done, total);
   }
-  if (tty) std::fputc('\n', stderr);
 }
 
 }  // namespace
@@ -109,7 +102,12 @@ int serve_command(std::span<char*> args) {
   const auto t0 = std::chrono::steady_clock::now();
   std::fprintf(stderr, "eyrie: loading %s (model_id from %s)\n", ro.model_dir.c_str(), o.source("model_id").c_str());
   page_in(ro.model_dir, o);
-  auto rt = Runtime::create(ro);
+  std::unique_ptr<Runtime> rt;
+  {
+    ProgressBar upload("uploading weights to the GPUs");
+    if (ro.device == "cuda") ro.on_upload_progress = [&upload](std::size_t d, std::size_t t) { upload.update(d, t); };
+    rt = Runtime::create(ro);
+  }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr, "eyrie: %s\n", rt->config().describe().c_str());
   std::fprintf(stderr, "eyrie: %d %s replica(s) of %d shard(s), max batch %d, KV block %d tokens, context %lld; ready in %.2f s\n",

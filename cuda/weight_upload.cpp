@@ -1,0 +1,111 @@
+#include "cuda/weight_upload.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include "cuda/check.hpp"
+#include "model/dtype.hpp"
+
+namespace eyrie::cuda {
+
+StagedUpload::StagedUpload(cudaStream_t stream, Progress progress, std::size_t chunk_bytes, int chunks,
+                           int fill_threads)
+    : stream_(stream),
+      progress_(std::move(progress)),
+      chunk_bytes_(chunk_bytes),
+      fill_(std::make_unique<ThreadPool>(std::max(fill_threads, 1))) {
+  fill_->set_busy(true);
+  slots_.resize(static_cast<std::size_t>(std::max(chunks, 2)));
+  try {
+    for (Slot& s : slots_) {
+      EYRIE_CUDA_CHECK(cudaMallocHost(&s.host, chunk_bytes_));
+      EYRIE_CUDA_CHECK(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming));
+    }
+  } catch (...) {
+    for (Slot& s : slots_) {
+      if (s.host) cudaFreeHost(s.host);
+      if (s.copied) cudaEventDestroy(s.copied);
+    }
+    throw;
+  }
+}
+
+StagedUpload::~StagedUpload() {
+  // The buffers may still be the source of queued copies; freeing them first would be a use
+  // after free on the copy engine's side.
+  for (Slot& s : slots_)
+    if (s.busy) cudaEventSynchronize(s.copied);
+  for (Slot& s : slots_) {
+    cudaFreeHost(s.host);
+    cudaEventDestroy(s.copied);
+  }
+}
+
+StagedUpload::Slot& StagedUpload::next_slot() {
+  Slot& s = slots_[next_];
+  next_ = (next_ + 1) % slots_.size();
+  if (s.busy) {
+    EYRIE_CUDA_CHECK(cudaEventSynchronize(s.copied));
+    s.busy = false;
+  }
+  return s;
+}
+
+template <typename Out, typename Convert>
+void StagedUpload::stream_tensor(Out* dst, const TensorView& src, Convert convert) {
+  const std::size_t n = static_cast<std::size_t>(src.numel());
+  const std::size_t in_size = dtype_size(src.dtype);
+  if (src.nbytes != n * in_size)
+    throw Error("tensor '" + src.name + "' holds " + std::to_string(src.nbytes) + " bytes, not the " +
+                std::to_string(n * in_size) + " its shape " + src.shape_string() + " needs");
+  const std::size_t per_chunk = chunk_bytes_ / sizeof(Out);
+  const auto* in = static_cast<const uint8_t*>(src.data);
+  for (std::size_t first = 0; first < n; first += per_chunk) {
+    const std::size_t count = std::min(per_chunk, n - first);
+    Slot& s = next_slot();
+    auto* out = static_cast<Out*>(s.host);
+    const auto* from = in + first * in_size;
+    fill_->parallel_for(static_cast<int64_t>(count), 1 << 18, [&](int64_t lo, int64_t hi) {
+      convert(out + lo, from + static_cast<std::size_t>(lo) * in_size, static_cast<std::size_t>(hi - lo));
+    });
+    EYRIE_CUDA_CHECK(
+        cudaMemcpyAsync(dst + first, s.host, count * sizeof(Out), cudaMemcpyHostToDevice, stream_));
+    EYRIE_CUDA_CHECK(cudaEventRecord(s.copied, stream_));
+    s.busy = true;
+    done_ += count * sizeof(Out);
+    if (progress_) progress_(done_);
+  }
+}
+
+void StagedUpload::to_bf16(uint16_t* dst, const TensorView& src) {
+  const DType t = src.dtype;
+  stream_tensor(dst, src, [t](uint16_t* out, const uint8_t* in, std::size_t n) {
+    if (t == DType::bf16) {
+      std::memcpy(out, in, n * 2);
+      return;
+    }
+    std::array<float, 4096> f;
+    const std::size_t in_size = dtype_size(t);
+    for (std::size_t i = 0; i < n; i += f.size()) {
+      const std::size_t m = std::min(f.size(), n - i);
+      eyrie::to_f32(t, in + i * in_size, f.data(), m);
+      for (std::size_t j = 0; j < m; ++j) out[i + j] = f32_to_bf16(f[j]);
+    }
+  });
+}
+
+void StagedUpload::to_f32(float* dst, const TensorView& src) {
+  const DType t = src.dtype;
+  stream_tensor(dst, src, [t](float* out, const uint8_t* in, std::size_t n) { eyrie::to_f32(t, in, out, n); });
+}
+
+void StagedUpload::finish() {
+  for (Slot& s : slots_) {
+    if (!s.busy) continue;
+    EYRIE_CUDA_CHECK(cudaEventSynchronize(s.copied));
+    s.busy = false;
+  }
+}
+
+}  // namespace eyrie::cuda
