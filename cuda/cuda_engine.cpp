@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -426,12 +427,19 @@ struct CudaEngine::Impl {
     EYRIE_CUDA_CHECK(cudaMemsetAsync(yout + n * out_dim, 0, static_cast<std::size_t>(n * out_dim) * sizeof(float), s));
   }
 
-  // y[rows, out] = x[rows, in] W^T, fp32 accumulation and output: a few rows by the
+  // The weight-streaming kernel that takes a product of this many rows, if one does.
+  std::optional<cuda::GemvTiling> streaming_tiling(int64_t rows, int64_t in_dim, const bf16* xin, const bf16* w) const {
+    if (rows <= opt.gemv_rows_max && cuda::gemv_fits(rows, in_dim, xin, w)) return cuda::GemvTiling{};
+    if (rows <= opt.gemv_mma_rows_max && cuda::gemv_mma_fits(rows, in_dim, xin, w)) return cuda::kGemvMmaTiling;
+    return std::nullopt;
+  }
+
+  // y[rows, out] = x[rows, in] W^T, fp32 accumulation and output: a few rows by a
   // weight-streaming kernel, more by cuBLAS.
   void product(cublasHandle_t handle, cudaStream_t s, const bf16* xin, int64_t rows, const bf16* w, int64_t out_dim,
                int64_t in_dim, float* yout) {
-    if (rows <= opt.gemv_rows_max && cuda::gemv_fits(rows, in_dim, xin, w)) {
-      cuda::gemv(xin, rows, w, out_dim, in_dim, yout, s);
+    if (const auto t = streaming_tiling(rows, in_dim, xin, w)) {
+      cuda::gemv(xin, rows, w, out_dim, in_dim, yout, s, *t);
       return;
     }
     const float alpha = 1.f, beta = 0.f;
@@ -506,10 +514,11 @@ struct CudaEngine::Impl {
   // y = dense_4h_to_h(gelu(dense_h_to_4h(in))), on the main stream or the MLP branch.
   void mlp(const Layer& L, const bf16* in, int64_t n, bool on_mlp_stream) {
     prof.mark("gemm_mlp", stream);
-    if (split && 2 * n <= opt.gemv_rows_max && cuda::gemv_fits(2 * n, cfg.hidden_size, in, L.h_to_4h.w.get())) {
+    const auto t = split ? streaming_tiling(2 * n, cfg.hidden_size, in, L.h_to_4h.w.get()) : std::nullopt;
+    if (t) {
       // A few decode rows: the GELU rides on the weight-streaming kernel's epilogue.
       cuda::gemv_bias_gelu(in, 2 * n, L.h_to_4h.w.get(), ffn, cfg.hidden_size, L.h_to_4h.bias(), fb.get(),
-                           on_mlp_stream ? mlp_stream : stream);
+                           on_mlp_stream ? mlp_stream : stream, *t);
     } else {
       gemm_rows(in, n, L.h_to_4h.w.get(), ffn, cfg.hidden_size, f.get(), on_mlp_stream);
       prof.mark("gelu", stream);

@@ -39,6 +39,10 @@ struct CudaEngineOptions {
   // has 2) run on the weight-streaming kernel (cuda::gemv, up to 4 rows) instead of cuBLAS,
   // which it beats by 5-25% per GEMM at 1-3 rows on an H200; 0 leaves every GEMM to cuBLAS.
   int64_t gemv_rows_max = 3;
+  // GEMMs of more rows than gemv_rows_max and at most this many run on the tensor-core
+  // weight-streaming kernel (up to 8 rows: batch 2-4 decode), with reductions in multiples of
+  // 64; 0 leaves them to cuBLAS.
+  int64_t gemv_mma_rows_max = 8;
   // Decode steps with fewer attention tiles than this many per SM split their rows' keys into
   // ranges on blocks of their own, up to that many tiles. On the H200 with Falcon-7B, 2, 4 and
   // 8 ran batch 16-256 decode up to 13% slower than 1: the partial writes and the merge cost

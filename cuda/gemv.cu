@@ -143,6 +143,101 @@ void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, const
   }
 }
 
+// c (16x8) += a (16x16, row) b (16x8, col), bf16 in, fp32 accumulation.
+__device__ __forceinline__ void mma_bf16(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                         uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// The tensor-core variant, for up to 8 rows: a block owns 16 weight rows and its warps take
+// interleaved 64-wide slices of the reduction. In a slice, the thread with lane = 4g + t loads
+// k = 32h + 8t .. 32h + 8t + 7 (h = 0, 1; one 16-byte load each, so each load instruction
+// reads whole 64-byte runs of 8 rows) of weight rows g and g+8 and of activation row g. The
+// MMA's k order is permuted the same way for both operands (its k 2t, 2t+1 / 2t+8, 2t+9 are the
+// real k 32h+8t+4s + 0, 1 / 2, 3 for the slice's four MMAs h, s), so loaded registers are the
+// fragments as they stand: no shuffles and no shared memory before the cross-warp sum. Rows at
+// or past `rows` read as zero. Outputs as gemv_kernel's, GELU epilogue included.
+template <int kUnroll, bool kGelu>
+__global__ void __launch_bounds__(kMaxWarps * 32)
+    gemv_mma_kernel(const bf16* x, int rows, const bf16* w, int64_t out_dim, int64_t slices, float* y,
+                    const float* bias, bf16* g) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4;
+  const int warps = blockDim.x / 32;
+  const int64_t o0 = static_cast<int64_t>(blockIdx.x) * 16;
+  const int64_t row_chunks = slices * 8;  // 16-byte chunks per row
+  const bool lo_ok = o0 + gid < out_dim, hi_ok = o0 + gid + 8 < out_dim, x_ok = gid < rows;
+  const uint4* w_lo = reinterpret_cast<const uint4*>(w) + (o0 + gid) * row_chunks + tig;
+  const uint4* w_hi = w_lo + 8 * row_chunks;
+  const uint4* xv = reinterpret_cast<const uint4*>(x) + gid * row_chunks + tig;
+  const uint4 zero = make_uint4(0, 0, 0, 0);
+  float c[4] = {};
+  for (int64_t s0 = warp; s0 < slices; s0 += static_cast<int64_t>(warps) * kUnroll) {
+    uint4 a_lo[kUnroll][2], a_hi[kUnroll][2];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t sl = s0 + static_cast<int64_t>(u) * warps;
+      const bool in = sl < slices;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        a_lo[u][h] = in && lo_ok ? load_weights(w_lo + sl * 8 + 4 * h) : zero;
+        a_hi[u][h] = in && hi_ok ? load_weights(w_hi + sl * 8 + 4 * h) : zero;
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t sl = s0 + static_cast<int64_t>(u) * warps;
+      if (sl >= slices) break;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const uint4 b = x_ok ? __ldg(xv + sl * 8 + 4 * h) : zero;
+        mma_bf16(c, a_lo[u][h].x, a_hi[u][h].x, a_lo[u][h].y, a_hi[u][h].y, b.x, b.y);
+        mma_bf16(c, a_lo[u][h].z, a_hi[u][h].z, a_lo[u][h].w, a_hi[u][h].w, b.z, b.w);
+      }
+    }
+  }
+  __shared__ float red[kMaxWarps][16][8];
+  __shared__ float sums[16][8];
+  red[warp][gid][2 * tig] = c[0];
+  red[warp][gid][2 * tig + 1] = c[1];
+  red[warp][gid + 8][2 * tig] = c[2];
+  red[warp][gid + 8][2 * tig + 1] = c[3];
+  __syncthreads();
+  if (threadIdx.x < 128) {
+    const int o = threadIdx.x % 16, n = threadIdx.x / 16;
+    float sum = 0.f;
+    for (int wi = 0; wi < warps; ++wi) sum += red[wi][o][n];
+    if constexpr (kGelu)
+      sums[o][n] = sum;
+    else if (n < rows && o0 + o < out_dim)
+      y[n * out_dim + o0 + o] = sum;
+  }
+  if constexpr (kGelu) {
+    __syncthreads();
+    const int pairs = rows / 2;
+    if (threadIdx.x < 16 * pairs) {
+      const int o = threadIdx.x % 16, r = threadIdx.x / 16;
+      const int64_t oo = o0 + o;
+      if (oo < out_dim)
+        split_bias_gelu(sums[o][r], sums[o][pairs + r], bias ? bias[oo] : 0.f, g + r * out_dim + oo,
+                        g + (pairs + r) * out_dim + oo);
+    }
+  }
+}
+
+template <int kUnroll>
+void launch_mma(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, const GemvOut& out,
+                int warps, cudaStream_t s) {
+  const auto blocks = static_cast<unsigned>((out_dim + 15) / 16);
+  if (out.g)
+    gemv_mma_kernel<kUnroll, true><<<blocks, warps * 32, 0, s>>>(x, static_cast<int>(rows), w, out_dim, in_dim / 64,
+                                                                 nullptr, out.bias, out.g);
+  else
+    gemv_mma_kernel<kUnroll, false><<<blocks, warps * 32, 0, s>>>(x, static_cast<int>(rows), w, out_dim, in_dim / 64,
+                                                                  out.y, nullptr, nullptr);
+}
+
 bool aligned16(const void* p) {
   return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
@@ -153,10 +248,35 @@ bool gemv_fits(int64_t rows, int64_t in_dim, const bf16* x, const bf16* w) {
   return rows >= 1 && rows <= kGemvRowsMax && in_dim % 8 == 0 && aligned16(x) && aligned16(w);
 }
 
+bool gemv_mma_fits(int64_t rows, int64_t in_dim, const bf16* x, const bf16* w) {
+  return rows >= 1 && rows <= kGemvMmaRowsMax && in_dim % 64 == 0 && aligned16(x) && aligned16(w);
+}
+
 namespace {
+
+void launch_mma_rows(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, const GemvOut& out,
+                     cudaStream_t s, const GemvTiling& t) {
+  if ((t.threads != 128 && t.threads != 256) || (t.unroll != 1 && t.unroll != 2 && t.unroll != 4))
+    throw InvalidArgument("gemv: tensor-core tiling of " + std::to_string(t.threads) + " threads, unroll " +
+                          std::to_string(t.unroll) + " is not one the kernel has (128 or 256; 1, 2 or 4)");
+  if (rows < 1 || rows > kGemvMmaRowsMax || in_dim % 64)
+    throw InvalidArgument("gemv: the tensor-core kernel takes 1 to " + std::to_string(kGemvMmaRowsMax) +
+                          " rows and a reduction in multiples of 64, not " + std::to_string(rows) + " x " +
+                          std::to_string(in_dim));
+  switch (t.unroll) {
+    case 1: launch_mma<1>(x, rows, w, out_dim, in_dim, out, t.threads / 32, s); break;
+    case 2: launch_mma<2>(x, rows, w, out_dim, in_dim, out, t.threads / 32, s); break;
+    default: launch_mma<4>(x, rows, w, out_dim, in_dim, out, t.threads / 32, s); break;
+  }
+  EYRIE_CUDA_LAUNCHED();
+}
 
 void launch_rows(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, const GemvOut& out,
                  cudaStream_t s, const GemvTiling& t) {
+  if (t.tensor_cores) {
+    launch_mma_rows(x, rows, w, out_dim, in_dim, out, s, t);
+    return;
+  }
   if (t.threads < 32 || t.threads > kMaxWarps * 32 || t.threads % 32 ||
       (t.outputs_per_block != 1 && t.outputs_per_block != 2 && t.outputs_per_block != 4) ||
       (t.unroll != 2 && t.unroll != 4))

@@ -115,11 +115,18 @@ void bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf
 // aligned x and W).
 inline constexpr int64_t kGemvRowsMax = 4;
 bool gemv_fits(int64_t rows, int64_t in_dim, const bf16* x, const bf16* w);
+// The tensor-core variant (GemvTiling::tensor_cores) takes up to 8 rows, the B operand of
+// m16n8k16 MMAs whose A operand is the weights as loaded; reductions in multiples of 64.
+inline constexpr int64_t kGemvMmaRowsMax = 8;
+bool gemv_mma_fits(int64_t rows, int64_t in_dim, const bf16* x, const bf16* w);
 struct GemvTiling {
-  int threads = 64;           // per block: 32 to 256, whole warps
-  int outputs_per_block = 2;  // weight rows a block reads side by side: 1, 2 or 4
+  int threads = 64;           // per block: 32 to 256, whole warps (tensor cores: 128 or 256)
+  int outputs_per_block = 2;  // weight rows a block reads side by side: 1, 2 or 4 (tensor cores: 16)
   int unroll = 2;             // 16-byte chunks of each weight row a thread has in flight: 2 or 4
+                              // (tensor cores: 64-wide slices per warp, 1, 2 or 4)
+  bool tensor_cores = false;
 };
+inline constexpr GemvTiling kGemvMmaTiling{.threads = 256, .outputs_per_block = 16, .unroll = 2, .tensor_cores = true};
 void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s,
           const GemvTiling& tiling = {});
 // gemv then bias_gelu in one kernel, for split-bf16 rows (an even count: the high halves, then

@@ -2,7 +2,7 @@
 // activation row count and each tiling the kernel has: microseconds and weight bytes read per
 // second. The weights rotate over copies larger than L2 together, as a model's layers do.
 //
-//   bench_gemv [--rows 1,2,3,4] [--iters 40]
+//   bench_gemv [--rows 1,2,3,4,6,8] [--iters 40]
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -46,7 +46,7 @@ double time_us(int copies, int iters, const std::function<void(int)>& f) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<int> rows_list = {1, 2, 3, 4};
+  std::vector<int> rows_list = {1, 2, 3, 4, 6, 8};
   int iters = 40;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--rows")) rows_list = int_list(argv[i + 1]);
@@ -62,6 +62,8 @@ int main(int argc, char** argv) {
     for (int threads : {64, 128, 256})
       for (int opb : {1, 2, 4})
         for (int unroll : {2, 4}) tilings.push_back({threads, opb, unroll});
+    for (int threads : {128, 256})
+      for (int unroll : {1, 2, 4}) tilings.push_back({threads, 16, unroll, true});
     cublasHandle_t blas;
     EYRIE_CUBLAS_CHECK(cublasCreate(&blas));
     for (const Shape& sh : shapes) {
@@ -86,21 +88,24 @@ int main(int argc, char** argv) {
                                           x, CUDA_R_16BF, static_cast<int>(sh.in), &beta, y, CUDA_R_32F,
                                           static_cast<int>(sh.out), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         });
-        std::vector<std::pair<double, std::string>> results;
-        for (const auto& t : tilings) {
-          const double us =
-              time_us(copies, iters, [&](int c) { cuda::gemv(x, rows, w[c], sh.out, sh.in, y, nullptr, t); });
-          results.push_back({us, std::to_string(t.threads) + "/" + std::to_string(t.outputs_per_block) + "/" +
-                                     std::to_string(t.unroll)});
+        // The best three of each kernel, fp32 FMAs and tensor cores, against cuBLAS.
+        std::printf("%-8s rows %d: cublas %7.1f us %.2f TB/s", sh.name, rows, blas_us, tb(blas_us));
+        for (bool tc : {false, true}) {
+          if (tc ? !cuda::gemv_mma_fits(rows, sh.in, x, w[0]) : !cuda::gemv_fits(rows, sh.in, x, w[0])) continue;
+          std::vector<std::pair<double, std::string>> results;
+          for (const auto& t : tilings) {
+            if (t.tensor_cores != tc) continue;
+            const double us =
+                time_us(copies, iters, [&](int c) { cuda::gemv(x, rows, w[c], sh.out, sh.in, y, nullptr, t); });
+            results.push_back({us, std::to_string(t.threads) + "/" + std::to_string(t.outputs_per_block) + "/" +
+                                       std::to_string(t.unroll)});
+          }
+          std::sort(results.begin(), results.end());
+          std::printf(" | %s", tc ? "mma" : "fma");
+          for (std::size_t i = 0; i < 3 && i < results.size(); ++i)
+            std::printf(" %s %.1f us %.2f TB/s;", results[i].second.c_str(), results[i].first, tb(results[i].first));
         }
-        const double default_us =
-            time_us(copies, iters, [&](int c) { cuda::gemv(x, rows, w[c], sh.out, sh.in, y, nullptr); });
-        std::sort(results.begin(), results.end());
-        std::printf("%-8s rows %d: cublas %7.1f us %.2f TB/s | default %7.1f us %.2f TB/s | best", sh.name, rows,
-                    blas_us, tb(blas_us), default_us, tb(default_us));
-        for (std::size_t i = 0; i < 3 && i < results.size(); ++i)
-          std::printf(" %s %.1f us %.2f TB/s;", results[i].second.c_str(), results[i].first, tb(results[i].first));
-        std::printf(" worst %s %.2f TB/s\n", results.back().second.c_str(), tb(results.back().first));
+        std::printf("\n");
       }
       for (auto* p : w) cudaFree(p);
       cudaFree(x);

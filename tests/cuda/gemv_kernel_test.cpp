@@ -24,14 +24,15 @@ std::vector<cuda::bf16> random_bf16(std::size_t n, std::mt19937& rng) {
   return v;
 }
 
-void check_gemv(int64_t rows, int64_t out_dim, int64_t in_dim, uint32_t seed) {
-  SCOPED_TRACE("rows " + std::to_string(rows) + " out " + std::to_string(out_dim) + " in " + std::to_string(in_dim));
+void check_gemv(int64_t rows, int64_t out_dim, int64_t in_dim, uint32_t seed, const cuda::GemvTiling& t = {}) {
+  SCOPED_TRACE("rows " + std::to_string(rows) + " out " + std::to_string(out_dim) + " in " + std::to_string(in_dim) +
+               (t.tensor_cores ? " tensor cores" : ""));
   std::mt19937 rng(seed);
   const auto x = random_bf16(rows * in_dim, rng), w = random_bf16(out_dim * in_dim, rng);
   Device<cuda::bf16> dx(x), dw(w);
   Device<float> dy(rows * out_dim);
-  ASSERT_TRUE(cuda::gemv_fits(rows, in_dim, dx.p, dw.p));
-  cuda::gemv(dx.p, rows, dw.p, out_dim, in_dim, dy.p, nullptr);
+  ASSERT_TRUE(t.tensor_cores ? cuda::gemv_mma_fits(rows, in_dim, dx.p, dw.p) : cuda::gemv_fits(rows, in_dim, dx.p, dw.p));
+  cuda::gemv(dx.p, rows, dw.p, out_dim, in_dim, dy.p, nullptr, t);
   const auto y = dy.get(rows * out_dim);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t o = 0; o < out_dim; ++o) {
@@ -54,15 +55,31 @@ TEST(CudaGemvKernel, MatchesFloat64Products) {
     for (int64_t rows : {int64_t{1}, int64_t{2}, cuda::kGemvRowsMax}) check_gemv(rows, out_dim, in_dim, seed++);
 }
 
+// The tensor-core kernel: every row count, slices that do not divide evenly among the warps,
+// output counts that leave the last 16-row block part-empty, each tiling.
+TEST(CudaGemvKernel, TensorCoreKernelMatchesFloat64Products) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  uint32_t seed = 100;
+  for (int64_t rows = 1; rows <= cuda::kGemvMmaRowsMax; ++rows) check_gemv(rows, 37, 4544, seed++, cuda::kGemvMmaTiling);
+  for (const auto& [out_dim, in_dim] :
+       {std::pair<int64_t, int64_t>{1, 64}, {5, 128}, {16, 640}, {300, 4544}, {9, 18176}})
+    for (int64_t rows : {int64_t{1}, int64_t{3}, cuda::kGemvMmaRowsMax})
+      for (int threads : {128, 256})
+        for (int unroll : {1, 2, 4}) check_gemv(rows, out_dim, in_dim, seed++, {threads, 16, unroll, true});
+  check_gemv(cuda::kGemvMmaRowsMax, 4672, 4544, seed++, cuda::kGemvMmaTiling);
+}
+
 // The GELU epilogue gives bias_gelu's bits from gemv's output, for each pair count, tiling,
 // with and without bias, including output counts that leave a block part-empty.
 TEST(CudaGemvKernel, GeluEpilogueMatchesSeparateKernels) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   std::mt19937 rng(11);
-  for (int64_t rows : {int64_t{2}, int64_t{4}})
+  for (int64_t rows : {int64_t{2}, int64_t{4}, int64_t{6}, int64_t{8}})
     for (const auto& [out_dim, in_dim] : {std::pair<int64_t, int64_t>{7, 64}, {1001, 4544}, {130, 18176}})
-      for (const cuda::GemvTiling& t : {cuda::GemvTiling{}, cuda::GemvTiling{128, 4, 4}, cuda::GemvTiling{32, 1, 2}})
+      for (const cuda::GemvTiling& t : {cuda::GemvTiling{}, cuda::GemvTiling{128, 4, 4}, cuda::GemvTiling{32, 1, 2},
+                                         cuda::kGemvMmaTiling, cuda::GemvTiling{128, 16, 4, true}})
         for (bool with_bias : {false, true}) {
+          if (!t.tensor_cores && rows > cuda::kGemvRowsMax) continue;
           SCOPED_TRACE("rows " + std::to_string(rows) + " out " + std::to_string(out_dim) + " in " +
                        std::to_string(in_dim) + " threads " + std::to_string(t.threads) + " bias " +
                        std::to_string(with_bias));
@@ -94,6 +111,11 @@ TEST(CudaGemvKernel, RefusesShapesItCannotRead) {
   EXPECT_FALSE(cuda::gemv_fits(1, 8, x.p, w.p + 3));  // misaligned weights
   EXPECT_TRUE(cuda::gemv_fits(1, 8, x.p + 8, w.p + 8));
   EXPECT_THROW(cuda::gemv(x.p, cuda::kGemvRowsMax + 1, w.p, 1, 8, nullptr, nullptr), InvalidArgument);
+  EXPECT_FALSE(cuda::gemv_mma_fits(cuda::kGemvMmaRowsMax + 1, 64, x.p, w.p));
+  EXPECT_FALSE(cuda::gemv_mma_fits(1, 56, x.p, w.p));  // reduction not in whole 64-wide slices
+  EXPECT_TRUE(cuda::gemv_mma_fits(cuda::kGemvMmaRowsMax, 64, x.p, w.p));
+  EXPECT_THROW(cuda::gemv(x.p, 1, w.p, 1, 56, nullptr, nullptr, cuda::kGemvMmaTiling), InvalidArgument);
+  EXPECT_THROW(cuda::gemv(x.p, 1, w.p, 1, 64, nullptr, nullptr, {64, 16, 2, true}), InvalidArgument);
 }
 
 }  // namespace
