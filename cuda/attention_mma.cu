@@ -54,6 +54,12 @@ __device__ inline void split2(float x, float y, uint32_t& hi, uint32_t& lo) {
   lo = as_u32(__floats2bfloat162_rn(x - __low2float(h), y - __high2float(h)));
 }
 
+// Four floats rounded to bf16, stored 8 bytes at a time (dst 8-byte aligned).
+__device__ inline void put_bf16x4(bf16* hi, float4 v) {
+  *reinterpret_cast<uint2*>(hi) =
+      make_uint2(as_u32(__floats2bfloat162_rn(v.x, v.y)), as_u32(__floats2bfloat162_rn(v.z, v.w)));
+}
+
 // Four floats as bf16 halves, stored 8 bytes at a time (dst 8-byte aligned).
 __device__ inline void put_split4(bf16* hi, bf16* lo, float4 v) {
   uint32_t h01, l01, h23, l23;
@@ -71,11 +77,15 @@ __device__ inline void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, u
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// c += (a_hi + a_lo)(b_hi + b_lo), dropping lo.lo; smallest terms first.
+// c += (a_hi + a_lo)(b_hi + b_lo), dropping lo.lo; smallest terms first. Without kSplit,
+// c += a_hi b_hi alone.
+template <bool kSplit>
 __device__ inline void mma3(float (&c)[4], const uint32_t (&ah)[4], const uint32_t (&al)[4], uint32_t bh0,
                             uint32_t bh1, uint32_t bl0, uint32_t bl1) {
-  mma(c, al, bh0, bh1);
-  mma(c, ah, bl0, bl1);
+  if constexpr (kSplit) {
+    mma(c, al, bh0, bh1);
+    mma(c, ah, bl0, bl1);
+  }
   mma(c, ah, bh0, bh1);
 }
 
@@ -98,8 +108,8 @@ __device__ inline void ldmatrix4_trans(uint32_t (&r)[4], const bf16* p) {
 // layout, lane = 4g + c holds rows g and g + 8 of its warp's 16 slots ("a" and "b" below) and,
 // of every 8 columns, columns 2c and 2c + 1. Up to head dim 64, two blocks share an SM (128
 // registers, a few spilled): on the H100 that beat one block at 195 registers by 4-7% at
-// batch 16-256 decode.
-template <int HD, int kSlots>
+// batch 16-256 decode. Without kSplit the low halves are neither made nor multiplied.
+template <int HD, int kSlots, bool kSplit>
 __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
     attention_mma_kernel(const float* q, const float* k_cache, const float* v_cache, AttentionShape a, RowMeta m,
                          const int32_t* tiles, const float* slopes, bf16* out, int64_t lo_offset, float* part_o,
@@ -190,8 +200,13 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
     for (int i = 0; i < kVecs; ++i) {
       const int e = threadIdx.x + i * kThreads, kk = e / (HD / 4), d = (e % (HD / 4)) * 4;
       const int at = kk * L::kLd + d;
-      put_split4(&sKh[at], &sKl[at], *reinterpret_cast<const float4*>(rk + e * 4));
-      put_split4(&sVh[at], &sVl[at], *reinterpret_cast<const float4*>(rk + L::kRaw + e * 4));
+      if constexpr (kSplit) {
+        put_split4(&sKh[at], &sKl[at], *reinterpret_cast<const float4*>(rk + e * 4));
+        put_split4(&sVh[at], &sVl[at], *reinterpret_cast<const float4*>(rk + L::kRaw + e * 4));
+      } else {
+        put_bf16x4(&sKh[at], *reinterpret_cast<const float4*>(rk + e * 4));
+        put_bf16x4(&sVh[at], *reinterpret_cast<const float4*>(rk + L::kRaw + e * 4));
+      }
     }
     __syncthreads();
     if (active) {
@@ -203,12 +218,12 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
       for (int kb = 0; kb < HD / 16; ++kb) {
 #pragma unroll
         for (int jp = 0; jp < kKeys / 16; ++jp) {
-          uint32_t kh[4], kl[4];
+          uint32_t kh[4], kl[4] = {};
           const int at = (jp * 16 + k_row) * L::kLd + kb * 16 + k_col;
           ldmatrix4(kh, sKh + at);
-          ldmatrix4(kl, sKl + at);
-          mma3(s[2 * jp], qh[kb], ql[kb], kh[0], kh[1], kl[0], kl[1]);
-          mma3(s[2 * jp + 1], qh[kb], ql[kb], kh[2], kh[3], kl[2], kl[3]);
+          if constexpr (kSplit) ldmatrix4(kl, sKl + at);
+          mma3<kSplit>(s[2 * jp], qh[kb], ql[kb], kh[0], kh[1], kl[0], kl[1]);
+          mma3<kSplit>(s[2 * jp + 1], qh[kb], ql[kb], kh[2], kh[3], kl[2], kl[3]);
         }
       }
       // Online softmax over the row's four lanes; the running output is rescaled before the
@@ -272,12 +287,12 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
         split2(s[2 * kb + 1][2], s[2 * kb + 1][3], ph[3], pl[3]);
 #pragma unroll
         for (int jp = 0; jp < HD / 16; ++jp) {
-          uint32_t vh[4], vl[4];
+          uint32_t vh[4], vl[4] = {};
           const int at = (kb * 16 + v_row) * L::kLd + jp * 16 + v_col;
           ldmatrix4_trans(vh, sVh + at);
-          ldmatrix4_trans(vl, sVl + at);
-          mma3(o[2 * jp], ph, pl, vh[0], vh[1], vl[0], vl[1]);
-          mma3(o[2 * jp + 1], ph, pl, vh[2], vh[3], vl[2], vl[3]);
+          if constexpr (kSplit) ldmatrix4_trans(vl, sVl + at);
+          mma3<kSplit>(o[2 * jp], ph, pl, vh[0], vh[1], vl[0], vl[1]);
+          mma3<kSplit>(o[2 * jp + 1], ph, pl, vh[2], vh[3], vl[2], vl[3]);
         }
       }
     }
@@ -305,20 +320,30 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
   }
 }
 
-template <int HD, int kSlots>
+template <int HD, int kSlots, bool kSplit>
 void launch(const float* q, const float* k_cache, const float* v_cache, int32_t num_tiles, const int32_t* tiles,
             const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out, int64_t lo_offset,
             float* part_o, float* part_ml, cudaStream_t s) {
   constexpr size_t bytes = Smem<HD>::bytes;
   thread_local bool configured = false;  // each worker thread drives one device
   if (!configured) {
-    EYRIE_CUDA_CHECK(cudaFuncSetAttribute(attention_mma_kernel<HD, kSlots>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(bytes)));
+    EYRIE_CUDA_CHECK(cudaFuncSetAttribute(attention_mma_kernel<HD, kSlots, kSplit>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
     configured = true;
   }
-  attention_mma_kernel<HD, kSlots><<<static_cast<unsigned>(num_tiles), kSlots * 2, bytes, s>>>(
+  attention_mma_kernel<HD, kSlots, kSplit><<<static_cast<unsigned>(num_tiles), kSlots * 2, bytes, s>>>(
       q, k_cache, v_cache, a, m, tiles, slopes, out, lo_offset, part_o, part_ml);
   EYRIE_CUDA_LAUNCHED();
+}
+
+template <int HD, int kSlots>
+void launch(const float* q, const float* k_cache, const float* v_cache, int32_t num_tiles, const int32_t* tiles,
+            const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out, int64_t lo_offset,
+            float* part_o, float* part_ml, cudaStream_t s) {
+  if (a.bf16_products)
+    launch<HD, kSlots, false>(q, k_cache, v_cache, num_tiles, tiles, a, m, slopes, out, lo_offset, part_o, part_ml, s);
+  else
+    launch<HD, kSlots, true>(q, k_cache, v_cache, num_tiles, tiles, a, m, slopes, out, lo_offset, part_o, part_ml, s);
 }
 
 }  // namespace

@@ -636,7 +636,8 @@ struct CudaEngine::Impl {
                             static_cast<float>(cfg.rope_theta),
                             cfg.alibi,
                             group,
-                            static_cast<int32_t>(plan.q_begin)};
+                            static_cast<int32_t>(plan.q_begin),
+                            !split};
     cuda::RowMeta meta{d_seq.get(), d_pos.get(), d_tables.get()};
     const float eps = static_cast<float>(cfg.layer_norm_epsilon);
     const std::size_t layer_cache = static_cast<std::size_t>(spec.num_blocks) * nkv * spec.block_size * cfg.head_dim;

@@ -55,6 +55,9 @@ struct AttentionShape {
   // head: local head h reads local KV head (offset + h) / group - offset / group.
   int32_t group;
   int32_t q_head_offset;
+  // Products on bf16 queries, keys, values and probabilities, one MMA each, as other servers
+  // compute attention (activation_precision bf16); else on split halves, three MMAs each.
+  bool bf16_products = false;
 };
 
 // Per token row of a step: its sequence (index into the block tables) and position.

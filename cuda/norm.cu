@@ -98,11 +98,131 @@ __global__ void __launch_bounds__(1024) layer_norm_kernel(NormArgs p) {
   }
 }
 
+// layer_norm_kernel with 16-byte accesses: K float4 of the row per thread, the bf16 outputs
+// stored four at a time. For rows in multiples of 4 floats and 16-byte aligned arrays. Sums
+// run in the same association as residual_kernel's, so x gets the same bits.
+__device__ inline float4 ldg4(const float* p, int64_t i) { return __ldg(reinterpret_cast<const float4*>(p) + i); }
+
+__device__ inline void store_split4(bf16* hi, bf16* lo, float4 v) {
+  const __nv_bfloat162 h01 = __floats2bfloat162_rn(v.x, v.y), h23 = __floats2bfloat162_rn(v.z, v.w);
+  const __nv_bfloat162 l01 = __floats2bfloat162_rn(v.x - __low2float(h01), v.y - __high2float(h01));
+  const __nv_bfloat162 l23 = __floats2bfloat162_rn(v.z - __low2float(h23), v.w - __high2float(h23));
+  *reinterpret_cast<uint2*>(hi) =
+      make_uint2(*reinterpret_cast<const uint32_t*>(&h01), *reinterpret_cast<const uint32_t*>(&h23));
+  *reinterpret_cast<uint2*>(lo) =
+      make_uint2(*reinterpret_cast<const uint32_t*>(&l01), *reinterpret_cast<const uint32_t*>(&l23));
+}
+
+__device__ inline float pending_add(float a, float a_lo, float ab, bool has_c, float c, float c_lo, float cb) {
+  float add = (a + a_lo) + ab;
+  if (has_c) add = ((c + c_lo) + cb) + add;
+  return add;
+}
+
+template <int K>
+__global__ void __launch_bounds__(1024) layer_norm_vec_kernel(NormArgs p) {
+  const PendingResidual& res = p.res;
+  const int64_t hidden = p.hidden, h4 = hidden / 4, lo_offset = p.lo_offset;
+  __shared__ float shared[32];
+  const int64_t r = blockIdx.x;
+  float4* row = reinterpret_cast<float4*>(p.x + (p.rows_idx ? p.rows_idx[r] : r) * hidden);
+  float4 v[K], w1v[K], b1v[K];
+  float sum = 0.f;
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+    v[k] = w1v[k] = b1v[k] = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (i >= h4) continue;
+    w1v[k] = ldg4(p.w1, i);
+    b1v[k] = ldg4(p.b1, i);
+    float4 xi = row[i];
+    if (res.a) {
+      const int64_t at = r * h4 + i, n4 = lo_offset / 4;
+      const float4 a = ldg4(res.a, at), al = ldg4(res.a, n4 + at);
+      const float4 ab = res.a_bias ? ldg4(res.a_bias, i) : make_float4(0.f, 0.f, 0.f, 0.f);
+      const bool has_c = res.c != nullptr;
+      float4 c = make_float4(0.f, 0.f, 0.f, 0.f), cl = c, cb = c;
+      if (has_c) {
+        c = ldg4(res.c, at);
+        cl = ldg4(res.c, n4 + at);
+        if (res.c_bias) cb = ldg4(res.c_bias, i);
+      }
+      xi.x += pending_add(a.x, al.x, ab.x, has_c, c.x, cl.x, cb.x);
+      xi.y += pending_add(a.y, al.y, ab.y, has_c, c.y, cl.y, cb.y);
+      xi.z += pending_add(a.z, al.z, ab.z, has_c, c.z, cl.z, cb.z);
+      xi.w += pending_add(a.w, al.w, ab.w, has_c, c.w, cl.w, cb.w);
+      row[i] = xi;
+    }
+    v[k] = xi;
+    sum += (xi.x + xi.y) + (xi.z + xi.w);
+  }
+  const float mean = block_sum(sum, shared) / static_cast<float>(hidden);
+  float sq = 0.f;
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+    if (i >= h4) continue;
+    const float dx = v[k].x - mean, dy = v[k].y - mean, dz = v[k].z - mean, dw = v[k].w - mean;
+    sq += (dx * dx + dy * dy) + (dz * dz + dw * dw);
+  }
+  const float inv = rsqrtf(block_sum(sq, shared) / static_cast<float>(hidden) + p.eps);
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+    if (i >= h4) continue;
+    const float4 n = make_float4((v[k].x - mean) * inv, (v[k].y - mean) * inv, (v[k].z - mean) * inv,
+                                 (v[k].w - mean) * inv);
+    const int64_t o = r * hidden + 4 * i;
+    store_split4(p.out1 + o, p.out1 + lo_offset + o,
+                 make_float4(n.x * w1v[k].x + b1v[k].x, n.y * w1v[k].y + b1v[k].y, n.z * w1v[k].z + b1v[k].z,
+                             n.w * w1v[k].w + b1v[k].w));
+    if (p.w2) {
+      const float4 w2 = ldg4(p.w2, i), b2 = ldg4(p.b2, i);
+      store_split4(p.out2 + o, p.out2 + lo_offset + o,
+                   make_float4(n.x * w2.x + b2.x, n.y * w2.y + b2.y, n.z * w2.z + b2.z, n.w * w2.w + b2.w));
+    }
+  }
+}
+
+bool aligned16(const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; }
+
+bool vector_ready(const NormArgs& p) {
+  const PendingResidual& r = p.res;
+  return p.hidden % 4 == 0 && aligned16(p.x) && aligned16(p.w1) && aligned16(p.b1) && aligned16(p.w2) &&
+         aligned16(p.b2) && aligned16(r.a) && aligned16(r.a_bias) && aligned16(r.c) && aligned16(r.c_bias) &&
+         reinterpret_cast<uintptr_t>(p.out1) % 8 == 0 && reinterpret_cast<uintptr_t>(p.out2) % 8 == 0;
+}
+
+// A step of many rows has blocks enough to fill the SMs: fewer threads per row, more float4
+// each, so more rows' loads are in flight per SM. A step of a few rows spreads each row over as
+// many threads as a block has, since then one row's latency is the kernel's.
+constexpr int64_t kManyNormRows = 64;
+
+void launch_layer_norm_vec(const NormArgs& p, int64_t rows, cudaStream_t s) {
+  const int64_t h4 = p.hidden / 4;
+  int k = 1;
+  while (static_cast<int64_t>(k) * 1024 < h4) k *= 2;
+  if (rows > kManyNormRows)
+    while (k < 4 && static_cast<int64_t>(k) * 256 < h4) k *= 2;
+  const auto threads = static_cast<unsigned>(std::max<int64_t>(32, ((h4 + k - 1) / k + 31) / 32 * 32));
+  const auto blocks = static_cast<unsigned>(rows);
+  switch (k) {
+    case 1: layer_norm_vec_kernel<1><<<blocks, threads, 0, s>>>(p); break;
+    case 2: layer_norm_vec_kernel<2><<<blocks, threads, 0, s>>>(p); break;
+    default: layer_norm_vec_kernel<4><<<blocks, threads, 0, s>>>(p); break;
+  }
+  EYRIE_CUDA_LAUNCHED();
+}
+
 // Values per thread (a power of two) and threads per block for a row of `hidden`.
 void launch_layer_norm(const NormArgs& p, int64_t rows, cudaStream_t s) {
   if (p.hidden > kLayerNormHiddenMax)
     throw InvalidArgument("layer_norm: hidden size " + std::to_string(p.hidden) + " is over the CUDA kernel's " +
                           std::to_string(kLayerNormHiddenMax));
+  if (vector_ready(p)) {
+    launch_layer_norm_vec(p, rows, s);
+    return;
+  }
   int k = 1;
   while (static_cast<int64_t>(k) * 1024 < p.hidden) k *= 2;
   const auto threads = static_cast<unsigned>(std::max<int64_t>(32, ((p.hidden + k - 1) / k + 31) / 32 * 32));

@@ -7,7 +7,7 @@ build_dir=${1:-build}
 pack=.device-pack
 rm -rf "$pack"
 mkdir -p "$pack"
-for f in tools/eyrie tests/eyrie_tests bench/bench_cpu_decode bench/tokenizer/bench_tokenizer bench/bench_ws_load bench/bench_cuda bench/bench_gemv bench/bench_upload; do
+for f in tools/eyrie tests/eyrie_tests bench/bench_cpu_decode bench/tokenizer/bench_tokenizer bench/bench_ws_load bench/bench_cuda bench/bench_gemv bench/bench_gemm bench/bench_upload; do
   [ -x "$build_dir/$f" ] && cp "$build_dir/$f" "$pack/"
 done
 # Libraries from Debian packages that the GPU machine does not have; the CUDA runtime is static,

@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DEYRIE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
-cmake --build build-cuda -j "$(nproc)" --target eyrie eyrie_tests bench_cuda bench_gemv bench_upload bench_ws_load bench_cpu_decode
+cmake --build build-cuda -j "$(nproc)" --target eyrie eyrie_tests bench_cuda bench_gemv bench_gemm bench_upload bench_ws_load bench_cpu_decode
 scripts/device_pack.sh build-cuda

@@ -1,9 +1,12 @@
 // The LayerNorm that takes the previous block's residual add into its pass over the row gives
 // the same bits as the residual add followed by separate LayerNorms, for every combination of
-// pending outputs, biases and a second norm, at widths below, at and past one block of threads.
+// pending outputs, biases and a second norm, at widths below, at and past one block of threads,
+// for a few rows and for many (each has its own threads per row), with 16-byte accesses and
+// without (widths not a multiple of 4); and LayerNorm itself agrees with float64.
 #include <gtest/gtest.h>
 
 #if EYRIE_HAS_CUDA
+#include <cmath>
 #include <cstring>
 #include <random>
 
@@ -84,11 +87,43 @@ TEST(CudaNormKernel, FusedResidualLayerNormMatchesSeparateKernels) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   uint32_t seed = 1;
   for (const auto& [rows, hidden] :
-       {std::pair<int64_t, int64_t>{1, 64}, {3, 256}, {7, 1000}, {2, 4544}, {33, 8192}, {2, 14848}, {1, 16384}})
+       {std::pair<int64_t, int64_t>{1, 64}, {3, 256}, {7, 1000}, {5, 1001}, {2, 4544}, {300, 4544}, {130, 1001},
+        {33, 8192}, {2, 14848}, {1, 16384}})
     for (const Case& c :
          {Case{false, false, false, false}, Case{false, false, false, true}, Case{true, false, true, false},
           Case{true, false, false, false}, Case{true, true, true, true}, Case{true, true, false, true}})
       check_fused_norm(rows, hidden, c, seed++);
+}
+
+TEST(CudaNormKernel, LayerNormMatchesFloat64) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(5);
+  for (const auto& [rows, hidden] : {std::pair<int64_t, int64_t>{1, 64}, {2, 4544}, {300, 4544}, {5, 1001},
+                                     {130, 1001}, {70, 16384}, {2, 14848}}) {
+    SCOPED_TRACE("rows " + std::to_string(rows) + " hidden " + std::to_string(hidden));
+    const std::size_t n = rows * hidden;
+    const auto x = random_vector(n, rng, 4.f, 1.f), w = random_vector(hidden, rng, 0.5f, 1.f),
+               b = random_vector(hidden, rng, 0.2f);
+    Device<float> dx(x), dw(w), db(b);
+    Device<cuda::bf16> out(2 * n);
+    cuda::layer_norm(dx.p, nullptr, rows, hidden, dw.p, db.p, 1e-5f, out.p, nullptr);
+    const auto got = out.get(2 * n);
+    double worst = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      double mean = 0, var = 0;
+      for (int64_t i = 0; i < hidden; ++i) mean += x[r * hidden + i];
+      mean /= static_cast<double>(hidden);
+      for (int64_t i = 0; i < hidden; ++i) var += (x[r * hidden + i] - mean) * (x[r * hidden + i] - mean);
+      const double inv = 1.0 / std::sqrt(var / static_cast<double>(hidden) + 1e-5);
+      for (int64_t i = 0; i < hidden; ++i) {
+        const double want = (x[r * hidden + i] - mean) * inv * w[i] + b[i];
+        const std::size_t at = r * hidden + i;
+        const double have = static_cast<double>(__bfloat162float(got[at])) + __bfloat162float(got[n + at]);
+        worst = std::max(worst, std::abs(have - want));
+      }
+    }
+    EXPECT_LT(worst, 2e-5) << "largest absolute difference from float64";
+  }
 }
 
 TEST(CudaNormKernel, RefusesRowsWiderThanItHolds) {
