@@ -9,6 +9,7 @@
 #include "cuda/attention_common.cuh"
 #include "cuda/attention_mma.hpp"
 #include "cuda/check.hpp"
+#include "cuda/dependent_launch.cuh"
 #include "cuda/kernels.hpp"
 
 namespace eyrie::cuda {
@@ -86,6 +87,7 @@ constexpr int kTileKeys = 64;     // keys per pass
 __global__ void attention_kernel(const float* q, const float* k_cache, const float* v_cache, AttentionShape a,
                                  RowMeta m, const int32_t* tiles, const float* slopes, bf16* out,
                                  int64_t lo_offset, float* part_o, float* part_ml) {
+  allow_dependents();  // the products after this kernel start reading their weights
   extern __shared__ float smem[];
   const int hd = a.head_dim;
   // sK rows are padded by one float: a warp reads 32 keys at the same d, which would otherwise
@@ -176,6 +178,7 @@ __global__ void attention_kernel(const float* q, const float* k_cache, const flo
 // its softmax mass, rescaled to the common maximum.
 __global__ void combine_splits_kernel(const float* part_o, const float* part_ml, const int32_t* row_split,
                                       AttentionShape a, bf16* out, int64_t lo_offset) {
+  allow_dependents();  // the products after this kernel start reading their weights
   const int r = blockIdx.x / a.num_heads, h = blockIdx.x % a.num_heads;
   const int n = row_split[2 * r], slot = row_split[2 * r + 1];
   if (n <= 1) return;

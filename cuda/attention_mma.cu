@@ -14,6 +14,7 @@
 #include "cuda/attention_common.cuh"
 #include "cuda/attention_mma.hpp"
 #include "cuda/check.hpp"
+#include "cuda/dependent_launch.cuh"
 
 namespace eyrie::cuda {
 namespace {
@@ -114,6 +115,7 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
     attention_mma_kernel(const float* q, const float* k_cache, const float* v_cache, AttentionShape a, RowMeta m,
                          const int32_t* tiles, const float* slopes, bf16* out, int64_t lo_offset, float* part_o,
                          float* part_ml) {
+  allow_dependents();  // the products after this kernel start reading their weights
   using L = Smem<HD>;
   constexpr int kThreads = kSlots * 2;
   extern __shared__ __align__(128) unsigned char smem[];

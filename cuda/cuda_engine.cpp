@@ -429,9 +429,13 @@ struct CudaEngine::Impl {
 
   // The weight-streaming kernel that takes a product of this many rows, if one does.
   std::optional<cuda::GemvTiling> streaming_tiling(int64_t rows, int64_t in_dim, const bf16* xin, const bf16* w) const {
-    if (rows <= opt.gemv_rows_max && cuda::gemv_fits(rows, in_dim, xin, w)) return cuda::GemvTiling{};
-    if (rows <= opt.gemv_mma_rows_max && cuda::gemv_mma_fits(rows, in_dim, xin, w)) return cuda::kGemvMmaTiling;
-    return std::nullopt;
+    std::optional<cuda::GemvTiling> t;
+    if (rows <= opt.gemv_rows_max && cuda::gemv_fits(rows, in_dim, xin, w))
+      t = cuda::GemvTiling{};
+    else if (rows <= opt.gemv_mma_rows_max && cuda::gemv_mma_fits(rows, in_dim, xin, w))
+      t = cuda::kGemvMmaTiling;
+    if (t) t->early_start = rows >= opt.gemv_early_start_rows_min;
+    return t;
   }
 
   // y[rows, out] = x[rows, in] W^T, fp32 accumulation and output: a few rows by a

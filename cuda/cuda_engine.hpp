@@ -43,6 +43,11 @@ struct CudaEngineOptions {
   // weight-streaming kernel (up to 8 rows: batch 2-4 decode), with reductions in multiples of
   // 64; 0 leaves them to cuBLAS.
   int64_t gemv_mma_rows_max = 8;
+  // Weight-streaming products of at least this many rows start reading weights while the
+  // kernel before them finishes (programmatic dependent launch) instead of after it. On the
+  // H200 with Falcon-7B, batch-2 / 4 decode (4 / 8 rows) ran 1-3% faster with it, batch 1
+  // (2 rows) up to 1-2% slower.
+  int64_t gemv_early_start_rows_min = 3;
   // Decode steps with fewer attention tiles than this many per SM split their rows' keys into
   // ranges on blocks of their own, up to that many tiles. On the H200 with Falcon-7B, 2, 4 and
   // 8 ran batch 16-256 decode up to 13% slower than 1: the partial writes and the merge cost

@@ -2,6 +2,7 @@
 #include <cuda_bf16.h>
 
 #include "cuda/check.hpp"
+#include "cuda/dependent_launch.cuh"
 #include "cuda/gelu.cuh"
 #include "cuda/kernels.hpp"
 
@@ -15,6 +16,7 @@ __global__ void embed_kernel(const bf16* emb, const int32_t* tokens, int64_t hid
 }
 
 __global__ void bias_gelu_kernel(const float* x, const float* bias, int64_t cols, int64_t n, bf16* out) {
+  allow_dependents();  // the products after this kernel start reading their weights
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     split_bias_gelu(x[i], x[n + i], bias ? bias[i % cols] : 0.f, out + i, out + n + i);

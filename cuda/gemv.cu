@@ -3,6 +3,7 @@
 #include <cuda_bf16.h>
 
 #include "cuda/check.hpp"
+#include "cuda/dependent_launch.cuh"
 #include "cuda/gelu.cuh"
 #include "cuda/kernels.hpp"
 
@@ -19,6 +20,8 @@ __device__ __forceinline__ uint4 load_weights(const uint4* p) {
       : "l"(p));
   return v;
 }
+
+__device__ __forceinline__ void prefetch_l2(const uint4* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
 __device__ __forceinline__ void widen(const uint4& v, float (&f)[8]) {
   const uint32_t u[4] = {v.x, v.y, v.z, v.w};
@@ -40,9 +43,9 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   const int64_t o0 = static_cast<int64_t>(blockIdx.x) * kOutPerBlock;
   const uint4* xv = reinterpret_cast<const uint4*>(x);
   const uint4* wv = reinterpret_cast<const uint4*>(w);
-  float acc[kOutPerBlock][R] = {};
-  for (int64_t c0 = threadIdx.x; c0 < chunks; c0 += blockDim.x * kUnroll) {
-    uint4 wc[kUnroll][kOutPerBlock];
+  const int64_t stride = static_cast<int64_t>(blockDim.x) * kUnroll;
+  uint4 wc[kUnroll][kOutPerBlock];
+  auto load = [&](int64_t c0) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t c = c0 + u * blockDim.x;
@@ -50,6 +53,14 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
       for (int j = 0; j < kOutPerBlock; ++j)
         wc[u][j] = c < chunks && o0 + j < out_dim ? load_weights(wv + (o0 + j) * chunks + c) : make_uint4(0, 0, 0, 0);
     }
+  };
+  allow_dependents();
+  // The first weights are on their way while the kernel before this one finishes; each pass
+  // then asks for the next pass's weights as soon as it is done with its own.
+  load(threadIdx.x);
+  wait_for_prerequisites();
+  float acc[kOutPerBlock][R] = {};
+  for (int64_t c0 = threadIdx.x; c0 < chunks; c0 += stride) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t c = c0 + u * blockDim.x;
@@ -67,6 +78,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
           for (int e = 0; e < 8; ++e) acc[j][r] = fmaf(wf[e], xf[r][e], acc[j][r]);
       }
     }
+    if (c0 + stride < chunks) load(c0 + stride);
   }
   __shared__ float partial[kMaxWarps][kOutPerBlock * R];
   __shared__ float sums[kOutPerBlock * R];
@@ -110,27 +122,27 @@ struct GemvOut {
 };
 
 template <int R, int kOutPerBlock, int kUnroll>
-void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, const GemvOut& out, int threads,
+void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, const GemvOut& out, int threads, bool early,
             cudaStream_t s) {
   const auto blocks = static_cast<unsigned>((out_dim + kOutPerBlock - 1) / kOutPerBlock);
   if constexpr (R % 2 == 0) {
     if (out.g) {
-      gemv_kernel<R, kOutPerBlock, kUnroll, true><<<blocks, threads, 0, s>>>(x, w, out_dim, in_dim / 8, nullptr,
-                                                                             out.bias, out.g);
+      launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, true>, blocks, static_cast<unsigned>(threads), s, x, w,
+                           out_dim, in_dim / 8, static_cast<float*>(nullptr), out.bias, out.g);
       return;
     }
   }
-  gemv_kernel<R, kOutPerBlock, kUnroll, false><<<blocks, threads, 0, s>>>(x, w, out_dim, in_dim / 8, out.y, nullptr,
-                                                                          nullptr);
+  launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, false>, blocks, static_cast<unsigned>(threads), s, x, w,
+                       out_dim, in_dim / 8, out.y, static_cast<const float*>(nullptr), static_cast<bf16*>(nullptr));
 }
 
 template <int R, int kOutPerBlock>
 void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, const GemvOut& out, const GemvTiling& t,
             cudaStream_t s) {
   if (t.unroll == 4)
-    launch<R, kOutPerBlock, 4>(x, w, out_dim, in_dim, out, t.threads, s);
+    launch<R, kOutPerBlock, 4>(x, w, out_dim, in_dim, out, t.threads, t.early_start, s);
   else
-    launch<R, kOutPerBlock, 2>(x, w, out_dim, in_dim, out, t.threads, s);
+    launch<R, kOutPerBlock, 2>(x, w, out_dim, in_dim, out, t.threads, t.early_start, s);
 }
 
 template <int R>
@@ -172,6 +184,18 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   const uint4* w_hi = w_lo + 8 * row_chunks;
   const uint4* xv = reinterpret_cast<const uint4*>(x) + gid * row_chunks + tig;
   const uint4 zero = make_uint4(0, 0, 0, 0);
+  allow_dependents();
+  // The first weights head for L2 while the kernel before this one finishes.
+#pragma unroll
+  for (int u = 0; u < kUnroll; ++u) {
+    const int64_t sl = warp + static_cast<int64_t>(u) * warps;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      if (sl < slices && lo_ok) prefetch_l2(w_lo + sl * 8 + 4 * h);
+      if (sl < slices && hi_ok) prefetch_l2(w_hi + sl * 8 + 4 * h);
+    }
+  }
+  wait_for_prerequisites();
   float c[4] = {};
   for (int64_t s0 = warp; s0 < slices; s0 += static_cast<int64_t>(warps) * kUnroll) {
     uint4 a_lo[kUnroll][2], a_hi[kUnroll][2];
@@ -228,14 +252,15 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
 
 template <int kUnroll>
 void launch_mma(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, const GemvOut& out,
-                int warps, cudaStream_t s) {
+                int warps, bool early, cudaStream_t s) {
   const auto blocks = static_cast<unsigned>((out_dim + 15) / 16);
+  const auto threads = static_cast<unsigned>(warps * 32);
   if (out.g)
-    gemv_mma_kernel<kUnroll, true><<<blocks, warps * 32, 0, s>>>(x, static_cast<int>(rows), w, out_dim, in_dim / 64,
-                                                                 nullptr, out.bias, out.g);
+    launch_after_trigger(early, gemv_mma_kernel<kUnroll, true>, blocks, threads, s, x, static_cast<int>(rows), w, out_dim,
+                         in_dim / 64, static_cast<float*>(nullptr), out.bias, out.g);
   else
-    gemv_mma_kernel<kUnroll, false><<<blocks, warps * 32, 0, s>>>(x, static_cast<int>(rows), w, out_dim, in_dim / 64,
-                                                                  out.y, nullptr, nullptr);
+    launch_after_trigger(early, gemv_mma_kernel<kUnroll, false>, blocks, threads, s, x, static_cast<int>(rows), w, out_dim,
+                         in_dim / 64, out.y, static_cast<const float*>(nullptr), static_cast<bf16*>(nullptr));
 }
 
 bool aligned16(const void* p) {
@@ -264,9 +289,9 @@ void launch_mma_rows(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim
                           " rows and a reduction in multiples of 64, not " + std::to_string(rows) + " x " +
                           std::to_string(in_dim));
   switch (t.unroll) {
-    case 1: launch_mma<1>(x, rows, w, out_dim, in_dim, out, t.threads / 32, s); break;
-    case 2: launch_mma<2>(x, rows, w, out_dim, in_dim, out, t.threads / 32, s); break;
-    default: launch_mma<4>(x, rows, w, out_dim, in_dim, out, t.threads / 32, s); break;
+    case 1: launch_mma<1>(x, rows, w, out_dim, in_dim, out, t.threads / 32, t.early_start, s); break;
+    case 2: launch_mma<2>(x, rows, w, out_dim, in_dim, out, t.threads / 32, t.early_start, s); break;
+    default: launch_mma<4>(x, rows, w, out_dim, in_dim, out, t.threads / 32, t.early_start, s); break;
   }
   EYRIE_CUDA_LAUNCHED();
 }

@@ -128,6 +128,9 @@ struct GemvTiling {
   int unroll = 2;             // 16-byte chunks of each weight row a thread has in flight: 2 or 4
                               // (tensor cores: 64-wide slices per warp, 1, 2 or 4)
   bool tensor_cores = false;
+  // Launched to start reading weights while the kernel before it in the stream finishes (see
+  // cuda/dependent_launch.cuh); else after it, as an ordinary launch.
+  bool early_start = false;
 };
 inline constexpr GemvTiling kGemvMmaTiling{.threads = 256, .outputs_per_block = 16, .unroll = 2, .tensor_cores = true};
 void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s,

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cuda/check.hpp"
+#include "cuda/dependent_launch.cuh"
 #include "cuda/kernels.hpp"
 
 namespace eyrie::cuda {
@@ -39,6 +40,7 @@ struct NormArgs {
 
 template <int K>
 __global__ void __launch_bounds__(1024) layer_norm_kernel(NormArgs p) {
+  allow_dependents();  // the products after this kernel start reading their weights
   float* const x = p.x;
   const int32_t* const rows_idx = p.rows_idx;
   const PendingResidual& res = p.res;
@@ -121,6 +123,7 @@ __device__ inline float pending_add(float a, float a_lo, float ab, bool has_c, f
 
 template <int K>
 __global__ void __launch_bounds__(1024) layer_norm_vec_kernel(NormArgs p) {
+  allow_dependents();  // the products after this kernel start reading their weights
   const PendingResidual& res = p.res;
   const int64_t hidden = p.hidden, h4 = hidden / 4, lo_offset = p.lo_offset;
   __shared__ float shared[32];

@@ -5,7 +5,8 @@
 //
 //   bench_cuda --config tests/data/configs/falcon-7b.json [--batches 16,64,256] [--tp 1]
 //              [--split-rows-max 256] [--cuda-graphs on|off] [--concurrent-mlp-rows-max 128]
-//              [--gemv-rows-max 3] [--gemv-mma-rows-max 8] [--key-split-blocks-per-sm 1]
+//              [--gemv-rows-max 3] [--gemv-mma-rows-max 8] [--gemv-early-start-rows-min 3]
+//              [--key-split-blocks-per-sm 1]
 //              [--decode-head-split-rows-max 8]
 //              [--prompts 128,2048] [--tpot on|off] [--sampling greedy|device|host]
 // ("none" for an empty list: --batches none --prompts none --tpot off runs nothing but setup)
@@ -142,6 +143,7 @@ int main(int argc, char** argv) {
   int64_t concurrent_mlp_rows_max = CudaEngineOptions{}.concurrent_mlp_rows_max;
   int64_t gemv_rows_max = CudaEngineOptions{}.gemv_rows_max;
   int64_t gemv_mma_rows_max = CudaEngineOptions{}.gemv_mma_rows_max;
+  int64_t gemv_early_start_rows_min = CudaEngineOptions{}.gemv_early_start_rows_min;
   int64_t key_split_blocks_per_sm = CudaEngineOptions{}.key_split_blocks_per_sm;
   int64_t decode_head_split_rows_max = CudaEngineOptions{}.decode_head_split_rows_max;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -152,6 +154,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--concurrent-mlp-rows-max")) concurrent_mlp_rows_max = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--gemv-rows-max")) gemv_rows_max = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--gemv-mma-rows-max")) gemv_mma_rows_max = std::stoll(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--gemv-early-start-rows-min")) gemv_early_start_rows_min = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--key-split-blocks-per-sm")) key_split_blocks_per_sm = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--decode-head-split-rows-max")) decode_head_split_rows_max = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--batches")) batches = int_list(argv[i + 1]);
@@ -185,6 +188,7 @@ int main(int argc, char** argv) {
       o.concurrent_mlp_rows_max = concurrent_mlp_rows_max;
       o.gemv_rows_max = gemv_rows_max;
       o.gemv_mma_rows_max = gemv_mma_rows_max;
+      o.gemv_early_start_rows_min = gemv_early_start_rows_min;
       o.key_split_blocks_per_sm = key_split_blocks_per_sm;
       o.decode_head_split_rows_max = decode_head_split_rows_max;
       auto shard = std::make_shared<CudaEngine>(cfg, 7, o, comms[r]);
