@@ -48,7 +48,9 @@ __global__ void qkv_kernel(const float* qkv, const float* bias, int64_t rows, At
   const int64_t off = query ? q_offset(a, h) : k_offset(a, h - a.num_heads);
   // An odd head dim (ALiBi models only) leaves the last element unpaired.
   const bool second = i + half < hd;
-  auto value = [&](int64_t c) { return (qkv[r * width + c] + qkv[(rows + r) * width + c]) + (bias ? bias[c] : 0.f); };
+  auto value = [&](int64_t c) {
+    return (qkv[r * width + c] + (a.qkv_halves ? qkv[(rows + r) * width + c] : 0.f)) + (bias ? bias[c] : 0.f);
+  };
   const float x1 = value(off + i), x2 = second ? value(off + i + half) : 0.f;
   const int pos = m.pos[r];
   float o1 = x1, o2 = x2;

@@ -413,7 +413,7 @@ struct CudaEngine::Impl {
   }
 
   // y = x W^T over split-bf16 rows (see cuda/kernels.hpp): both halves of the n rows when the
-  // step is split, else only the high halves, the low halves of y zeroed for its consumers.
+  // step is split, else only the high halves, and y has no low halves (its consumers are told).
   // On the main stream, or on the MLP branch's stream and cuBLAS handle.
   void gemm_rows(const bf16* xin, int64_t n, const bf16* w, int64_t out_dim, int64_t in_dim, float* yout,
                  bool on_mlp_stream = false) {
@@ -424,7 +424,6 @@ struct CudaEngine::Impl {
       return;
     }
     product(h, s, xin, n, w, out_dim, in_dim, yout);
-    EYRIE_CUDA_CHECK(cudaMemsetAsync(yout + n * out_dim, 0, static_cast<std::size_t>(n * out_dim) * sizeof(float), s));
   }
 
   // The weight-streaming kernel that takes a product of this many rows, if one does.
@@ -526,7 +525,7 @@ struct CudaEngine::Impl {
     } else {
       gemm_rows(in, n, L.h_to_4h.w.get(), ffn, cfg.hidden_size, f.get(), on_mlp_stream);
       prof.mark("gelu", stream);
-      cuda::bias_gelu(f.get(), L.h_to_4h.bias(), n, ffn, fb.get(), on_mlp_stream ? mlp_stream : stream);
+      cuda::bias_gelu(f.get(), L.h_to_4h.bias(), n, ffn, fb.get(), on_mlp_stream ? mlp_stream : stream, split);
     }
     prof.mark("gemm_mlp", stream);
     gemm_rows(fb.get(), n, L.h4_to_h.w.get(), cfg.hidden_size, ffn, y.get(), on_mlp_stream);
@@ -537,11 +536,11 @@ struct CudaEngine::Impl {
   void add_to_residual(const float* a_out, const float* a_bias, const float* c_out, const float* c_bias, int64_t n) {
     const int64_t h = cfg.hidden_size;
     if (!comm) {
-      cuda::residual_add(x.get(), a_out, a_bias, c_out, c_bias, n, h, stream);
+      cuda::residual_add(x.get(), a_out, a_bias, c_out, c_bias, n, h, stream, split);
       return;
     }
     EYRIE_CUDA_CHECK(cudaMemsetAsync(partial.get(), 0, n * h * sizeof(float), stream));
-    cuda::residual_add(partial.get(), a_out, a_bias, c_out, c_bias, n, h, stream);
+    cuda::residual_add(partial.get(), a_out, a_bias, c_out, c_bias, n, h, stream, split);
     prof.mark("all_reduce", stream);
     comm->all_reduce_sum(partial.get(), static_cast<std::size_t>(n * h), stream);
     prof.mark("residual", stream);
@@ -554,7 +553,7 @@ struct CudaEngine::Impl {
     const int64_t vs = vocab_rows, vocab = cfg.vocab_size;
     logits_part.resize(np * vs);
     logits_all.resize(plan.degree * np * vs);
-    cuda::combine_halves(logits_split.get(), np, vs, logits_part.get(), stream);
+    cuda::combine_halves(logits_split.get(), np, vs, logits_part.get(), stream, split);
     prof.mark("all_gather", stream);
     comm->all_gather(logits_part.get(), logits_all.get(), static_cast<std::size_t>(np * vs), stream);
     prof.mark("lm_head", stream);
@@ -641,7 +640,8 @@ struct CudaEngine::Impl {
                             cfg.alibi,
                             group,
                             static_cast<int32_t>(plan.q_begin),
-                            !split};
+                            !split,
+                            split};
     cuda::RowMeta meta{d_seq.get(), d_pos.get(), d_tables.get()};
     const float eps = static_cast<float>(cfg.layer_norm_epsilon);
     const std::size_t layer_cache = static_cast<std::size_t>(spec.num_blocks) * nkv * spec.block_size * cfg.head_dim;
@@ -698,7 +698,8 @@ struct CudaEngine::Impl {
         cuda::layer_norm(x.get(), nullptr, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream);
         mlp_in = m.get();
       } else {
-        cuda::residual_layer_norm(x.get(), {o.get(), L.dense.bias()}, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(),
+        cuda::residual_layer_norm(x.get(), {o.get(), L.dense.bias(), nullptr, nullptr, split}, n, h, L.ln_mlp.w.get(),
+                                  L.ln_mlp.b.get(),
                                   nullptr, nullptr, eps, m.get(), nullptr, stream);
         mlp_in = m.get();
       }
@@ -707,9 +708,9 @@ struct CudaEngine::Impl {
       else
         mlp(L, mlp_in, n, false);
       prof.mark("residual", stream);
-      const cuda::PendingResidual res = cfg.parallel_attn
-                                            ? cuda::PendingResidual{o.get(), L.dense.bias(), y.get(), L.h4_to_h.bias()}
-                                            : cuda::PendingResidual{y.get(), L.h4_to_h.bias()};
+      const cuda::PendingResidual res =
+          cfg.parallel_attn ? cuda::PendingResidual{o.get(), L.dense.bias(), y.get(), L.h4_to_h.bias(), split}
+                            : cuda::PendingResidual{y.get(), L.h4_to_h.bias(), nullptr, nullptr, split};
       if (!comm && li + 1 < layers.size())
         pending = res;
       else
@@ -721,7 +722,7 @@ struct CudaEngine::Impl {
     if (comm) {
       gather_logits(np);
     } else {
-      cuda::combine_halves(logits_split.get(), np, cfg.vocab_size, logits.get(), stream);
+      cuda::combine_halves(logits_split.get(), np, cfg.vocab_size, logits.get(), stream, split);
     }
     cuda::row_stats(logits.get(), np, cfg.vocab_size, lse.get(), argmax.get(), rowmax.get(), stream);
     };

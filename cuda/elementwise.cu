@@ -15,29 +15,29 @@ __global__ void embed_kernel(const bf16* emb, const int32_t* tokens, int64_t hid
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) out[r * hidden + i] = __bfloat162float(src[i]);
 }
 
-__global__ void bias_gelu_kernel(const float* x, const float* bias, int64_t cols, int64_t n, bf16* out) {
+__global__ void bias_gelu_kernel(const float* x, const float* bias, int64_t cols, int64_t n, bool halves, bf16* out) {
   allow_dependents();  // the products after this kernel start reading their weights
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    split_bias_gelu(x[i], x[n + i], bias ? bias[i % cols] : 0.f, out + i, out + n + i);
+    split_bias_gelu(x[i], halves ? x[n + i] : 0.f, bias ? bias[i % cols] : 0.f, out + i, out + n + i);
   }
 }
 
 __global__ void residual_kernel(float* x, const float* a, const float* ab, const float* c, const float* cb,
-                                int64_t cols, int64_t n) {
+                                int64_t cols, int64_t n, bool halves) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t col = i % cols;
-    float add = (a[i] + a[n + i]) + (ab ? ab[col] : 0.f);
-    if (c) add = ((c[i] + c[n + i]) + (cb ? cb[col] : 0.f)) + add;  // mlp + attention, as transformers adds them
+    float add = (a[i] + (halves ? a[n + i] : 0.f)) + (ab ? ab[col] : 0.f);
+    if (c) add = ((c[i] + (halves ? c[n + i] : 0.f)) + (cb ? cb[col] : 0.f)) + add;  // mlp + attention, as transformers adds them
     x[i] += add;
   }
 }
 
-__global__ void combine_kernel(const float* y, int64_t n, float* out) {
+__global__ void combine_kernel(const float* y, int64_t n, bool halves, float* out) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    out[i] = y[i] + y[n + i];
+    out[i] = y[i] + (halves ? y[n + i] : 0.f);
 }
 
 __device__ float hash_uniform(uint64_t seed, int64_t i) {
@@ -71,18 +71,19 @@ void embed_rows(const bf16* emb, const int32_t* tokens, int64_t rows, int64_t hi
   EYRIE_CUDA_LAUNCHED();
 }
 
-void bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf16* out, cudaStream_t s) {
+void bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf16* out, cudaStream_t s,
+               bool halves) {
   const int64_t n = rows * cols;
   if (n == 0) return;
-  bias_gelu_kernel<<<grid_for(n), 256, 0, s>>>(x, bias, cols, n, out);
+  bias_gelu_kernel<<<grid_for(n), 256, 0, s>>>(x, bias, cols, n, halves, out);
   EYRIE_CUDA_LAUNCHED();
 }
 
 void residual_add(float* x, const float* a, const float* ab, const float* c, const float* cb, int64_t rows,
-                  int64_t cols, cudaStream_t s) {
+                  int64_t cols, cudaStream_t s, bool halves) {
   const int64_t n = rows * cols;
   if (n == 0) return;
-  residual_kernel<<<grid_for(n), 256, 0, s>>>(x, a, ab, c, cb, cols, n);
+  residual_kernel<<<grid_for(n), 256, 0, s>>>(x, a, ab, c, cb, cols, n, halves);
   EYRIE_CUDA_LAUNCHED();
 }
 
@@ -100,10 +101,10 @@ void add_inplace(float* x, const float* p, int64_t n, cudaStream_t s) {
   EYRIE_CUDA_LAUNCHED();
 }
 
-void combine_halves(const float* y, int64_t rows, int64_t cols, float* out, cudaStream_t s) {
+void combine_halves(const float* y, int64_t rows, int64_t cols, float* out, cudaStream_t s, bool halves) {
   const int64_t n = rows * cols;
   if (n == 0) return;
-  combine_kernel<<<grid_for(n), 256, 0, s>>>(y, n, out);
+  combine_kernel<<<grid_for(n), 256, 0, s>>>(y, n, halves, out);
   EYRIE_CUDA_LAUNCHED();
 }
 

@@ -33,6 +33,7 @@ struct PendingResidual {
   const float* a_bias = nullptr;
   const float* c = nullptr;
   const float* c_bias = nullptr;
+  bool halves = true;  // false: a and c have no low halves (GEMMs on bf16 activations write none)
 };
 
 // x += the pending residual (as residual_add), then out1 = split LayerNorm(x) with (w1, b1) and,
@@ -58,6 +59,8 @@ struct AttentionShape {
   // Products on bf16 queries, keys, values and probabilities, one MMA each, as other servers
   // compute attention (activation_precision bf16); else on split halves, three MMAs each.
   bool bf16_products = false;
+  // The query_key_value GEMM output has low halves (split activations); else high rows only.
+  bool qkv_halves = true;
 };
 
 // Per token row of a step: its sequence (index into the block tables) and position.
@@ -108,8 +111,10 @@ void attention_tiles(int32_t first_row, int32_t rows, int32_t num_heads, int32_t
 void launch_tiles(const std::vector<int32_t>& tiles, const std::vector<int32_t>& row_split,
                   std::vector<int32_t>& launch);
 
-// out = split bf16 of gelu(x_hi + x_lo + bias), exact erf GELU; x is a [2 x rows, cols] GEMM output.
-void bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf16* out, cudaStream_t s);
+// out = split bf16 of gelu(x_hi + x_lo + bias), exact erf GELU; x is a [2 x rows, cols] GEMM output
+// (with halves false, [rows, cols]: x_lo is zero).
+void bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf16* out, cudaStream_t s,
+               bool halves = true);
 
 // y[rows, out] = x[rows, in] W^T with W [out, in] bf16, fp32 accumulation: a weight-streaming
 // kernel for steps of a few rows, which reads the weights closer to the memory bandwidth than
@@ -142,15 +147,15 @@ void gemv_bias_gelu(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim,
                     bf16* g, cudaStream_t s, const GemvTiling& tiling = {});
 
 // x += a + a_bias (+ c + c_bias when c is given): the block's residual adds; a and c are
-// [2 x rows, cols] GEMM outputs whose halves are summed.
+// [2 x rows, cols] GEMM outputs whose halves are summed (with halves false, [rows, cols]).
 void residual_add(float* x, const float* a, const float* a_bias, const float* c, const float* c_bias,
-                  int64_t rows, int64_t cols, cudaStream_t s);
+                  int64_t rows, int64_t cols, cudaStream_t s, bool halves = true);
 
 // x[i] += p[i]: a tensor-parallel layer's all-reduced output into the residual stream.
 void add_inplace(float* x, const float* p, int64_t n, cudaStream_t s);
 
-// out[r] = y[r] + y[rows + r]: the two halves of a GEMM over split rows.
-void combine_halves(const float* y, int64_t rows, int64_t cols, float* out, cudaStream_t s);
+// out[r] = y[r] + y[rows + r]: the two halves of a GEMM over split rows (halves false: y[r]).
+void combine_halves(const float* y, int64_t rows, int64_t cols, float* out, cudaStream_t s, bool halves = true);
 
 // Per row of logits: logsumexp, the first argmax and the max.
 void row_stats(const float* logits, int64_t rows, int64_t vocab, float* lse, int32_t* argmax, float* max,

@@ -64,8 +64,8 @@ __global__ void __launch_bounds__(1024) layer_norm_kernel(NormArgs p) {
     if (res.a) {
       // As residual_kernel: the pending outputs are split halves, n = rows * hidden apart.
       const int64_t n = lo_offset, at = r * hidden + i;
-      float add = (res.a[at] + res.a[n + at]) + (res.a_bias ? res.a_bias[i] : 0.f);
-      if (res.c) add = ((res.c[at] + res.c[n + at]) + (res.c_bias ? res.c_bias[i] : 0.f)) + add;
+      float add = (res.a[at] + (res.halves ? res.a[n + at] : 0.f)) + (res.a_bias ? res.a_bias[i] : 0.f);
+      if (res.c) add = ((res.c[at] + (res.halves ? res.c[n + at] : 0.f)) + (res.c_bias ? res.c_bias[i] : 0.f)) + add;
       xi += add;
       row[i] = xi;
     }
@@ -141,13 +141,14 @@ __global__ void __launch_bounds__(1024) layer_norm_vec_kernel(NormArgs p) {
     float4 xi = row[i];
     if (res.a) {
       const int64_t at = r * h4 + i, n4 = lo_offset / 4;
-      const float4 a = ldg4(res.a, at), al = ldg4(res.a, n4 + at);
+      const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+      const float4 a = ldg4(res.a, at), al = res.halves ? ldg4(res.a, n4 + at) : zero;
       const float4 ab = res.a_bias ? ldg4(res.a_bias, i) : make_float4(0.f, 0.f, 0.f, 0.f);
       const bool has_c = res.c != nullptr;
       float4 c = make_float4(0.f, 0.f, 0.f, 0.f), cl = c, cb = c;
       if (has_c) {
         c = ldg4(res.c, at);
-        cl = ldg4(res.c, n4 + at);
+        cl = res.halves ? ldg4(res.c, n4 + at) : zero;
         if (res.c_bias) cb = ldg4(res.c_bias, i);
       }
       xi.x += pending_add(a.x, al.x, ab.x, has_c, c.x, cl.x, cb.x);

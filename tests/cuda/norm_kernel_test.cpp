@@ -95,6 +95,53 @@ TEST(CudaNormKernel, FusedResidualLayerNormMatchesSeparateKernels) {
       check_fused_norm(rows, hidden, c, seed++);
 }
 
+// GEMM outputs without low halves (bf16 activations): the kernels that sum halves read only
+// the high rows, and give the bits they give when the low halves are there and zero.
+TEST(CudaNormKernel, OutputsWithoutLowHalvesActAsZeroLowHalves) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(9);
+  for (const auto& [rows, hidden] : {std::pair<int64_t, int64_t>{3, 4544}, {130, 1001}}) {
+    SCOPED_TRACE("rows " + std::to_string(rows) + " hidden " + std::to_string(hidden));
+    const std::size_t n = rows * hidden;
+    const auto x = random_vector(n, rng, 3.f), hi_a = random_vector(n, rng, 1.f), hi_c = random_vector(n, rng, 1.f);
+    const auto bias = random_vector(hidden, rng, 0.5f), w = random_vector(hidden, rng, 0.5f, 1.f),
+               b = random_vector(hidden, rng, 0.2f);
+    // Zero low halves after the high rows, against the high rows alone followed by garbage
+    // that must not be read (NaN would show through any sum).
+    auto with_lo = [&](const std::vector<float>& hi, float lo) {
+      std::vector<float> v(hi);
+      v.resize(2 * n, lo);
+      return v;
+    };
+    Device<float> a0(with_lo(hi_a, 0.f)), c0(with_lo(hi_c, 0.f)), a1(with_lo(hi_a, NAN)), c1(with_lo(hi_c, NAN));
+    Device<float> dbias(bias), dw(w), db(b);
+
+    Device<float> x_add0(x), x_add1(x);
+    cuda::residual_add(x_add0.p, a0.p, dbias.p, c0.p, dbias.p, rows, hidden, nullptr);
+    cuda::residual_add(x_add1.p, a1.p, dbias.p, c1.p, dbias.p, rows, hidden, nullptr, false);
+    EXPECT_EQ(x_add0.get(n), x_add1.get(n));
+
+    Device<float> x_norm0(x), x_norm1(x);
+    Device<cuda::bf16> out0(2 * n), out1(2 * n);
+    cuda::residual_layer_norm(x_norm0.p, {a0.p, dbias.p, c0.p, dbias.p}, rows, hidden, dw.p, db.p, nullptr, nullptr,
+                              1e-5f, out0.p, nullptr, nullptr);
+    cuda::residual_layer_norm(x_norm1.p, {a1.p, dbias.p, c1.p, dbias.p, false}, rows, hidden, dw.p, db.p, nullptr,
+                              nullptr, 1e-5f, out1.p, nullptr, nullptr);
+    EXPECT_EQ(x_norm0.get(n), x_norm1.get(n));
+    EXPECT_EQ(bits(out0.get(2 * n)), bits(out1.get(2 * n)));
+
+    Device<cuda::bf16> g0(2 * n), g1(2 * n);
+    cuda::bias_gelu(a0.p, dbias.p, rows, hidden, g0.p, nullptr);
+    cuda::bias_gelu(a1.p, dbias.p, rows, hidden, g1.p, nullptr, false);
+    EXPECT_EQ(bits(g0.get(2 * n)), bits(g1.get(2 * n)));
+
+    Device<float> s0(n), s1(n);
+    cuda::combine_halves(a0.p, rows, hidden, s0.p, nullptr);
+    cuda::combine_halves(a1.p, rows, hidden, s1.p, nullptr, false);
+    EXPECT_EQ(s0.get(n), s1.get(n));
+  }
+}
+
 TEST(CudaNormKernel, LayerNormMatchesFloat64) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   std::mt19937 rng(5);
