@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/cuda/event_timing.hpp"
 #include "bench/cuda/int_list.hpp"
 #include "cuda/check.hpp"
 #include "cuda/kernels.hpp"
@@ -25,22 +26,6 @@ struct Shape {
   const char* name;
   int out, in;
 };
-
-double time_ms(int iters, const std::function<void()>& f) {
-  f();
-  cudaEvent_t t0, t1;
-  cudaEventCreate(&t0);
-  cudaEventCreate(&t1);
-  cudaEventRecord(t0);
-  for (int i = 0; i < iters; ++i) f();
-  cudaEventRecord(t1);
-  EYRIE_CUDA_CHECK(cudaEventSynchronize(t1));
-  float ms = 0;
-  cudaEventElapsedTime(&ms, t0, t1);
-  cudaEventDestroy(t0);
-  cudaEventDestroy(t1);
-  return ms / iters;
-}
 
 void lt_check(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS) throw Error(std::string(what) + ": cuBLASLt status " + std::to_string(s));
@@ -78,11 +63,11 @@ int main(int argc, char** argv) {
         cuda::fill_random_bf16(x, std::int64_t{rows} * sh.in, 2, 1.f, 0.f, nullptr);
         const double flop = 2.0 * sh.out * sh.in * static_cast<double>(rows);
         const float alpha = 1.f, beta = 0.f;
-        const double ex_ms = time_ms(iters, [&] {
+        const double ex_ms = time_us(1, iters, [&](int) {
           EYRIE_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, sh.out, rows, sh.in, &alpha, w, CUDA_R_16BF,
                                           sh.in, x, CUDA_R_16BF, sh.in, &beta, y, CUDA_R_32F, sh.out,
                                           CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-        });
+        }) / 1e3;
         std::printf("%-8s %5d rows: GemmEx %7.3f ms %6.1f TFLOP/s | Lt:", sh.name, rows, ex_ms, flop / ex_ms / 1e9);
 
         cublasLtMatmulDesc_t desc;
@@ -103,11 +88,11 @@ int main(int argc, char** argv) {
         lt_check(cublasLtMatmulAlgoGetHeuristic(lt, desc, a, b, c, c, pref, candidates, found.data(), &count),
                  "heuristic");
         for (int i = 0; i < count; ++i) {
-          const double ms = time_ms(iters, [&] {
+          const double ms = time_us(1, iters, [&](int) {
             lt_check(cublasLtMatmul(lt, desc, &alpha, w, a, x, b, &beta, y, c, y, c, &found[i].algo, ws, ws_bytes,
                                     nullptr),
                      "matmul");
-          });
+          }) / 1e3;
           std::printf(" %.1f", flop / ms / 1e9);
         }
         std::printf(" TFLOP/s\n");

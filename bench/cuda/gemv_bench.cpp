@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/cuda/event_timing.hpp"
 #include "bench/cuda/int_list.hpp"
 #include "cuda/check.hpp"
 #include "cuda/kernels.hpp"
@@ -25,23 +26,6 @@ struct Shape {
   const char* name;
   int64_t out, in;
 };
-
-// Microseconds per call of f(copy), averaged over iters calls cycling over the copies.
-double time_us(int copies, int iters, const std::function<void(int)>& f) {
-  for (int i = 0; i < copies; ++i) f(i);  // warm-up
-  cudaEvent_t t0, t1;
-  cudaEventCreate(&t0);
-  cudaEventCreate(&t1);
-  cudaEventRecord(t0);
-  for (int i = 0; i < iters; ++i) f(i % copies);
-  cudaEventRecord(t1);
-  EYRIE_CUDA_CHECK(cudaEventSynchronize(t1));
-  float ms = 0;
-  cudaEventElapsedTime(&ms, t0, t1);
-  cudaEventDestroy(t0);
-  cudaEventDestroy(t1);
-  return ms * 1e3 / iters;
-}
 
 }  // namespace
 
