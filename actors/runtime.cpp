@@ -56,14 +56,20 @@ std::vector<std::shared_ptr<Engine>> load_gpu_engines(const std::shared_ptr<cons
   std::vector<std::shared_ptr<Engine>> engines(n);
   std::vector<std::exception_ptr> errors(n);
   std::vector<std::thread> threads;
-  for (std::size_t i = 0; i < n; ++i) {
-    threads.emplace_back([&, i] {
-      try {
-        engines[i] = std::make_shared<CudaEngine>(model, opts[i], comms[i]);
-      } catch (...) {
-        errors[i] = std::current_exception();
-      }
-    });
+  threads.reserve(n);
+  try {
+    for (std::size_t i = 0; i < n; ++i) {
+      threads.emplace_back([&, i] {
+        try {
+          engines[i] = std::make_shared<CudaEngine>(model, opts[i], comms[i]);
+        } catch (...) {
+          errors[i] = std::current_exception();
+        }
+      });
+    }
+  } catch (...) {
+    for (auto& t : threads) t.join();  // a thread that could not start: the others still finish
+    throw;
   }
   for (auto& t : threads) t.join();
   for (auto& e : errors)
@@ -153,6 +159,8 @@ Runtime::Impl::Impl(const RuntimeOptions& opt) : options(opt) {
       }
     }
     auto engines = load_gpu_engines(model, std::move(cos), flat_comms, options.on_upload_progress);
+    // The callback may point at the caller's stack; options() hands these options out later.
+    options.on_upload_progress = nullptr;
     for (int r = 0; r < options.replicas; ++r)
       shards[r].assign(engines.begin() + r * degree, engines.begin() + (r + 1) * degree);
   } else {

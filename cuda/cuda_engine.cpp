@@ -316,6 +316,8 @@ struct CudaEngine::Impl {
     }
     up.finish();
     weight_bytes = up.bytes_done();
+    // The callback may point at the caller's stack; it has no use past the upload.
+    opt.upload_progress = nullptr;
   }
 
   void random_model(uint64_t seed) {

@@ -58,8 +58,9 @@ struct CudaEngineOptions {
   // heads that read it) and leave filling the SMs to key splits. On the H200 with Falcon-7B,
   // whole groups ran batch 16 / 64 decode 8% / 10% faster; cut groups won at batch 1.
   int64_t decode_head_split_rows_max = 8;
-  // Called on the constructing thread as the checkpoint's weights reach the device: bytes
-  // written so far and this engine's total (once with 0 before the first chunk).
+  // Called on the constructing thread as the checkpoint's weights go to the device: bytes
+  // queued so far and this engine's total (once with 0 before the first chunk); not kept after
+  // the constructor.
   std::function<void(std::size_t done, std::size_t total)> upload_progress = nullptr;
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <string>
 
 #include "cuda/check.hpp"
 #include "model/dtype.hpp"
@@ -15,6 +16,9 @@ StagedUpload::StagedUpload(cudaStream_t stream, Progress progress, std::size_t c
       progress_(std::move(progress)),
       chunk_bytes_(chunk_bytes),
       fill_(std::make_unique<ThreadPool>(std::max(fill_threads, 1))) {
+  if (chunk_bytes_ < 16)
+    throw InvalidArgument("StagedUpload: staging buffers of " + std::to_string(chunk_bytes_) +
+                          " bytes; at least 16");
   fill_->set_busy(true);
   slots_.resize(static_cast<std::size_t>(std::max(chunks, 2)));
   try {
@@ -32,10 +36,10 @@ StagedUpload::StagedUpload(cudaStream_t stream, Progress progress, std::size_t c
 }
 
 StagedUpload::~StagedUpload() {
-  // The buffers may still be the source of queued copies; freeing them first would be a use
-  // after free on the copy engine's side.
-  for (Slot& s : slots_)
-    if (s.busy) cudaEventSynchronize(s.copied);
+  // The buffers may still be the source of queued copies (also one whose event was never
+  // recorded, after a failure); freeing them first would be a use after free on the copy
+  // engine's side.
+  cudaStreamSynchronize(stream_);
   for (Slot& s : slots_) {
     cudaFreeHost(s.host);
     cudaEventDestroy(s.copied);
@@ -71,8 +75,8 @@ void StagedUpload::stream_tensor(Out* dst, const TensorView& src, Convert conver
     });
     EYRIE_CUDA_CHECK(
         cudaMemcpyAsync(dst + first, s.host, count * sizeof(Out), cudaMemcpyHostToDevice, stream_));
-    EYRIE_CUDA_CHECK(cudaEventRecord(s.copied, stream_));
     s.busy = true;
+    EYRIE_CUDA_CHECK(cudaEventRecord(s.copied, stream_));
     done_ += count * sizeof(Out);
     if (progress_) progress_(done_);
   }

@@ -21,7 +21,8 @@ namespace eyrie::cuda {
 // and needs a converted copy of the whole tensor first.
 class StagedUpload {
  public:
-  // Reports the bytes written to the device so far after each staged chunk.
+  // Reports the bytes queued for the device so far after each staged chunk (finish() waits for
+  // the last few buffers' copies).
   using Progress = std::function<void(std::size_t bytes_done)>;
 
   // Each chunk is filled by fill_threads host threads: one thread's copy out of the memory map
@@ -32,6 +33,7 @@ class StagedUpload {
   StagedUpload(const StagedUpload&) = delete;
   StagedUpload& operator=(const StagedUpload&) = delete;
 
+  // chunk_bytes: at least 16.
   // dst holds numel elements of the output type. Sources may be f32, f16 or bf16.
   void to_bf16(uint16_t* dst, const TensorView& src);
   void to_f32(float* dst, const TensorView& src);

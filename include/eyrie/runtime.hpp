@@ -34,8 +34,8 @@ struct RuntimeOptions {
   // results); "bf16" rounds activations to bf16 as other servers do: faster where compute
   // bound (long prompts, large batches). The CPU computes in fp32 either way.
   std::string activation_precision = "split";
-  // cuda: called from the loading threads as weights reach the GPUs, with the bytes written
-  // so far and the total over all GPUs.
+  // cuda: called from the loading threads during create() as weights go to the GPUs, with the
+  // bytes queued so far and the total over all GPUs; not kept afterwards.
   std::function<void(std::size_t done, std::size_t total)> on_upload_progress;
 };
 

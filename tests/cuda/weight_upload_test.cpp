@@ -85,6 +85,7 @@ TEST(CudaWeightUpload, RefusesAViewWhoseBytesDoNotMatchItsShape) {
   ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
   {
     cuda::StagedUpload up(stream);
+    EXPECT_THROW(cuda::StagedUpload(stream, {}, 8, 2), InvalidArgument);
     Stored s = stored(DType::bf16, 100, 7);
     s.view.nbytes = 150;
     Device<uint16_t> d(100);
