@@ -26,13 +26,17 @@ std::vector<int> gpu_range(int first, int count) {
   return v;
 }
 
-// One thread per GPU, so that loading takes as long as one shard's upload. Progress is the sum
-// over the GPUs, reported once every GPU has given its total.
+// One thread per replica, so that loading takes as long as one replica's upload. A replica's
+// tensor-parallel shards load one after another: each holds a host copy of its cut of the
+// checkpoint while it uploads, and all of them at once would be a copy of the whole model.
+// Progress is the sum over the GPUs; a shard not yet started counts at the size of its
+// replica's first, once every replica has started one.
 std::vector<std::shared_ptr<Engine>> load_gpu_engines(const std::shared_ptr<const FalconModel>& model,
                                                       std::vector<CudaEngineOptions> opts,
                                                       const std::vector<std::shared_ptr<Communicator>>& comms,
+                                                      std::size_t degree,
                                                       const std::function<void(std::size_t, std::size_t)>& progress) {
-  const std::size_t n = opts.size();
+  const std::size_t n = opts.size(), replicas = n / degree;
   std::mutex mu;
   std::vector<std::size_t> done(n, 0), total(n, 0);
   std::vector<bool> known(n, false);
@@ -43,27 +47,31 @@ std::vector<std::shared_ptr<Engine>> load_gpu_engines(const std::shared_ptr<cons
         done[i] = d;
         total[i] = t;
         known[i] = true;
-        if (std::find(known.begin(), known.end(), false) != known.end()) return;
         std::size_t sd = 0, st = 0;
-        for (std::size_t j = 0; j < n; ++j) {
-          sd += done[j];
-          st += total[j];
+        for (std::size_t r = 0; r < replicas; ++r) {
+          const std::size_t first = r * degree;  // shards start in order
+          if (!known[first]) return;
+          for (std::size_t j = first; j < first + degree; ++j) {
+            sd += done[j];
+            st += known[j] ? total[j] : total[first];
+          }
         }
         progress(sd, st);
       };
     }
   }
   std::vector<std::shared_ptr<Engine>> engines(n);
-  std::vector<std::exception_ptr> errors(n);
+  std::vector<std::exception_ptr> errors(replicas);
   std::vector<std::thread> threads;
-  threads.reserve(n);
+  threads.reserve(replicas);
   try {
-    for (std::size_t i = 0; i < n; ++i) {
-      threads.emplace_back([&, i] {
+    for (std::size_t r = 0; r < replicas; ++r) {
+      threads.emplace_back([&, r] {
         try {
-          engines[i] = std::make_shared<CudaEngine>(model, opts[i], comms[i]);
+          for (std::size_t i = r * degree; i < (r + 1) * degree; ++i)
+            engines[i] = std::make_shared<CudaEngine>(model, opts[i], comms[i]);
         } catch (...) {
-          errors[i] = std::current_exception();
+          errors[r] = std::current_exception();
         }
       });
     }
@@ -154,11 +162,14 @@ Runtime::Impl::Impl(const RuntimeOptions& opt) : options(opt) {
         co.kv_tokens = options.kv_cache_tokens;
         co.max_step_tokens = std::max<int64_t>(options.max_step_tokens + options.max_batch_size, 256);
         if (options.activation_precision == "bf16") co.split_rows_max = 0;
+        // Replicas load at the same time; their staging threads share the machine's.
+        co.upload_threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()) / options.replicas, 1, 8);
         cos.push_back(std::move(co));
         flat_comms.push_back(comms[r][k]);
       }
     }
-    auto engines = load_gpu_engines(model, std::move(cos), flat_comms, options.on_upload_progress);
+    auto engines = load_gpu_engines(model, std::move(cos), flat_comms, static_cast<std::size_t>(degree),
+                                    options.on_upload_progress);
     // The callback may point at the caller's stack; options() hands these options out later.
     options.on_upload_progress = nullptr;
     for (int r = 0; r < options.replicas; ++r)

@@ -305,8 +305,9 @@ struct CudaEngine::Impl {
     cuda::StagedUpload::Progress progress;
     if (opt.upload_progress) progress = [&](std::size_t done) { opt.upload_progress(done, total); };
     if (opt.upload_progress) opt.upload_progress(0, total);
-    // 8 fill threads moved a warm Falcon-7B checkpoint at 30 GB/s on the H200 machine, 1 at 4.5.
-    const int fill_threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
+    const int fill_threads = opt.upload_threads > 0
+                                 ? opt.upload_threads
+                                 : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
     cuda::StagedUpload up(stream, progress, std::size_t{16} << 20, 4, fill_threads);
     for (const Job& j : jobs) {
       if (j.matrix)
