@@ -1,6 +1,8 @@
 // Worker, scheduler and router actors: each turns messages into calls on a plain class.
 #include "actors/replica_actors.hpp"
 
+#include <pthread.h>
+
 #include <iostream>
 #include <unordered_map>
 
@@ -13,6 +15,15 @@ namespace eyrie {
 
 namespace {
 
+// Shard workers run steps on threads of their own; a name tells them apart from the actor
+// runtime's threads in top, perf and the load generator's accounting.
+void name_this_thread(const char* name) {
+  thread_local bool named = false;
+  if (named) return;
+  pthread_setname_np(pthread_self(), name);
+  named = true;
+}
+
 // Ranks 1..n-1: run their share of each step handed to them, and say how it went.
 caf::actor spawn_peer_shard(caf::actor_system& sys, std::shared_ptr<Engine> engine,
                             std::shared_ptr<Communicator> comm) {
@@ -20,6 +31,7 @@ caf::actor spawn_peer_shard(caf::actor_system& sys, std::shared_ptr<Engine> engi
     auto scratch = std::make_shared<StepOutput>();  // the step's result is rank 0's
     return {
         [engine, comm, scratch](shard_step_atom, StepJobPtr job) -> std::string {
+          name_this_thread("eyrie.shard");
           if (auto err = run_shard_step(*engine, comm.get(), job->batch, *scratch)) {
             try {
               std::rethrow_exception(err);
@@ -41,6 +53,7 @@ caf::actor spawn_lead_shard(caf::actor_system& sys, std::shared_ptr<Engine> engi
   return sys.spawn<caf::detached>([engine, comm, peers](caf::event_based_actor* self) -> caf::behavior {
     return {
         [self, engine, comm, peers](step_atom, StepJobPtr job) {
+          name_this_thread("eyrie.engine");
           auto rp = self->make_response_promise();
           // Validated once here: a bad batch never reaches the other ranks.
           try {

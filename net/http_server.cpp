@@ -9,6 +9,8 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+
+#include <pthread.h>
 #include <vector>
 
 #include "model/error.hpp"
@@ -78,6 +80,7 @@ void HttpServer::start() {
   int n = std::max(1, options.io_threads);
   for (int i = 0; i < n; ++i) {
     impl_->threads.emplace_back([this] {
+      pthread_setname_np(pthread_self(), "eyrie.io");  // for top, perf and the load generator
       // Sessions catch what request logic throws; anything reaching here is a bug, but one
       // connection's bug must not take the whole server down with std::terminate.
       while (true) {

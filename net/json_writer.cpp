@@ -1,6 +1,7 @@
 // JSON string escaping and value layout.
 #include "net/json_writer.hpp"
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 
@@ -129,9 +130,11 @@ JsonWriter& JsonWriter::value(uint64_t v) {
 JsonWriter& JsonWriter::value(double v) {
   if (!std::isfinite(v)) return null();
   separate();
+  // As "%.9g" would write it, without printf's locale and format parsing (one per streamed
+  // token's logprob).
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
-  out_ += buf;
+  const auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general, 9);
+  out_.append(buf, r.ptr);
   return *this;
 }
 

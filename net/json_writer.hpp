@@ -16,6 +16,8 @@ void append_json_string(std::string& out, std::string_view s);
 // Builds one JSON value; keys and commas are placed by the writer.
 class JsonWriter {
  public:
+  // Room for a streamed token's frame without growing.
+  JsonWriter() { out_.reserve(192); }
   JsonWriter& begin_object();
   JsonWriter& end_object();
   JsonWriter& begin_array();

@@ -11,7 +11,11 @@
 // run on separate cores, as clients on other machines would: the overhead then counts the
 // server's own work only, not the generator's reads competing with the engine for cores. With
 // --repeat the server and the engine alone take turns N times and the medians are reported, as
-// single runs swing by several percent.
+// single runs swing by several percent. It also reports the CPU time of the server's own
+// threads (network, actor runtime) per output token against the engine thread's, from the
+// kernel's per-thread accounting: what the server costs, apart from how the threads happened to
+// be scheduled. The actor threads also run the scheduler's planning, detokenizing and stop
+// matching, which the engine-alone run does as well: its time there (measured) is taken out.
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
@@ -24,6 +28,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -156,6 +163,26 @@ void pin(const std::vector<int>& cpus) {
     std::fprintf(stderr, "bench_ws_load: could not pin to the given cpus\n");
 }
 
+// CPU time of each of this process's threads so far (schedstat, nanoseconds), summed by
+// thread name: the server's own threads against the engine's, free of the scheduling noise
+// that moves the wall-clock comparison by several percent between runs.
+std::map<std::string, double> cpu_seconds_by_thread_name() {
+  std::map<std::string, double> by_name;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm"), sched(task.path() / "schedstat");
+    std::string name;
+    uint64_t ns = 0;
+    if (!std::getline(comm, name) || !(sched >> ns)) continue;
+    by_name[name] += static_cast<double>(ns) * 1e-9;
+  }
+  return by_name;
+}
+
+std::map<std::string, double> minus(std::map<std::string, double> after, const std::map<std::string, double>& before) {
+  for (const auto& [name, s] : before) after[name] -= s;
+  return after;
+}
+
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -164,6 +191,7 @@ double percentile(std::vector<double> v, double p) {
 
 struct EngineAlone {
   double tokens_per_s = 0;
+  double scheduler_s_per_token = 0;  // planning and completing steps: host work the server's actors do too
   std::vector<double> tpot_ms;  // per request, as the scheduler timed it
 };
 
@@ -198,11 +226,19 @@ EngineAlone engine_alone(const eyrie::RuntimeOptions& o, const std::vector<Job>&
   int64_t tokens = 0;
   EngineAlone r;
   const auto t0 = Clock::now();
+  double sched_s = 0;
+  auto timed = [&](auto&& f) {
+    const auto s0 = Clock::now();
+    f();
+    sched_s += std::chrono::duration<double>(Clock::now() - s0).count();
+  };
   while (!sched.idle()) {
     events.clear();
-    if (sched.plan(batch, events)) {
+    bool planned = false;
+    timed([&] { planned = sched.plan(batch, events); });
+    if (planned) {
       engine.step(batch, out);
-      sched.complete(out, events);
+      timed([&] { sched.complete(out, events); });
     }
     for (auto& e : events) {
       tokens += std::holds_alternative<eyrie::TokenEvent>(e);
@@ -210,6 +246,7 @@ EngineAlone engine_alone(const eyrie::RuntimeOptions& o, const std::vector<Job>&
     }
   }
   r.tokens_per_s = tokens / std::chrono::duration<double>(Clock::now() - t0).count();
+  r.scheduler_s_per_token = tokens > 0 ? sched_s / static_cast<double>(tokens) : 0;
   return r;
 }
 
@@ -241,7 +278,7 @@ int main(int argc, char** argv) {
   o.max_step_tokens = 2048;
   const std::vector<Job> jobs = workload(clients);
 
-  std::vector<double> overheads, tpot_overheads;
+  std::vector<double> overheads, tpot_overheads, server_cpu;
   int errors = 0;
   for (int rep = 0; rep < repeat; ++rep) {
     if (repeat > 1) std::printf("--- run %d of %d\n", rep + 1, repeat);
@@ -261,10 +298,12 @@ int main(int argc, char** argv) {
       io.run_for(std::chrono::milliseconds(10));
     std::printf("connected: %d WebSocket clients (errors %d)\n", clients, stats.errors);
     io.restart();
+    const auto cpu0 = cpu_seconds_by_thread_name();
     const auto t0 = Clock::now();
     for (auto& c : cs) c->go();
     io.run();
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    const auto cpu = minus(cpu_seconds_by_thread_name(), cpu0);
     const double ws_tps = stats.tokens / secs;
     rt->shutdown(std::chrono::milliseconds(0));
     pin(server_cpus);
@@ -284,10 +323,32 @@ int main(int argc, char** argv) {
     tpot_overheads.push_back(100.0 * (ws_tpot / alone_tpot - 1.0));
     std::printf("time per output token p50: %.2f ms through WebSocket, %.2f ms engine alone, server overhead %.1f%%\n",
                 ws_tpot, alone_tpot, tpot_overheads.back());
+    // The generator runs on this (main) thread; the engine on its worker; the rest is the
+    // server: network threads and the actor runtime's (which also run the scheduler).
+    double engine_s = 0, server_s = 0;
+    std::string parts;
+    for (const auto& [name, s] : cpu) {
+      if (name == "eyrie.engine") engine_s += s;
+      else if (name != "bench_ws_load") server_s += s;
+      if (name != "bench_ws_load" && s > 0.0005) parts += " " + name + " " + std::to_string(s).substr(0, 5) + " s;";
+    }
+    if (stats.tokens > 0 && engine_s > 0) {
+      const double per_token = server_s / static_cast<double>(stats.tokens);
+      // The actor threads' figure includes the scheduler's host work, which the engine-alone
+      // run does as well; what is left is the server's own.
+      const double own = std::max(0.0, per_token - alone.scheduler_s_per_token);
+      const double engine_per_token = engine_s / static_cast<double>(stats.tokens);
+      server_cpu.push_back(100.0 * own / engine_per_token);
+      std::printf("server threads' CPU: %.1f us per output token (%s ), of which the scheduler's %.1f us; the "
+                  "server's own %.1f us is %.1f%% of the engine's %.1f us\n",
+                  1e6 * per_token, parts.c_str(), 1e6 * alone.scheduler_s_per_token, 1e6 * own, server_cpu.back(),
+                  1e6 * engine_per_token);
+    }
     errors += stats.errors;
   }
   if (repeat > 1)
-    std::printf("median of %d runs: server overhead %.1f%% in tokens/s, %.1f%% per output token\n", repeat,
-                percentile(overheads, 0.5), percentile(tpot_overheads, 0.5));
+    std::printf("median of %d runs: server overhead %.1f%% in tokens/s, %.1f%% per output token; the server's own "
+                "CPU %.1f%% of the engine's\n",
+                repeat, percentile(overheads, 0.5), percentile(tpot_overheads, 0.5), percentile(server_cpu, 0.5));
   return errors == 0 ? 0 : 1;
 }
