@@ -6,6 +6,7 @@
 #include <mutex>
 #include <thread>
 
+#include "actors/load_progress.hpp"
 #include "actors/replica_actors.hpp"
 #include "actors/runtime_impl.hpp"
 #include "cuda/cuda_engine.hpp"
@@ -29,8 +30,7 @@ std::vector<int> gpu_range(int first, int count) {
 // One thread per replica, so that loading takes as long as one replica's upload. A replica's
 // tensor-parallel shards load one after another: each holds a host copy of its cut of the
 // checkpoint while it uploads, and all of them at once would be a copy of the whole model.
-// Progress is the sum over the GPUs; a shard not yet started counts at the size of its
-// replica's first, once every replica has started one.
+// Progress is summed over the GPUs (LoadProgress).
 std::vector<std::shared_ptr<Engine>> load_gpu_engines(const std::shared_ptr<const FalconModel>& model,
                                                       std::vector<CudaEngineOptions> opts,
                                                       const std::vector<std::shared_ptr<Communicator>>& comms,
@@ -38,25 +38,12 @@ std::vector<std::shared_ptr<Engine>> load_gpu_engines(const std::shared_ptr<cons
                                                       const std::function<void(std::size_t, std::size_t)>& progress) {
   const std::size_t n = opts.size(), replicas = n / degree;
   std::mutex mu;
-  std::vector<std::size_t> done(n, 0), total(n, 0);
-  std::vector<bool> known(n, false);
+  LoadProgress sum(n, degree);
   if (progress) {
     for (std::size_t i = 0; i < n; ++i) {
       opts[i].upload_progress = [&, i](std::size_t d, std::size_t t) {
         std::lock_guard lock(mu);
-        done[i] = d;
-        total[i] = t;
-        known[i] = true;
-        std::size_t sd = 0, st = 0;
-        for (std::size_t r = 0; r < replicas; ++r) {
-          const std::size_t first = r * degree;  // shards start in order
-          if (!known[first]) return;
-          for (std::size_t j = first; j < first + degree; ++j) {
-            sd += done[j];
-            st += known[j] ? total[j] : total[first];
-          }
-        }
-        progress(sd, st);
+        if (auto all = sum.update(i, d, t)) progress(all->first, all->second);
       };
     }
   }
