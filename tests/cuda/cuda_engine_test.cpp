@@ -87,22 +87,29 @@ TEST_P(CudaReference, PromptLogprobsWithAndWithoutSplitActivations) {
   }
 }
 
-// Decode steps replayed from CUDA graphs, and the MLP run on its own stream beside the attention
-// chain, give the same bits as the same kernels launched one by one on one stream, across graph
-// capture, replay, and sequences growing past a block-table stride.
+// Decode steps replayed from CUDA graphs, the MLP run on its own stream beside the attention
+// chain, and weight-streaming products started early give the same bits as the same kernels
+// launched one by one, in order, on one stream, across graph capture, replay, and sequences
+// growing past a block-table stride.
 TEST_P(CudaReference, DecodeGraphsAndConcurrentMlpGiveTheSameLogitsAsDirectLaunches) {
   auto model = FalconModel::load(GetParam());
   auto cases = test::load_reference(GetParam() + "/reference.json");
+  // Weight-streaming products that start early (programmatic dependent launch) only change
+  // when their blocks run, never what they compute: on for none, the default or all row counts.
   struct Variant {
     bool graphs, concurrent_mlp;
+    int64_t early_start_rows_min = CudaEngineOptions{}.gemv_early_start_rows_min;
   };
-  const Variant variants[] = {{false, false}, {false, true}, {true, true}, {true, false}};
-  std::vector<std::vector<float>> runs[4];
-  for (int v = 0; v < 4; ++v) {
+  const Variant variants[] = {{false, false, 1 << 20}, {false, true}, {true, true}, {true, false},
+                              {true, true, 1 << 20},   {true, true, 1}, {false, true, 1}};
+  constexpr int kVariants = sizeof variants / sizeof variants[0];
+  std::vector<std::vector<float>> runs[kVariants];
+  for (int v = 0; v < kVariants; ++v) {
     CudaEngineOptions o;
     o.kv_tokens = 4096;
     o.cuda_graphs = variants[v].graphs;
     o.concurrent_mlp_rows_max = variants[v].concurrent_mlp ? 128 : 0;
+    o.gemv_early_start_rows_min = variants[v].early_start_rows_min;
     CudaEngine engine(model, o);
     const auto& a = cases[1].ids;
     const auto& b = cases[2].ids;
@@ -124,11 +131,12 @@ TEST_P(CudaReference, DecodeGraphsAndConcurrentMlpGiveTheSameLogitsAsDirectLaunc
       runs[v].emplace_back(out.last(1).begin(), out.last(1).end());
     }
   }
-  for (int v = 1; v < 4; ++v) {
+  for (int v = 1; v < kVariants; ++v) {
     ASSERT_EQ(runs[0].size(), runs[v].size());
     for (std::size_t i = 0; i < runs[0].size(); ++i)
       ASSERT_EQ(runs[0][i], runs[v][i]) << "graphs " << variants[v].graphs << ", concurrent MLP "
-                                        << variants[v].concurrent_mlp << ", row " << i;
+                                        << variants[v].concurrent_mlp << ", early start from "
+                                        << variants[v].early_start_rows_min << " rows, row " << i;
   }
 }
 
