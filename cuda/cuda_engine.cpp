@@ -303,8 +303,10 @@ struct CudaEngine::Impl {
     std::size_t total = 0;
     for (const Job& j : jobs) total += static_cast<std::size_t>(j.src->numel()) * (j.matrix ? 2 : 4);
     cuda::StagedUpload::Progress progress;
-    if (opt.upload_progress) progress = [&](std::size_t done) { opt.upload_progress(done, total); };
-    if (opt.upload_progress) opt.upload_progress(0, total);
+    if (opt.upload_progress) {
+      opt.upload_progress(0, total);
+      progress = [&](std::size_t done) { opt.upload_progress(done, total); };
+    }
     const int fill_threads = opt.upload_threads > 0
                                  ? opt.upload_threads
                                  : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
@@ -397,9 +399,9 @@ struct CudaEngine::Impl {
     // Fewer tiles than the target (key_split_blocks_per_sm): decode rows split their keys into
     // ranges, merged by a second kernel, until the tiles reach it.
     const int64_t target = opt.key_split_blocks_per_sm * sm_count;
-    const int32_t want =
-        base > 0 && base < target ? static_cast<int32_t>(std::min<int64_t>(cuda::kMaxKeySplits, (target + base - 1) / base))
-                                  : 1;
+    const int32_t want = base > 0 && base < target
+                             ? static_cast<int32_t>(std::min<int64_t>(cuda::kMaxKeySplits, (target + base - 1) / base))
+                             : 1;
     h_row_split.assign(2 * n, 0);
     int32_t slots = 0;
     for (int64_t r = 0; r < n; ++r) {
@@ -420,13 +422,8 @@ struct CudaEngine::Impl {
   // On the main stream, or on the MLP branch's stream and cuBLAS handle.
   void gemm_rows(const bf16* xin, int64_t n, const bf16* w, int64_t out_dim, int64_t in_dim, float* yout,
                  bool on_mlp_stream = false) {
-    cublasHandle_t h = on_mlp_stream ? mlp_blas : blas;
-    cudaStream_t s = on_mlp_stream ? mlp_stream : stream;
-    if (split) {
-      product(h, s, xin, 2 * n, w, out_dim, in_dim, yout);
-      return;
-    }
-    product(h, s, xin, n, w, out_dim, in_dim, yout);
+    product(on_mlp_stream ? mlp_blas : blas, on_mlp_stream ? mlp_stream : stream, xin, split ? 2 * n : n, w, out_dim,
+            in_dim, yout);
   }
 
   // The weight-streaming kernel that takes a product of this many rows, if one does.
@@ -702,8 +699,7 @@ struct CudaEngine::Impl {
         mlp_in = m.get();
       } else {
         cuda::residual_layer_norm(x.get(), {o.get(), L.dense.bias(), nullptr, nullptr, split}, n, h, L.ln_mlp.w.get(),
-                                  L.ln_mlp.b.get(),
-                                  nullptr, nullptr, eps, m.get(), nullptr, stream);
+                                  L.ln_mlp.b.get(), nullptr, nullptr, eps, m.get(), nullptr, stream);
         mlp_in = m.get();
       }
       if (fork)

@@ -5,6 +5,7 @@
 #include "cuda/dependent_launch.cuh"
 #include "cuda/gelu.cuh"
 #include "cuda/kernels.hpp"
+#include "cuda/residual.cuh"
 
 namespace eyrie::cuda {
 namespace {
@@ -27,10 +28,7 @@ __global__ void residual_kernel(float* x, const float* a, const float* ab, const
                                 int64_t cols, int64_t n, bool halves) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t col = i % cols;
-    float add = (a[i] + (halves ? a[n + i] : 0.f)) + (ab ? ab[col] : 0.f);
-    if (c) add = ((c[i] + (halves ? c[n + i] : 0.f)) + (cb ? cb[col] : 0.f)) + add;  // mlp + attention, as transformers adds them
-    x[i] += add;
+    x[i] += residual_at(a, ab, c, cb, halves, i, n, i % cols);
   }
 }
 

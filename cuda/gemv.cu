@@ -125,15 +125,16 @@ template <int R, int kOutPerBlock, int kUnroll>
 void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, const GemvOut& out, int threads, bool early,
             cudaStream_t s) {
   const auto blocks = static_cast<unsigned>((out_dim + kOutPerBlock - 1) / kOutPerBlock);
+  const auto block = static_cast<unsigned>(threads);
   if constexpr (R % 2 == 0) {
     if (out.g) {
-      launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, true>, blocks, static_cast<unsigned>(threads), s, x, w,
-                           out_dim, in_dim / 8, static_cast<float*>(nullptr), out.bias, out.g);
+      launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, true>, blocks, block, s, x, w, out_dim,
+                           in_dim / 8, static_cast<float*>(nullptr), out.bias, out.g);
       return;
     }
   }
-  launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, false>, blocks, static_cast<unsigned>(threads), s, x, w,
-                       out_dim, in_dim / 8, out.y, static_cast<const float*>(nullptr), static_cast<bf16*>(nullptr));
+  launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, false>, blocks, block, s, x, w, out_dim, in_dim / 8,
+                       out.y, static_cast<const float*>(nullptr), static_cast<bf16*>(nullptr));
 }
 
 template <int R, int kOutPerBlock>
@@ -256,11 +257,11 @@ void launch_mma(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int
   const auto blocks = static_cast<unsigned>((out_dim + 15) / 16);
   const auto threads = static_cast<unsigned>(warps * 32);
   if (out.g)
-    launch_after_trigger(early, gemv_mma_kernel<kUnroll, true>, blocks, threads, s, x, static_cast<int>(rows), w, out_dim,
-                         in_dim / 64, static_cast<float*>(nullptr), out.bias, out.g);
+    launch_after_trigger(early, gemv_mma_kernel<kUnroll, true>, blocks, threads, s, x, static_cast<int>(rows), w,
+                         out_dim, in_dim / 64, static_cast<float*>(nullptr), out.bias, out.g);
   else
-    launch_after_trigger(early, gemv_mma_kernel<kUnroll, false>, blocks, threads, s, x, static_cast<int>(rows), w, out_dim,
-                         in_dim / 64, out.y, static_cast<const float*>(nullptr), static_cast<bf16*>(nullptr));
+    launch_after_trigger(early, gemv_mma_kernel<kUnroll, false>, blocks, threads, s, x, static_cast<int>(rows), w,
+                         out_dim, in_dim / 64, out.y, static_cast<const float*>(nullptr), static_cast<bf16*>(nullptr));
 }
 
 bool aligned16(const void* p) {
@@ -293,7 +294,6 @@ void launch_mma_rows(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim
     case 2: launch_mma<2>(x, rows, w, out_dim, in_dim, out, t.threads / 32, t.early_start, s); break;
     default: launch_mma<4>(x, rows, w, out_dim, in_dim, out, t.threads / 32, t.early_start, s); break;
   }
-  EYRIE_CUDA_LAUNCHED();
 }
 
 void launch_rows(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, const GemvOut& out,
@@ -315,7 +315,6 @@ void launch_rows(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, in
     case 4: launch<4>(x, w, out_dim, in_dim, out, t, s); break;
     default: throw InvalidArgument("gemv: " + std::to_string(rows) + " rows, at most " + std::to_string(kGemvRowsMax));
   }
-  EYRIE_CUDA_LAUNCHED();
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "cuda/check.hpp"
 #include "cuda/dependent_launch.cuh"
 #include "cuda/kernels.hpp"
+#include "cuda/residual.cuh"
 
 namespace eyrie::cuda {
 namespace {
@@ -62,11 +63,8 @@ __global__ void __launch_bounds__(1024) layer_norm_kernel(NormArgs p) {
     b1v[k] = __ldg(b1 + i);
     float xi = row[i];
     if (res.a) {
-      // As residual_kernel: the pending outputs are split halves, n = rows * hidden apart.
-      const int64_t n = lo_offset, at = r * hidden + i;
-      float add = (res.a[at] + (res.halves ? res.a[n + at] : 0.f)) + (res.a_bias ? res.a_bias[i] : 0.f);
-      if (res.c) add = ((res.c[at] + (res.halves ? res.c[n + at] : 0.f)) + (res.c_bias ? res.c_bias[i] : 0.f)) + add;
-      xi += add;
+      // As residual_kernel: the pending outputs' low halves are rows * hidden further on.
+      xi += residual_at(res.a, res.a_bias, res.c, res.c_bias, res.halves, r * hidden + i, lo_offset, i);
       row[i] = xi;
     }
     v[k] = xi;
@@ -101,8 +99,7 @@ __global__ void __launch_bounds__(1024) layer_norm_kernel(NormArgs p) {
 }
 
 // layer_norm_kernel with 16-byte accesses: K float4 of the row per thread, the bf16 outputs
-// stored four at a time. For rows in multiples of 4 floats and 16-byte aligned arrays. Sums
-// run in the same association as residual_kernel's, so x gets the same bits.
+// stored four at a time. For rows in multiples of 4 floats and 16-byte aligned arrays.
 __device__ inline float4 ldg4(const float* p, int64_t i) { return __ldg(reinterpret_cast<const float4*>(p) + i); }
 
 __device__ inline void store_split4(bf16* hi, bf16* lo, float4 v) {
@@ -113,12 +110,6 @@ __device__ inline void store_split4(bf16* hi, bf16* lo, float4 v) {
       make_uint2(*reinterpret_cast<const uint32_t*>(&h01), *reinterpret_cast<const uint32_t*>(&h23));
   *reinterpret_cast<uint2*>(lo) =
       make_uint2(*reinterpret_cast<const uint32_t*>(&l01), *reinterpret_cast<const uint32_t*>(&l23));
-}
-
-__device__ inline float pending_add(float a, float a_lo, float ab, bool has_c, float c, float c_lo, float cb) {
-  float add = (a + a_lo) + ab;
-  if (has_c) add = ((c + c_lo) + cb) + add;
-  return add;
 }
 
 template <int K>
@@ -134,27 +125,27 @@ __global__ void __launch_bounds__(1024) layer_norm_vec_kernel(NormArgs p) {
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
-    v[k] = w1v[k] = b1v[k] = make_float4(0.f, 0.f, 0.f, 0.f);
+    const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+    v[k] = w1v[k] = b1v[k] = zero;
     if (i >= h4) continue;
     w1v[k] = ldg4(p.w1, i);
     b1v[k] = ldg4(p.b1, i);
     float4 xi = row[i];
     if (res.a) {
       const int64_t at = r * h4 + i, n4 = lo_offset / 4;
-      const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
       const float4 a = ldg4(res.a, at), al = res.halves ? ldg4(res.a, n4 + at) : zero;
-      const float4 ab = res.a_bias ? ldg4(res.a_bias, i) : make_float4(0.f, 0.f, 0.f, 0.f);
+      const float4 ab = res.a_bias ? ldg4(res.a_bias, i) : zero;
       const bool has_c = res.c != nullptr;
-      float4 c = make_float4(0.f, 0.f, 0.f, 0.f), cl = c, cb = c;
+      float4 c = zero, cl = zero, cb = zero;
       if (has_c) {
         c = ldg4(res.c, at);
         cl = res.halves ? ldg4(res.c, n4 + at) : zero;
         if (res.c_bias) cb = ldg4(res.c_bias, i);
       }
-      xi.x += pending_add(a.x, al.x, ab.x, has_c, c.x, cl.x, cb.x);
-      xi.y += pending_add(a.y, al.y, ab.y, has_c, c.y, cl.y, cb.y);
-      xi.z += pending_add(a.z, al.z, ab.z, has_c, c.z, cl.z, cb.z);
-      xi.w += pending_add(a.w, al.w, ab.w, has_c, c.w, cl.w, cb.w);
+      xi.x += residual_sum(a.x, al.x, ab.x, has_c, c.x, cl.x, cb.x);
+      xi.y += residual_sum(a.y, al.y, ab.y, has_c, c.y, cl.y, cb.y);
+      xi.z += residual_sum(a.z, al.z, ab.z, has_c, c.z, cl.z, cb.z);
+      xi.w += residual_sum(a.w, al.w, ab.w, has_c, c.w, cl.w, cb.w);
       row[i] = xi;
     }
     v[k] = xi;
