@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cfloat>
+#include <string>
 #include <vector>
 
 #include "cuda/attention_common.cuh"
@@ -37,7 +38,7 @@ __device__ int64_t k_offset(const AttentionShape& a, int j) {
 // together (NeoX half split, fp32 as transformers) with one angle, and for key heads the same
 // pair of the value. Many small blocks rather than one per row: a decode step has a row or few.
 __global__ void qkv_kernel(const float* qkv, const float* bias, int64_t rows, AttentionShape a, RowMeta m,
-                           float* q, float* k_cache, float* v_cache) {
+                           float* q, void* k_cache, void* v_cache) {
   const int hd = a.head_dim, half = (hd + 1) / 2;
   const int64_t pair = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
   if (pair >= static_cast<int64_t>(a.num_heads + a.num_kv_heads) * half) return;
@@ -70,11 +71,17 @@ __global__ void qkv_kernel(const float* qkv, const float* bias, int64_t rows, At
   const int seq = m.seq[r];
   const int block = m.block_tables[static_cast<int64_t>(seq) * a.max_blocks_per_seq + pos / a.block_size];
   const int64_t at = cache_index(a, block, h - a.num_heads, pos % a.block_size);
-  k_cache[at + i] = o1;
-  v_cache[at + i] = value(off + hd + i);
+  auto put = [&](void* cache, int64_t e, float v) {
+    if (a.bf16_cache)
+      static_cast<bf16*>(cache)[e] = __float2bfloat16(v);
+    else
+      static_cast<float*>(cache)[e] = v;
+  };
+  put(k_cache, at + i, o1);
+  put(v_cache, at + i, value(off + hd + i));
   if (second) {
-    k_cache[at + i + half] = o2;
-    v_cache[at + i + half] = value(off + hd + i + half);
+    put(k_cache, at + i + half, o2);
+    put(v_cache, at + i + half, value(off + hd + i + half));
   }
 }
 
@@ -211,7 +218,7 @@ __global__ void combine_splits_kernel(const float* part_o, const float* part_ml,
 }  // namespace
 
 void qkv_to_cache(const float* qkv, const float* bias, int64_t rows, const AttentionShape& a, const RowMeta& m,
-                  float* q, float* k_cache, float* v_cache, cudaStream_t s) {
+                  float* q, void* k_cache, void* v_cache, cudaStream_t s) {
   if (rows == 0) return;
   constexpr int kThreads = 128;
   const int64_t pairs = static_cast<int64_t>(a.num_heads + a.num_kv_heads) * ((a.head_dim + 1) / 2);
@@ -220,10 +227,13 @@ void qkv_to_cache(const float* qkv, const float* bias, int64_t rows, const Atten
   EYRIE_CUDA_LAUNCHED();
 }
 
-void paged_attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows, int32_t num_tiles,
+void paged_attention(const float* q, const void* k_cache, const void* v_cache, int64_t rows, int32_t num_tiles,
                      const int32_t* tiles, const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out,
                      const KeySplits& splits, cudaStream_t s) {
   if (rows == 0) return;
+  if (a.bf16_cache && (!bf16_cache_supports(a.head_dim) || !a.bf16_products))
+    throw InvalidArgument("paged_attention: a bf16 KV cache needs bf16 products and a head dim in multiples of 8 up "
+                          "to 128, not " + std::to_string(a.head_dim));
   const int64_t lo_offset = rows * a.num_heads * a.head_dim;
   if (attention_mma_supports(a.head_dim)) {
     attention_mma(q, k_cache, v_cache, num_tiles, tiles, a, m, slopes, out, lo_offset, splits.part_o, splits.part_ml,
@@ -239,7 +249,8 @@ void paged_attention(const float* q, const float* k_cache, const float* v_cache,
       configured = true;
     }
     attention_kernel<<<static_cast<unsigned>(num_tiles), kAttnThreads, smem, s>>>(
-        q, k_cache, v_cache, a, m, tiles, slopes, out, lo_offset, splits.part_o, splits.part_ml);
+        q, static_cast<const float*>(k_cache), static_cast<const float*>(v_cache), a, m, tiles, slopes, out, lo_offset,
+        splits.part_o, splits.part_ml);
     EYRIE_CUDA_LAUNCHED();
   }
   if (splits.any) {

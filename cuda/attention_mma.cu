@@ -24,6 +24,8 @@ constexpr int kKeys = 64;  // keys per pass
 // Key and value tiles as bf16 halves, [key][HD] with rows padded by 16 bytes so the eight rows
 // an ldmatrix reads fall in different banks; before them, two stages of the fp32 tiles as they
 // arrive from the cache, [K | V][key][HD], so the next tile's copy overlaps this tile's MMAs.
+// A bf16 cache is copied straight into the padded tiles instead, in two stages of K and V
+// (kBf16Cache below; they fit in the fp32 stages' place).
 template <int HD>
 struct Smem {
   static constexpr int kLd = HD + 8;
@@ -109,10 +111,11 @@ __device__ inline void ldmatrix4_trans(uint32_t (&r)[4], const bf16* p) {
 // layout, lane = 4g + c holds rows g and g + 8 of its warp's 16 slots ("a" and "b" below) and,
 // of every 8 columns, columns 2c and 2c + 1. Up to head dim 64, two blocks share an SM (128
 // registers, a few spilled): on the H100 that beat one block at 195 registers by 4-7% at
-// batch 16-256 decode. Without kSplit the low halves are neither made nor multiplied.
-template <int HD, int kSlots, bool kSplit>
+// batch 16-256 decode. Without kSplit the low halves are neither made nor multiplied; with
+// kBf16Cache (only without kSplit) keys and values arrive as bf16 and need no conversion.
+template <int HD, int kSlots, bool kSplit, bool kBf16Cache>
 __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
-    attention_mma_kernel(const float* q, const float* k_cache, const float* v_cache, AttentionShape a, RowMeta m,
+    attention_mma_kernel(const float* q, const void* k_cache, const void* v_cache, AttentionShape a, RowMeta m,
                          const int32_t* tiles, const float* slopes, bf16* out, int64_t lo_offset, float* part_o,
                          float* part_ml) {
   allow_dependents();  // the products after this kernel start reading their weights
@@ -120,10 +123,14 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
   constexpr int kThreads = kSlots * 2;
   extern __shared__ __align__(128) unsigned char smem[];
   float* raw = reinterpret_cast<float*>(smem);
+  static_assert(!(kSplit && kBf16Cache), "a bf16 cache has no low halves to multiply");
+  static_assert(4 * L::kTile * sizeof(bf16) <= L::raw_bytes, "bf16 stages must fit in the fp32 stages' place");
   bf16* sKh = reinterpret_cast<bf16*>(smem + L::raw_bytes);
   bf16* sKl = sKh + L::kTile;
   bf16* sVh = sKl + L::kTile;
   bf16* sVl = sVh + L::kTile;
+  // kBf16Cache: stage s holds K at cached + 2s kTile, V after it.
+  bf16* const cached = reinterpret_cast<bf16*>(smem);
 
   const AttentionTile t(tiles + kAttentionTileInts * blockIdx.x, a, m, kKeys);
   const int nq = t.queries();
@@ -172,18 +179,36 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
   // it alone converts below (so waiting for its own copies is enough before converting).
   auto fetch = [&](int k0, int stage) {
     const int nk = min(kKeys, t.key_end - k0);
-    float* rk = raw + stage * 2 * L::kRaw;
+    if constexpr (kBf16Cache) {
+      // 16 bytes are 8 bf16: straight into the padded tile rows the MMAs read.
+      constexpr int kChunks = kKeys * (HD / 8);
+      bf16* sk = cached + stage * 2 * L::kTile;
 #pragma unroll
-    for (int i = 0; i < kVecs; ++i) {
-      const int e = threadIdx.x + i * kThreads, kk = e / (HD / 4), d = (e % (HD / 4)) * 4;
-      const bool valid = kk < nk && d < hd;
-      int64_t at = 0;
-      if (valid) {
-        const int p = k0 + kk;
-        at = cache_index(a, table[p / a.block_size], t.kv, p % a.block_size) + d;
+      for (int e = threadIdx.x; e < kChunks; e += kThreads) {
+        const int kk = e / (HD / 8), d = (e % (HD / 8)) * 8;
+        const bool valid = kk < nk && d < hd;
+        int64_t at = 0;
+        if (valid) {
+          const int p = k0 + kk;
+          at = cache_index(a, table[p / a.block_size], t.kv, p % a.block_size) + d;
+        }
+        copy_async16(sk + kk * L::kLd + d, static_cast<const bf16*>(k_cache) + at, valid);
+        copy_async16(sk + L::kTile + kk * L::kLd + d, static_cast<const bf16*>(v_cache) + at, valid);
       }
-      copy_async16(rk + e * 4, k_cache + at, valid);
-      copy_async16(rk + L::kRaw + e * 4, v_cache + at, valid);
+    } else {
+      float* rk = raw + stage * 2 * L::kRaw;
+#pragma unroll
+      for (int i = 0; i < kVecs; ++i) {
+        const int e = threadIdx.x + i * kThreads, kk = e / (HD / 4), d = (e % (HD / 4)) * 4;
+        const bool valid = kk < nk && d < hd;
+        int64_t at = 0;
+        if (valid) {
+          const int p = k0 + kk;
+          at = cache_index(a, table[p / a.block_size], t.kv, p % a.block_size) + d;
+        }
+        copy_async16(rk + e * 4, static_cast<const float*>(k_cache) + at, valid);
+        copy_async16(rk + L::kRaw + e * 4, static_cast<const float*>(v_cache) + at, valid);
+      }
     }
     copy_async_commit();
   };
@@ -197,17 +222,25 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
     } else {
       copy_async_wait<0>();
     }
-    const float* rk = raw + stage * 2 * L::kRaw;
+    // The tiles the MMAs read: this stage's bf16 copies, or the fp32 stage converted.
+    const bf16* kt = sKh;
+    const bf16* vt = sVh;
+    if constexpr (kBf16Cache) {
+      kt = cached + stage * 2 * L::kTile;
+      vt = kt + L::kTile;
+    } else {
+      const float* rk = raw + stage * 2 * L::kRaw;
 #pragma unroll
-    for (int i = 0; i < kVecs; ++i) {
-      const int e = threadIdx.x + i * kThreads, kk = e / (HD / 4), d = (e % (HD / 4)) * 4;
-      const int at = kk * L::kLd + d;
-      if constexpr (kSplit) {
-        put_split4(&sKh[at], &sKl[at], *reinterpret_cast<const float4*>(rk + e * 4));
-        put_split4(&sVh[at], &sVl[at], *reinterpret_cast<const float4*>(rk + L::kRaw + e * 4));
-      } else {
-        put_bf16x4(&sKh[at], *reinterpret_cast<const float4*>(rk + e * 4));
-        put_bf16x4(&sVh[at], *reinterpret_cast<const float4*>(rk + L::kRaw + e * 4));
+      for (int i = 0; i < kVecs; ++i) {
+        const int e = threadIdx.x + i * kThreads, kk = e / (HD / 4), d = (e % (HD / 4)) * 4;
+        const int at = kk * L::kLd + d;
+        if constexpr (kSplit) {
+          put_split4(&sKh[at], &sKl[at], *reinterpret_cast<const float4*>(rk + e * 4));
+          put_split4(&sVh[at], &sVl[at], *reinterpret_cast<const float4*>(rk + L::kRaw + e * 4));
+        } else {
+          put_bf16x4(&sKh[at], *reinterpret_cast<const float4*>(rk + e * 4));
+          put_bf16x4(&sVh[at], *reinterpret_cast<const float4*>(rk + L::kRaw + e * 4));
+        }
       }
     }
     __syncthreads();
@@ -222,7 +255,7 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
         for (int jp = 0; jp < kKeys / 16; ++jp) {
           uint32_t kh[4], kl[4] = {};
           const int at = (jp * 16 + k_row) * L::kLd + kb * 16 + k_col;
-          ldmatrix4(kh, sKh + at);
+          ldmatrix4(kh, kt + at);
           if constexpr (kSplit) ldmatrix4(kl, sKl + at);
           mma3<kSplit>(s[2 * jp], qh[kb], ql[kb], kh[0], kh[1], kl[0], kl[1]);
           mma3<kSplit>(s[2 * jp + 1], qh[kb], ql[kb], kh[2], kh[3], kl[2], kl[3]);
@@ -291,7 +324,7 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
         for (int jp = 0; jp < HD / 16; ++jp) {
           uint32_t vh[4], vl[4] = {};
           const int at = (kb * 16 + v_row) * L::kLd + jp * 16 + v_col;
-          ldmatrix4_trans(vh, sVh + at);
+          ldmatrix4_trans(vh, vt + at);
           if constexpr (kSplit) ldmatrix4_trans(vl, sVl + at);
           mma3<kSplit>(o[2 * jp], ph, pl, vh[0], vh[1], vl[0], vl[1]);
           mma3<kSplit>(o[2 * jp + 1], ph, pl, vh[2], vh[3], vl[2], vl[3]);
@@ -322,41 +355,48 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
   }
 }
 
-template <int HD, int kSlots, bool kSplit>
-void launch(const float* q, const float* k_cache, const float* v_cache, int32_t num_tiles, const int32_t* tiles,
+template <int HD, int kSlots, bool kSplit, bool kBf16Cache>
+void launch(const float* q, const void* k_cache, const void* v_cache, int32_t num_tiles, const int32_t* tiles,
             const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out, int64_t lo_offset,
             float* part_o, float* part_ml, cudaStream_t s) {
   constexpr size_t bytes = Smem<HD>::bytes;
   thread_local bool configured = false;  // each worker thread drives one device
   if (!configured) {
-    EYRIE_CUDA_CHECK(cudaFuncSetAttribute(attention_mma_kernel<HD, kSlots, kSplit>,
+    EYRIE_CUDA_CHECK(cudaFuncSetAttribute(attention_mma_kernel<HD, kSlots, kSplit, kBf16Cache>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
     configured = true;
   }
-  attention_mma_kernel<HD, kSlots, kSplit><<<static_cast<unsigned>(num_tiles), kSlots * 2, bytes, s>>>(
+  attention_mma_kernel<HD, kSlots, kSplit, kBf16Cache><<<static_cast<unsigned>(num_tiles), kSlots * 2, bytes, s>>>(
       q, k_cache, v_cache, a, m, tiles, slopes, out, lo_offset, part_o, part_ml);
   EYRIE_CUDA_LAUNCHED();
 }
 
 template <int HD, int kSlots>
-void launch(const float* q, const float* k_cache, const float* v_cache, int32_t num_tiles, const int32_t* tiles,
+void launch(const float* q, const void* k_cache, const void* v_cache, int32_t num_tiles, const int32_t* tiles,
             const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out, int64_t lo_offset,
             float* part_o, float* part_ml, cudaStream_t s) {
-  if (a.bf16_products)
-    launch<HD, kSlots, false>(q, k_cache, v_cache, num_tiles, tiles, a, m, slopes, out, lo_offset, part_o, part_ml, s);
+  if (!a.bf16_products)
+    launch<HD, kSlots, true, false>(q, k_cache, v_cache, num_tiles, tiles, a, m, slopes, out, lo_offset, part_o,
+                                    part_ml, s);
+  else if (!a.bf16_cache)
+    launch<HD, kSlots, false, false>(q, k_cache, v_cache, num_tiles, tiles, a, m, slopes, out, lo_offset, part_o,
+                                     part_ml, s);
   else
-    launch<HD, kSlots, true>(q, k_cache, v_cache, num_tiles, tiles, a, m, slopes, out, lo_offset, part_o, part_ml, s);
+    launch<HD, kSlots, false, true>(q, k_cache, v_cache, num_tiles, tiles, a, m, slopes, out, lo_offset, part_o,
+                                    part_ml, s);
 }
 
 }  // namespace
 
 bool attention_mma_supports(int32_t head_dim) { return head_dim > 0 && head_dim <= 128 && head_dim % 4 == 0; }
 
+bool bf16_cache_supports(int32_t head_dim) { return attention_mma_supports(head_dim) && head_dim % 8 == 0; }
+
 // 128 queries share each key tile's loads; at head dim 128 the tile halves, as the queries and
 // output held in registers double.
 int32_t attention_mma_queries(int32_t head_dim) { return head_dim <= 64 ? 128 : 64; }
 
-void attention_mma(const float* q, const float* k_cache, const float* v_cache, int32_t num_tiles,
+void attention_mma(const float* q, const void* k_cache, const void* v_cache, int32_t num_tiles,
                    const int32_t* tiles, const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out,
                    int64_t lo_offset, float* part_o, float* part_ml, cudaStream_t s) {
   if (a.head_dim <= 16)

@@ -150,7 +150,11 @@ struct CudaEngine::Impl {
   Norm ln_f;
   DeviceArray<bf16> embed, lm_head_own;
   const bf16* lm_head = nullptr;
-  DeviceArray<float> k_cache, v_cache;  // [layer][block][kv_head][slot][hd]
+  // [layer][block][kv_head][slot][hd], fp32, or bf16 for an engine whose every step runs on bf16
+  // activations (its attention rounds keys and values to bf16 anyway).
+  DeviceArray<uint8_t> k_cache, v_cache;
+  bool bf16_cache = false;
+  std::size_t cache_elem_bytes() const { return bf16_cache ? 2 : 4; }
   DeviceArray<float> alibi_slopes;
   std::size_t weight_bytes = 0;
 
@@ -199,9 +203,10 @@ struct CudaEngine::Impl {
       EYRIE_CUDA_CHECK(cudaEventCreateWithFlags(&join_event, cudaEventDisableTiming));
     }
     spec.block_size = opt.block_size;
+    bf16_cache = opt.split_rows_max <= 0 && cuda::bf16_cache_supports(static_cast<int32_t>(cfg.head_dim));
     plan_memory();
     const std::size_t cache = static_cast<std::size_t>(cfg.num_layers) * spec.num_blocks * nkv *
-                              spec.block_size * cfg.head_dim;
+                              spec.block_size * cfg.head_dim * cache_elem_bytes();
     k_cache.resize(cache);
     v_cache.resize(cache);
     if (cfg.alibi) {
@@ -231,7 +236,7 @@ struct CudaEngine::Impl {
         4.0 * t * (h + 2 * h + 2 * qd + attn_w + 2 * h + 2 * fd + 2 * h + h) +
         2.0 * t * (2 * h + 2 * h + 2 * attn_w + 2 * fd) + 12.0 * t * vocab +
         (comm ? 4.0 * t * (3.0 * static_cast<double>(vocab_rows) + static_cast<double>(plan.degree * vocab_rows)) : 0.0);
-    const double per_token = 2.0 * 4.0 * cfg.num_layers * nkv * cfg.head_dim;  // K and V, fp32
+    const double per_token = 2.0 * static_cast<double>(cache_elem_bytes()) * cfg.num_layers * nkv * cfg.head_dim;
     const double reserve = 512.0 * (1 << 20);  // cuBLAS workspace, CUDA context growth
     int64_t tokens = opt.kv_tokens;
     if (tokens <= 0) {
@@ -641,7 +646,8 @@ struct CudaEngine::Impl {
                             group,
                             static_cast<int32_t>(plan.q_begin),
                             !split,
-                            split};
+                            split,
+                            bf16_cache};
     cuda::RowMeta meta{d_seq.get(), d_pos.get(), d_tables.get()};
     const float eps = static_cast<float>(cfg.layer_norm_epsilon);
     const std::size_t layer_cache = static_cast<std::size_t>(spec.num_blocks) * nkv * spec.block_size * cfg.head_dim;
@@ -680,8 +686,8 @@ struct CudaEngine::Impl {
       }
       prof.mark("gemm_qkv", stream);
       gemm_rows(a.get(), n, L.qkv.w.get(), L.qkv.out, h, qkv.get());
-      float* kc = k_cache.get() + li * layer_cache;
-      float* vc = v_cache.get() + li * layer_cache;
+      uint8_t* kc = k_cache.get() + li * layer_cache * cache_elem_bytes();
+      uint8_t* vc = v_cache.get() + li * layer_cache * cache_elem_bytes();
       prof.mark("rotary_kv", stream);
       cuda::qkv_to_cache(qkv.get(), L.qkv.bias(), n, as, meta, q.get(), kc, vc, stream);
       prof.mark("attention", stream);

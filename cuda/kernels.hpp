@@ -61,7 +61,14 @@ struct AttentionShape {
   bool bf16_products = false;
   // The query_key_value GEMM output has low halves (split activations); else high rows only.
   bool qkv_halves = true;
+  // Keys and values cached as bf16 rather than fp32: half the memory and reads, for engines
+  // whose attention takes bf16 products anyway (with bf16_products; tensor-core head dims in
+  // multiples of 8, see bf16_cache_supports()).
+  bool bf16_cache = false;
 };
+
+// Whether a bf16 KV cache can serve this head dim.
+bool bf16_cache_supports(int32_t head_dim);
 
 // Per token row of a step: its sequence (index into the block tables) and position.
 struct RowMeta {
@@ -71,10 +78,11 @@ struct RowMeta {
 };
 
 // Splits qkv (two halves, + bias) into fp32 queries [rows, heads, hd] (rotated) and writes
-// rotated keys and values into the layer's cache [block, kv_head, slot, hd]. The cache is fp32:
-// bf16 keys alone move the reference fixtures' logprobs by up to 0.37.
+// rotated keys and values into the layer's cache [block, kv_head, slot, hd]. The cache is fp32
+// (bf16 keys alone move the reference fixtures' logprobs by up to 0.37), or bf16 when
+// a.bf16_cache.
 void qkv_to_cache(const float* qkv, const float* bias, int64_t rows, const AttentionShape& a,
-                  const RowMeta& m, float* q, float* k_cache, float* v_cache, cudaStream_t s);
+                  const RowMeta& m, float* q, void* k_cache, void* v_cache, cudaStream_t s);
 
 // Decode rows whose keys are split over several blocks (flash-decoding): a decode row alone
 // would otherwise walk its whole context in one block while most SMs idle. Each launched tile is
@@ -95,7 +103,7 @@ inline constexpr int32_t kKeySplitUnit = 64;    // keys per range at least (one 
 
 // Causal attention of each row over its sequence's cached keys 0..pos; out: split bf16
 // [2 x rows, heads*hd].
-void paged_attention(const float* q, const float* k_cache, const float* v_cache, int64_t rows,
+void paged_attention(const float* q, const void* k_cache, const void* v_cache, int64_t rows,
                      int32_t num_tiles, const int32_t* tiles, const AttentionShape& a, const RowMeta& m,
                      const float* alibi_slopes, bf16* out, const KeySplits& splits, cudaStream_t s);
 // The most (row, head) queries one attention tile may hold at this head dim.

@@ -6,6 +6,7 @@
 #if EYRIE_HAS_CUDA
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 
@@ -13,6 +14,7 @@
 #include "tests/cuda/device_buffer.hpp"
 #include "cuda/cuda_engine.hpp"
 #include "cuda/kernels.hpp"
+#include "model/dtype.hpp"
 
 namespace eyrie {
 namespace {
@@ -90,6 +92,25 @@ void check_attention(const Shape& sh, bool split_keys, uint32_t seed, bool bf16_
                         d_tiles.p, a, meta, d_slopes.p, d_out.p, splits, nullptr);
   EYRIE_CUDA_CHECK(cudaDeviceSynchronize());
   const auto out = d_out.get(2 * rows * sh.heads * hd);
+  if (bf16_products && cuda::bf16_cache_supports(hd)) {
+    // The same keys and values cached as bf16: the products round them to bf16 either way, so
+    // the output has the same bits.
+    std::vector<uint16_t> kb(kc.size()), vb(vc.size());
+    for (std::size_t i = 0; i < kc.size(); ++i) kb[i] = f32_to_bf16(kc[i]);
+    for (std::size_t i = 0; i < vc.size(); ++i) vb[i] = f32_to_bf16(vc[i]);
+    Device<uint16_t> d_kb(kb), d_vb(vb);
+    Device<cuda::bf16> d_out_b(2 * rows * sh.heads * hd);
+    cuda::AttentionShape ab = a;
+    ab.bf16_cache = true;
+    cuda::paged_attention(d_q.p, d_kb.p, d_vb.p, rows, static_cast<int32_t>(launch.size() / cuda::kAttentionTileInts),
+                          d_tiles.p, ab, meta, d_slopes.p, d_out_b.p, splits, nullptr);
+    EYRIE_CUDA_CHECK(cudaDeviceSynchronize());
+    const auto out_b = d_out_b.get(2 * rows * sh.heads * hd);
+    std::vector<uint16_t> bits_f(out.size()), bits_b(out.size());
+    std::memcpy(bits_f.data(), out.data(), out.size() * 2);
+    std::memcpy(bits_b.data(), out_b.data(), out.size() * 2);
+    EXPECT_EQ(bits_f, bits_b) << "bf16 cache against fp32 cache";
+  }
 
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   double worst = 0;
@@ -143,7 +164,8 @@ TEST_F(AttentionKernel, MatchesFloat64OnRandomInputs) {
 }
 
 TEST_F(AttentionKernel, Bf16ProductsStayWithinBf16RoundingOfFloat64) {
-  const std::vector<Shape> shapes{{8, 1, 16, false}, {71, 1, 64, false}, {16, 2, 64, true}, {16, 2, 128, false}};
+  const std::vector<Shape> shapes{{8, 1, 16, false}, {6, 3, 32, false}, {71, 1, 64, false}, {16, 2, 64, true},
+                                  {16, 2, 128, false}};
   uint32_t seed = 50;
   for (const auto& sh : shapes)
     for (bool split : {false, true}) check_attention(sh, split, seed++, true);
