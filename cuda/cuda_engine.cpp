@@ -203,7 +203,8 @@ struct CudaEngine::Impl {
       EYRIE_CUDA_CHECK(cudaEventCreateWithFlags(&join_event, cudaEventDisableTiming));
     }
     spec.block_size = opt.block_size;
-    bf16_cache = opt.split_rows_max <= 0 && cuda::bf16_cache_supports(static_cast<int32_t>(cfg.head_dim));
+    bf16_cache = opt.bf16_kv_cache && opt.split_rows_max <= 0 &&
+                 cuda::bf16_cache_supports(static_cast<int32_t>(cfg.head_dim));
     plan_memory();
     const std::size_t cache = static_cast<std::size_t>(cfg.num_layers) * spec.num_blocks * nkv *
                               spec.block_size * cfg.head_dim * cache_elem_bytes();

@@ -60,6 +60,9 @@ struct CudaEngineOptions {
   // heads that read it) and leave filling the SMs to key splits. On the H200 with Falcon-7B,
   // whole groups ran batch 16 / 64 decode 8% / 10% faster; cut groups won at batch 1.
   int64_t decode_head_split_rows_max = 8;
+  // Where every step runs on bf16 activations (split_rows_max <= 0), keys and values are cached
+  // in bf16, which that attention rounds them to anyway: half the cache memory and its reads.
+  bool bf16_kv_cache = true;
   // Called on the constructing thread as the checkpoint's weights go to the device: bytes
   // queued so far and this engine's total (once with 0 before the first chunk); not kept after
   // the constructor.

@@ -7,7 +7,7 @@
 //              [--split-rows-max 256] [--cuda-graphs on|off] [--concurrent-mlp-rows-max 128]
 //              [--gemv-rows-max 3] [--gemv-mma-rows-max 8] [--gemv-early-start-rows-min 3]
 //              [--key-split-blocks-per-sm 1]
-//              [--decode-head-split-rows-max 8]
+//              [--decode-head-split-rows-max 8] [--bf16-kv-cache on|off]
 //              [--prompts 128,2048] [--tpot on|off] [--sampling greedy|device|host]
 // ("none" for an empty list: --batches none --prompts none --tpot off runs nothing but setup)
 #include <cuda_runtime.h>
@@ -146,6 +146,7 @@ int main(int argc, char** argv) {
   int64_t gemv_early_start_rows_min = CudaEngineOptions{}.gemv_early_start_rows_min;
   int64_t key_split_blocks_per_sm = CudaEngineOptions{}.key_split_blocks_per_sm;
   int64_t decode_head_split_rows_max = CudaEngineOptions{}.decode_head_split_rows_max;
+  bool bf16_kv_cache = CudaEngineOptions{}.bf16_kv_cache;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--config")) config_path = argv[i + 1];
     if (!std::strcmp(argv[i], "--tp")) tp = std::stoi(argv[i + 1]);
@@ -157,6 +158,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--gemv-early-start-rows-min")) gemv_early_start_rows_min = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--key-split-blocks-per-sm")) key_split_blocks_per_sm = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--decode-head-split-rows-max")) decode_head_split_rows_max = std::stoll(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--bf16-kv-cache")) bf16_kv_cache = std::strcmp(argv[i + 1], "off") != 0;
     if (!std::strcmp(argv[i], "--batches")) batches = int_list(argv[i + 1]);
     if (!std::strcmp(argv[i], "--prompts")) prompts = int_list(argv[i + 1]);
     if (!std::strcmp(argv[i], "--sampling"))
@@ -191,6 +193,7 @@ int main(int argc, char** argv) {
       o.gemv_early_start_rows_min = gemv_early_start_rows_min;
       o.key_split_blocks_per_sm = key_split_blocks_per_sm;
       o.decode_head_split_rows_max = decode_head_split_rows_max;
+      o.bf16_kv_cache = bf16_kv_cache;
       auto shard = std::make_shared<CudaEngine>(cfg, 7, o, comms[r]);
       wbytes = std::max(wbytes, static_cast<double>(shard->weight_bytes()));
       shards.push_back(shard);

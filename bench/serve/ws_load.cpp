@@ -5,7 +5,10 @@
 // output token (p50 over streams).
 //
 //   bench_ws_load [--clients N] [--model DIR] [--threads T] [--batch B] [--device cpu|cuda]
-//                 [--server-cpus 0-11 --client-cpus 12-15] [--repeat N]
+//                 [--replicas R] [--server-cpus 0-11 --client-cpus 12-15] [--repeat N]
+//
+// With --replicas R the server routes over R replicas (on the GPU, devices 0..R-1) and the engine
+// alone runs R scheduler-and-engine pairs on their own threads, the jobs dealt out in turn.
 //
 // With --server-cpus and --client-cpus the server (and the engine alone) and the load generator
 // run on separate cores, as clients on other machines would: the overhead then counts the
@@ -33,6 +36,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "actors/scheduler.hpp"
@@ -195,65 +199,91 @@ struct EngineAlone {
   std::vector<double> tpot_ms;  // per request, as the scheduler timed it
 };
 
-// The same jobs through the scheduler and engine directly: the work without the server.
+// The same jobs through the scheduler and engine directly: the work without the server. Jobs
+// are dealt out in turn over one scheduler-and-engine pair per replica, each on its own thread
+// and (on the GPU) its own device.
 EngineAlone engine_alone(const eyrie::RuntimeOptions& o, const std::vector<Job>& jobs, const eyrie::Tokenizer& tok) {
   auto model = eyrie::FalconModel::load(o.model_dir);
-  std::unique_ptr<eyrie::Engine> owned;
-  if (o.device == "cuda")
-    owned = std::make_unique<eyrie::CudaEngine>(
-        model, eyrie::CudaEngineOptions{.block_size = o.kv_block_size, .kv_tokens = o.kv_cache_tokens,
-                                        .max_step_tokens = o.max_step_tokens + o.max_batch_size});
-  else
-    owned = std::make_unique<eyrie::CpuEngine>(
-        model, eyrie::CpuEngineOptions{.threads = o.threads_per_replica, .block_size = o.kv_block_size,
-                                       .kv_tokens = o.kv_cache_tokens});
-  eyrie::Engine& engine = *owned;
-  eyrie::Scheduler sched(tok, engine.kv_spec(),
-                         {.max_running = o.max_batch_size, .max_queue = static_cast<int32_t>(jobs.size()),
-                          .max_step_tokens = o.max_step_tokens, .eos_token_id = model->config.eos_token_id,
-                          .device_sampling = engine.chooses_tokens()});
-  uint64_t id = 1;
-  for (const auto& j : jobs) {
-    eyrie::SeqRequest r;
-    r.id = id++;
-    r.prompt = tok.encode(j.prompt);
-    r.params.max_new_tokens = j.max_new;
-    sched.submit(std::move(r));
+  const int replicas = std::max(1, o.replicas);
+  std::vector<std::unique_ptr<eyrie::Engine>> engines;
+  for (int r = 0; r < replicas; ++r) {
+    if (o.device == "cuda")
+      engines.push_back(std::make_unique<eyrie::CudaEngine>(
+          model, eyrie::CudaEngineOptions{.device = r, .block_size = o.kv_block_size, .kv_tokens = o.kv_cache_tokens,
+                                          .max_step_tokens = o.max_step_tokens + o.max_batch_size}));
+    else
+      engines.push_back(std::make_unique<eyrie::CpuEngine>(
+          model, eyrie::CpuEngineOptions{.threads = o.threads_per_replica, .block_size = o.kv_block_size,
+                                         .kv_tokens = o.kv_cache_tokens}));
   }
-  eyrie::StepBatch batch;
-  eyrie::StepOutput out;
-  std::vector<eyrie::GenerationEvent> events;
-  int64_t tokens = 0;
-  EngineAlone r;
-  const auto t0 = Clock::now();
-  double sched_s = 0;
-  auto timed = [&](auto&& f) {
-    const auto s0 = Clock::now();
-    f();
-    sched_s += std::chrono::duration<double>(Clock::now() - s0).count();
+  struct Part {
+    int64_t tokens = 0;
+    double sched_s = 0;
+    std::vector<double> tpot_ms;
   };
-  while (!sched.idle()) {
-    events.clear();
-    bool planned = false;
-    timed([&] { planned = sched.plan(batch, events); });
-    if (planned) {
-      engine.step(batch, out);
-      timed([&] { sched.complete(out, events); });
+  std::vector<Part> parts(replicas);
+  auto run = [&](int r) {
+    eyrie::Engine& engine = *engines[r];
+    Part& part = parts[r];
+    eyrie::Scheduler sched(tok, engine.kv_spec(),
+                           {.max_running = o.max_batch_size, .max_queue = static_cast<int32_t>(jobs.size()),
+                            .max_step_tokens = o.max_step_tokens, .eos_token_id = model->config.eos_token_id,
+                            .device_sampling = engine.chooses_tokens()});
+    uint64_t id = 1;
+    for (std::size_t i = r; i < jobs.size(); i += replicas) {
+      eyrie::SeqRequest req;
+      req.id = id++;
+      req.prompt = tok.encode(jobs[i].prompt);
+      req.params.max_new_tokens = jobs[i].max_new;
+      sched.submit(std::move(req));
     }
-    for (auto& e : events) {
-      tokens += std::holds_alternative<eyrie::TokenEvent>(e);
-      if (auto* d = std::get_if<eyrie::DoneEvent>(&e); d && d->completion_tokens > 1) r.tpot_ms.push_back(d->timing.tpot_ms);
+    eyrie::StepBatch batch;
+    eyrie::StepOutput out;
+    std::vector<eyrie::GenerationEvent> events;
+    auto timed = [&](auto&& f) {
+      const auto s0 = Clock::now();
+      f();
+      part.sched_s += std::chrono::duration<double>(Clock::now() - s0).count();
+    };
+    while (!sched.idle()) {
+      events.clear();
+      bool planned = false;
+      timed([&] { planned = sched.plan(batch, events); });
+      if (planned) {
+        engine.step(batch, out);
+        timed([&] { sched.complete(out, events); });
+      }
+      for (auto& e : events) {
+        part.tokens += std::holds_alternative<eyrie::TokenEvent>(e);
+        if (auto* d = std::get_if<eyrie::DoneEvent>(&e); d && d->completion_tokens > 1)
+          part.tpot_ms.push_back(d->timing.tpot_ms);
+      }
     }
+  };
+  const auto t0 = Clock::now();
+  {
+    std::vector<std::jthread> threads;
+    for (int r = 1; r < replicas; ++r) threads.emplace_back(run, r);
+    run(0);
   }
-  r.tokens_per_s = tokens / std::chrono::duration<double>(Clock::now() - t0).count();
-  r.scheduler_s_per_token = tokens > 0 ? sched_s / static_cast<double>(tokens) : 0;
-  return r;
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  EngineAlone result;
+  int64_t tokens = 0;
+  double sched_s = 0;
+  for (auto& p : parts) {
+    tokens += p.tokens;
+    sched_s += p.sched_s;
+    result.tpot_ms.insert(result.tpot_ms.end(), p.tpot_ms.begin(), p.tpot_ms.end());
+  }
+  result.tokens_per_s = tokens / secs;
+  result.scheduler_s_per_token = tokens > 0 ? sched_s / static_cast<double>(tokens) : 0;
+  return result;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int clients = 1000, threads = 0, batch = 256, repeat = 1;
+  int clients = 1000, threads = 0, batch = 256, repeat = 1, replicas = 1;
   std::string model = EYRIE_DEFAULT_MODEL, device = "cpu";
   std::vector<int> server_cpus, client_cpus;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -261,6 +291,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--model")) model = argv[i + 1];
     else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--batch")) batch = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--replicas")) replicas = std::max(1, std::atoi(argv[i + 1]));
     else if (!std::strcmp(argv[i], "--repeat")) repeat = std::max(1, std::atoi(argv[i + 1]));
     else if (!std::strcmp(argv[i], "--device")) device = argv[i + 1];
     else if (!std::strcmp(argv[i], "--server-cpus")) server_cpus = cpu_list(argv[i + 1]);
@@ -270,7 +301,7 @@ int main(int argc, char** argv) {
   eyrie::RuntimeOptions o;
   o.model_dir = model;
   o.device = device;
-  o.replicas = 1;
+  o.replicas = replicas;
   o.threads_per_replica = threads;
   o.max_batch_size = batch;
   o.max_queue = clients;
