@@ -465,7 +465,7 @@ struct CudaEngine::Impl {
       return std::tie(rows, max_blocks, tiles, key_split) < std::tie(o.rows, o.max_blocks, o.tiles, o.key_split);
     }
   };
-  using StepBuffers = std::array<const void*, 23>;
+  using StepBuffers = std::array<const void*, 26>;
   struct Graph {
     cudaGraphExec_t exec = nullptr;
     StepBuffers buffers;  // the allocations it was captured with
@@ -483,7 +483,8 @@ struct CudaEngine::Impl {
   StepBuffers step_buffers() const {
     return {x.get(), qkv.get(), q.get(), o.get(), f.get(), y.get(), logits_split.get(), logits.get(), lse.get(),
             rowmax.get(), argmax.get(), a.get(), m.get(), attn.get(), fb.get(), lnf.get(), d_tokens.get(),
-            d_pos.get(), d_seq.get(), d_tables.get(), d_pick.get(), d_tiles.get(), d_row_split.get()};
+            d_pos.get(), d_seq.get(), d_tables.get(), d_pick.get(), d_tiles.get(), d_row_split.get(),
+            partial.get(), logits_part.get(), logits_all.get()};
   }
 
   // A shape seen once runs directly; seen again, it is captured, then replayed.
@@ -557,8 +558,6 @@ struct CudaEngine::Impl {
   // the padding of the last slices is dropped.
   void gather_logits(int64_t np) {
     const int64_t vs = vocab_rows, vocab = cfg.vocab_size;
-    logits_part.resize(np * vs);
-    logits_all.resize(plan.degree * np * vs);
     cuda::combine_halves(logits_split.get(), np, vs, logits_part.get(), stream, split);
     prof.mark("all_gather", stream);
     comm->all_gather(logits_part.get(), logits_all.get(), static_cast<std::size_t>(np * vs), stream);
@@ -656,6 +655,10 @@ struct CudaEngine::Impl {
     const int64_t np = static_cast<int64_t>(h_pick.size());
     lnf.resize(2 * np * h);
     logits_split.resize(2 * np * vocab_rows);
+    if (comm) {
+      logits_part.resize(np * vocab_rows);
+      logits_all.resize(plan.degree * np * vocab_rows);
+    }
     logits.resize(np * cfg.vocab_size);
     lse.resize(np);
     argmax.resize(np);
@@ -734,10 +737,14 @@ struct CudaEngine::Impl {
     };
     bool decode_only = true;
     for (const auto& sq : batch.seqs) decode_only = decode_only && sq.tokens.size() == 1 && !sq.all_logits;
-    if (decode_only && !comm && !prof.on() && opt.cuda_graphs)
+    // Every rank of a group sees the same step shapes, so all capture the same steps and
+    // replay their collectives in the same order.
+    if (decode_only && (!comm || comm->graph_capturable()) && !prof.on() && opt.cuda_graphs) {
+      if (comm) comm->throw_if_aborted();
       run_graph(GraphKey{n, max_blocks, static_cast<int64_t>(h_launch_tiles.size()), key_split}, forward);
-    else
+    } else {
       forward();
+    }
 
     if (plan.rank != 0) {
       EYRIE_CUDA_CHECK(cudaStreamSynchronize(stream));

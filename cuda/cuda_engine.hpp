@@ -28,7 +28,7 @@ struct CudaEngineOptions {
   // tolerance (0.36-0.88). Unlimited by default.
   int64_t split_rows_max = std::numeric_limits<int64_t>::max();
   // Decode steps replayed from CUDA graphs, one per batch shape (not for tensor-parallel shards
-  // or with EYRIE_CUDA_PROFILE).
+  // whose collectives run on the host, or with EYRIE_CUDA_PROFILE).
   bool cuda_graphs = true;
   // In steps of at most this many token rows, a parallel-attention block's MLP runs on a second
   // stream beside the attention chain, so the chain's short kernels overlap the MLP's weight

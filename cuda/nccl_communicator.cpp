@@ -58,10 +58,12 @@ class NcclCommunicator final : public Communicator {
     check(ncclAllGather(send, recv, count, ncclFloat32, comm(), static_cast<cudaStream_t>(stream)), "all-gather");
   }
   void abort(const std::string& why) override { group_->abort(why); }
+  bool graph_capturable() const override { return true; }
+  void throw_if_aborted() const override { check_open(); }
 
  private:
   ncclComm_t comm() const { return group_->comms[rank_]; }
-  void check_open() {
+  void check_open() const {
     if (group_->aborted) {
       std::lock_guard lock(group_->mu);
       throw GroupAborted(group_->why);

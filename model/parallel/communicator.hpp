@@ -25,6 +25,13 @@ class Communicator {
   // Fails every collective in flight and every later one, on all ranks: a shard that cannot
   // finish a step must not leave its peers waiting forever.
   virtual void abort(const std::string& why) = 0;
+  // True where a collective is device work enqueued on `stream` and nothing else, so that a
+  // CUDA graph captured around it replays it (NCCL). Host communicators work on the calling
+  // thread and cannot be captured.
+  virtual bool graph_capturable() const { return false; }
+  // Throws GroupAborted once the group has been stopped. Collectives check on their own; a
+  // replayed graph's do not.
+  virtual void throw_if_aborted() const {}
 };
 
 // Thrown by a collective of an aborted group.

@@ -158,6 +158,45 @@ TEST_P(CudaTensorParallel, NcclShardsOnEveryVisibleGpuMatchTheWholeEngine) {
   expect_close(run_steps(group, GetParam()), want_, kShardTol);
 }
 
+// Decode steps of NCCL shards replayed from CUDA graphs (collectives captured with the rest)
+// give the bits of direct launches: a group over every visible GPU, or of one on a single GPU.
+TEST_P(CudaTensorParallel, NcclShardsReplayDecodeStepsFromGraphsWithTheSameBits) {
+  std::vector<int> devices;
+  for (int d = 0; d < std::min(cuda_device_count(), 4); ++d) devices.push_back(d);
+  auto cases = test::load_reference(GetParam() + "/reference.json");
+  const auto& a = cases[0].ids;
+  const auto& b = cases[1].ids;
+  std::vector<std::vector<float>> runs[2];
+  for (int graphs = 0; graphs < 2; ++graphs) {
+    auto comms = make_nccl_group(devices);
+    std::vector<std::shared_ptr<Engine>> shards;
+    for (std::size_t r = 0; r < devices.size(); ++r) {
+      CudaEngineOptions o = opts(devices[r]);
+      o.cuda_graphs = graphs == 1;
+      shards.push_back(std::make_shared<CudaEngine>(model_, o, comms[r]));
+    }
+    ShardGroup group(shards, comms);
+    std::vector<int32_t> ba, bb;
+    for (int32_t i = 0; i < 8; ++i) ba.push_back(i), bb.push_back(8 + i);
+    StepBatch batch;
+    batch.seqs.push_back({1, 0, a, ba, false});
+    batch.seqs.push_back({2, 0, b, bb, false});
+    StepOutput out;
+    group.step(batch, out);
+    int32_t pa = static_cast<int32_t>(a.size()), pb = static_cast<int32_t>(b.size());
+    for (int step = 0; step < 12; ++step) {
+      const int32_t ta[1] = {out.last_argmax(0)}, tb[1] = {out.last_argmax(1)};
+      batch.seqs[0] = {1, pa++, std::span<const int32_t>(ta, 1), ba, false};
+      batch.seqs[1] = {2, pb++, std::span<const int32_t>(tb, 1), bb, false};
+      group.step(batch, out);
+      runs[graphs].emplace_back(out.last(0).begin(), out.last(0).end());
+      runs[graphs].emplace_back(out.last(1).begin(), out.last(1).end());
+    }
+  }
+  ASSERT_EQ(runs[0].size(), runs[1].size());
+  for (std::size_t i = 0; i < runs[0].size(); ++i) ASSERT_EQ(runs[0][i], runs[1][i]) << "row " << i;
+}
+
 TEST(NcclGroup, AGroupNcclCannotFormSaysSoInNcclsWords) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   try {
