@@ -134,13 +134,16 @@ Runtime::Impl::Impl(const RuntimeOptions& opt) : options(opt) {
   so.max_step_tokens = options.max_step_tokens;
   so.eos_token_id = model->config.eos_token_id;
   std::vector<std::vector<std::shared_ptr<Communicator>>> comms(options.replicas);
+  std::vector<std::shared_ptr<cuda::PeerExchange>> exchanges(options.replicas);
   for (int r = 0; r < options.replicas; ++r) {
-    if (degree == 1)
+    if (degree == 1) {
       comms[r].push_back(nullptr);
-    else if (gpu)
+    } else if (gpu) {
       comms[r] = make_nccl_group(gpu_range(r * degree, degree));
-    else
+      exchanges[r] = make_peer_exchange(gpu_range(r * degree, degree));
+    } else {
       comms[r] = make_in_process_group(degree);
+    }
   }
   std::vector<std::vector<std::shared_ptr<Engine>>> shards(options.replicas);
   if (gpu) {
@@ -150,6 +153,7 @@ Runtime::Impl::Impl(const RuntimeOptions& opt) : options(opt) {
       for (int k = 0; k < degree; ++k) {
         CudaEngineOptions co;
         co.device = r * degree + k;
+        co.peer_exchange = exchanges[r];
         co.block_size = options.kv_block_size;
         co.kv_tokens = options.kv_cache_tokens;
         co.max_step_tokens = std::max<int64_t>(options.max_step_tokens + options.max_batch_size, 256);

@@ -26,5 +26,6 @@ void CudaEngine::step(const StepBatch&, StepOutput&) { throw Error(kNoCuda); }
 bool CudaEngine::chooses_tokens() const { return false; }
 std::size_t CudaEngine::weight_bytes() const { return 0; }
 std::vector<std::shared_ptr<Communicator>> make_nccl_group(const std::vector<int>&) { throw Error(kNoCuda); }
+std::shared_ptr<cuda::PeerExchange> make_peer_exchange(const std::vector<int>&) { throw Error(kNoCuda); }
 
 }  // namespace eyrie

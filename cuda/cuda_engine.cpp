@@ -19,6 +19,7 @@
 #include "cuda/attention_mma.hpp"
 #include "cuda/check.hpp"
 #include "cuda/kernels.hpp"
+#include "cuda/peer_exchange.hpp"
 #include "cuda/sampling.hpp"
 #include "cuda/weight_upload.hpp"
 #include "model/cpu/ops.hpp"
@@ -177,6 +178,10 @@ struct CudaEngine::Impl {
     if (cfg.hidden_size > cuda::kLayerNormHiddenMax)
       throw InvalidArgument("hidden_size " + std::to_string(cfg.hidden_size) + " is over the CUDA backend's limit of " +
                             std::to_string(cuda::kLayerNormHiddenMax));
+    if (opt.peer_exchange && (!comm || opt.peer_exchange->size() != comm->size()))
+      throw InvalidArgument("a peer exchange of " + std::to_string(opt.peer_exchange->size()) +
+                            " ranks needs a communicator of as many" +
+                            (comm ? ", got " + std::to_string(comm->size()) : std::string(", got none")));
     plan = ShardPlan::make(cfg, comm ? comm->size() : 1, comm ? comm->rank() : 0);
     nq = plan.q_count;
     nkv = plan.kv_count;
@@ -546,6 +551,12 @@ struct CudaEngine::Impl {
       cuda::residual_add(x.get(), a_out, a_bias, c_out, c_bias, n, h, stream, split);
       return;
     }
+    if (opt.peer_exchange && opt.peer_exchange->fits(n * h)) {
+      prof.mark("all_reduce", stream);
+      opt.peer_exchange->residual_all_reduce(comm->rank(), x.get(), a_out, a_bias, c_out, c_bias, n, h, split, stream);
+      prof.mark("residual", stream);
+      return;
+    }
     EYRIE_CUDA_CHECK(cudaMemsetAsync(partial.get(), 0, n * h * sizeof(float), stream));
     cuda::residual_add(partial.get(), a_out, a_bias, c_out, c_bias, n, h, stream, split);
     prof.mark("all_reduce", stream);
@@ -856,7 +867,15 @@ CudaEngine::~CudaEngine() {
 
 const FalconConfig& CudaEngine::config() const { return impl_->cfg; }
 const KvCacheSpec& CudaEngine::kv_spec() const { return impl_->spec; }
-void CudaEngine::step(const StepBatch& batch, StepOutput& out) { impl_->step(batch, out); }
+void CudaEngine::step(const StepBatch& batch, StepOutput& out) {
+  try {
+    impl_->step(batch, out);
+  } catch (...) {
+    // Peers spinning on this rank's share of a sum would wait forever.
+    if (impl_->opt.peer_exchange) impl_->opt.peer_exchange->abort();
+    throw;
+  }
+}
 bool CudaEngine::chooses_tokens() const { return impl_->plan.rank == 0; }
 std::size_t CudaEngine::weight_bytes() const { return impl_->weight_bytes; }
 

@@ -15,6 +15,10 @@
 
 namespace eyrie {
 
+namespace cuda {
+class PeerExchange;
+}
+
 struct CudaEngineOptions {
   int device = 0;
   int32_t block_size = 16;
@@ -71,6 +75,11 @@ struct CudaEngineOptions {
   // warm Falcon-7B checkpoint at 30 GB/s on the H200 machine, 1 at 4.5). Engines loading at
   // the same time share the machine's threads.
   int upload_threads = 0;
+  // A tensor-parallel shard's group in peer memory (make_peer_exchange over the replica's
+  // devices in rank order): its residual adds are summed over the group in one kernel per
+  // layer, reading the peers' shares where they lie, instead of NCCL's all-reduce and the
+  // kernels around it; sums too large for it still go through NCCL. Null: NCCL throughout.
+  std::shared_ptr<cuda::PeerExchange> peer_exchange = nullptr;
 };
 
 // True when this build has the CUDA backend and a GPU is visible.

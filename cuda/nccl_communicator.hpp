@@ -13,4 +13,12 @@ namespace eyrie {
 // when the group cannot be formed (and in a build without CUDA).
 std::vector<std::shared_ptr<Communicator>> make_nccl_group(const std::vector<int>& devices);
 
+namespace cuda {
+class PeerExchange;
+}
+// The same devices' memory shared between their ranks for small sums (cuda::PeerExchange, given
+// to each rank's engine in CudaEngineOptions); null where a pair cannot reach the other's memory.
+// Throws in a build without CUDA.
+std::shared_ptr<cuda::PeerExchange> make_peer_exchange(const std::vector<int>& devices);
+
 }  // namespace eyrie

@@ -7,7 +7,7 @@
 //              [--split-rows-max 256] [--cuda-graphs on|off] [--concurrent-mlp-rows-max 128]
 //              [--gemv-rows-max 3] [--gemv-mma-rows-max 8] [--gemv-early-start-rows-min 3]
 //              [--key-split-blocks-per-sm 1]
-//              [--decode-head-split-rows-max 8] [--bf16-kv-cache on|off]
+//              [--decode-head-split-rows-max 8] [--bf16-kv-cache on|off] [--peer-exchange on|off]
 //              [--prompts 128,2048] [--tpot on|off] [--sampling greedy|device|host]
 // ("none" for an empty list: --batches none --prompts none --tpot off runs nothing but setup)
 #include <cuda_runtime.h>
@@ -147,6 +147,7 @@ int main(int argc, char** argv) {
   int64_t key_split_blocks_per_sm = CudaEngineOptions{}.key_split_blocks_per_sm;
   int64_t decode_head_split_rows_max = CudaEngineOptions{}.decode_head_split_rows_max;
   bool bf16_kv_cache = CudaEngineOptions{}.bf16_kv_cache;
+  bool peer_exchange = true;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--config")) config_path = argv[i + 1];
     if (!std::strcmp(argv[i], "--tp")) tp = std::stoi(argv[i + 1]);
@@ -158,6 +159,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--gemv-early-start-rows-min")) gemv_early_start_rows_min = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--key-split-blocks-per-sm")) key_split_blocks_per_sm = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--decode-head-split-rows-max")) decode_head_split_rows_max = std::stoll(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--peer-exchange")) peer_exchange = std::strcmp(argv[i + 1], "off") != 0;
     if (!std::strcmp(argv[i], "--bf16-kv-cache")) bf16_kv_cache = std::strcmp(argv[i + 1], "off") != 0;
     if (!std::strcmp(argv[i], "--batches")) batches = int_list(argv[i + 1]);
     if (!std::strcmp(argv[i], "--prompts")) prompts = int_list(argv[i + 1]);
@@ -174,11 +176,13 @@ int main(int argc, char** argv) {
     const CudaEngineOptions opt{.block_size = 16, .kv_tokens = int64_t{max_batch} * 656 + 4096, .max_step_tokens = 8192};
     std::vector<std::shared_ptr<Engine>> shards;
     std::vector<std::shared_ptr<Communicator>> comms;
+    std::shared_ptr<cuda::PeerExchange> peers;
     double wbytes = 0;  // the largest shard's: each GPU reads its own shard every step
     if (tp > 1) {
       std::vector<int> devices;
       for (int d = 0; d < tp; ++d) devices.push_back(d);
       comms = make_nccl_group(devices);
+      if (peer_exchange) peers = make_peer_exchange(devices);
     } else {
       comms.push_back(nullptr);
     }
@@ -194,13 +198,15 @@ int main(int argc, char** argv) {
       o.key_split_blocks_per_sm = key_split_blocks_per_sm;
       o.decode_head_split_rows_max = decode_head_split_rows_max;
       o.bf16_kv_cache = bf16_kv_cache;
+      o.peer_exchange = peers;
       auto shard = std::make_shared<CudaEngine>(cfg, 7, o, comms[r]);
       wbytes = std::max(wbytes, static_cast<double>(shard->weight_bytes()));
       shards.push_back(shard);
     }
     ShardGroup e(shards, comms);
-    std::printf("device copy bandwidth: %.2f TB/s; tensor parallel %d; weights per GPU %.2f GB; roofline per token %.2f ms\n",
-                bw / 1e12, tp, wbytes / 1e9, wbytes / bw * 1e3);
+    std::printf("device copy bandwidth: %.2f TB/s; tensor parallel %d%s; weights per GPU %.2f GB; roofline per token "
+                "%.2f ms\n",
+                bw / 1e12, tp, peers ? " (residual sums in peer memory)" : "", wbytes / 1e9, wbytes / bw * 1e3);
 
     for (int prompt : prompts) {
       auto seqs = make_seqs(e, 1, prompt, prompt + 1);

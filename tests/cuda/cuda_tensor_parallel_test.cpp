@@ -8,6 +8,7 @@
 
 #include "cuda/cuda_engine.hpp"
 #include "cuda/nccl_communicator.hpp"
+#include "cuda/peer_exchange.hpp"
 #include "model/parallel/communicator.hpp"
 #include "model/parallel/shard_group.hpp"
 #include "tests/support/reference.hpp"
@@ -124,13 +125,21 @@ class CudaTensorParallel : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(CudaTensorParallel, NcclGroupOfOneRunsTheShardPath) {
-  auto comm = make_nccl_group({0});
-  CudaEngine shard(model_, opts(0), comm[0]);
-  expect_close(run_steps(shard, GetParam()), want_, kShardTol);
+  for (bool peers : {false, true}) {
+    SCOPED_TRACE(peers ? "residual sums in peer memory" : "residual sums through NCCL");
+    auto comm = make_nccl_group({0});
+    CudaEngineOptions o = opts(0);
+    o.peer_exchange = peers ? make_peer_exchange({0}) : nullptr;
+    CudaEngine shard(model_, o, comm[0]);
+    expect_close(run_steps(shard, GetParam()), want_, kShardTol);
+  }
 }
 
 TEST_P(CudaTensorParallel, ShardsSharingOneGpuMatchTheWholeEngine) {
 #if EYRIE_HAS_CUDA
+  // Without a peer exchange: its kernels wait on GPU for the other ranks' kernels, which one
+  // GPU cannot promise while a rank's thread synchronizes the device (a buffer freed while
+  // growing). The kernel alone is tested with ranks sharing a GPU.
   for (int degree : {2, 3, 4}) {
     SCOPED_TRACE("degree " + std::to_string(degree));
     auto inner = make_in_process_group(degree);
@@ -151,28 +160,42 @@ TEST_P(CudaTensorParallel, NcclShardsOnEveryVisibleGpuMatchTheWholeEngine) {
   if (gpus < 2) GTEST_SKIP() << "one GPU visible";
   std::vector<int> devices;
   for (int d = 0; d < gpus; ++d) devices.push_back(d);
-  auto comms = make_nccl_group(devices);
-  std::vector<std::shared_ptr<Engine>> shards;
-  for (int r = 0; r < gpus; ++r) shards.push_back(std::make_shared<CudaEngine>(model_, opts(r), comms[r]));
-  ShardGroup group(shards, comms);
-  expect_close(run_steps(group, GetParam()), want_, kShardTol);
+  for (bool peers : {false, true}) {
+    SCOPED_TRACE(peers ? "residual sums in peer memory" : "residual sums through NCCL");
+    auto comms = make_nccl_group(devices);
+    auto exchange = peers ? make_peer_exchange(devices) : nullptr;
+    if (peers && !exchange) GTEST_SKIP() << "no peer access between the GPUs";
+    std::vector<std::shared_ptr<Engine>> shards;
+    for (int r = 0; r < gpus; ++r) {
+      CudaEngineOptions o = opts(r);
+      o.peer_exchange = exchange;
+      shards.push_back(std::make_shared<CudaEngine>(model_, o, comms[r]));
+    }
+    ShardGroup group(shards, comms);
+    expect_close(run_steps(group, GetParam()), want_, kShardTol);
+  }
 }
 
 // Decode steps of NCCL shards replayed from CUDA graphs (collectives captured with the rest)
-// give the bits of direct launches: a group over every visible GPU, or of one on a single GPU.
+// give the bits of direct launches, with residual sums through NCCL and in peer memory: a group
+// over every visible GPU, or of one on a single GPU.
 TEST_P(CudaTensorParallel, NcclShardsReplayDecodeStepsFromGraphsWithTheSameBits) {
   std::vector<int> devices;
   for (int d = 0; d < std::min(cuda_device_count(), 4); ++d) devices.push_back(d);
   auto cases = test::load_reference(GetParam() + "/reference.json");
   const auto& a = cases[0].ids;
   const auto& b = cases[1].ids;
-  std::vector<std::vector<float>> runs[2];
-  for (int graphs = 0; graphs < 2; ++graphs) {
+  std::vector<std::vector<float>> runs[4];
+  for (int run = 0; run < 4; ++run) {
+    const bool graphs = run % 2 == 1, peers = run >= 2;
     auto comms = make_nccl_group(devices);
+    auto exchange = peers ? make_peer_exchange(devices) : nullptr;
+    if (peers && !exchange) GTEST_SKIP() << "no peer access between the GPUs";
     std::vector<std::shared_ptr<Engine>> shards;
     for (std::size_t r = 0; r < devices.size(); ++r) {
       CudaEngineOptions o = opts(devices[r]);
-      o.cuda_graphs = graphs == 1;
+      o.cuda_graphs = graphs;
+      o.peer_exchange = exchange;
       shards.push_back(std::make_shared<CudaEngine>(model_, o, comms[r]));
     }
     ShardGroup group(shards, comms);
@@ -189,12 +212,15 @@ TEST_P(CudaTensorParallel, NcclShardsReplayDecodeStepsFromGraphsWithTheSameBits)
       batch.seqs[0] = {1, pa++, std::span<const int32_t>(ta, 1), ba, false};
       batch.seqs[1] = {2, pb++, std::span<const int32_t>(tb, 1), bb, false};
       group.step(batch, out);
-      runs[graphs].emplace_back(out.last(0).begin(), out.last(0).end());
-      runs[graphs].emplace_back(out.last(1).begin(), out.last(1).end());
+      runs[run].emplace_back(out.last(0).begin(), out.last(0).end());
+      runs[run].emplace_back(out.last(1).begin(), out.last(1).end());
     }
   }
-  ASSERT_EQ(runs[0].size(), runs[1].size());
-  for (std::size_t i = 0; i < runs[0].size(); ++i) ASSERT_EQ(runs[0][i], runs[1][i]) << "row " << i;
+  for (int base : {0, 2}) {
+    ASSERT_EQ(runs[base].size(), runs[base + 1].size());
+    for (std::size_t i = 0; i < runs[base].size(); ++i)
+      ASSERT_EQ(runs[base][i], runs[base + 1][i]) << (base ? "peer memory" : "NCCL") << ", row " << i;
+  }
 }
 
 TEST(NcclGroup, AGroupNcclCannotFormSaysSoInNcclsWords) {
