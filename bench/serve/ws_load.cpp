@@ -35,6 +35,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -193,7 +194,30 @@ double percentile(std::vector<double> v, double p) {
   return v[std::min(v.size() - 1, static_cast<std::size_t>(p * (v.size() - 1) + 0.5))];
 }
 
+// Engine steps and the sequences they carried, summed over replicas.
+struct StepCount {
+  int64_t steps = 0;
+  double seqs = 0;
+};
+
+// The runtime's batch-size histogram, from its Prometheus text.
+StepCount runtime_steps(const eyrie::Runtime& rt) {
+  StepCount c;
+  std::istringstream in(rt.metrics_text());
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::string name;
+    double value = 0;
+    if (!(fields >> name >> value)) continue;
+    if (name == "eyrie_batch_size_count") c.steps = static_cast<int64_t>(value);
+    if (name == "eyrie_batch_size_sum") c.seqs = value;
+  }
+  return c;
+}
+
 struct EngineAlone {
+  StepCount steps;
+  double seconds = 0;
   double tokens_per_s = 0;
   double scheduler_s_per_token = 0;  // planning and completing steps: host work the server's actors do too
   std::vector<double> tpot_ms;  // per request, as the scheduler timed it
@@ -219,6 +243,7 @@ EngineAlone engine_alone(const eyrie::RuntimeOptions& o, const std::vector<Job>&
   struct Part {
     int64_t tokens = 0;
     double sched_s = 0;
+    StepCount steps;
     std::vector<double> tpot_ms;
   };
   std::vector<Part> parts(replicas);
@@ -251,6 +276,8 @@ EngineAlone engine_alone(const eyrie::RuntimeOptions& o, const std::vector<Job>&
       timed([&] { planned = sched.plan(batch, events); });
       if (planned) {
         engine.step(batch, out);
+        ++part.steps.steps;
+        part.steps.seqs += static_cast<double>(batch.seqs.size());
         timed([&] { sched.complete(out, events); });
       }
       for (auto& e : events) {
@@ -274,7 +301,10 @@ EngineAlone engine_alone(const eyrie::RuntimeOptions& o, const std::vector<Job>&
     tokens += p.tokens;
     sched_s += p.sched_s;
     result.tpot_ms.insert(result.tpot_ms.end(), p.tpot_ms.begin(), p.tpot_ms.end());
+    result.steps.steps += p.steps.steps;
+    result.steps.seqs += p.steps.seqs;
   }
+  result.seconds = secs;
   result.tokens_per_s = tokens / secs;
   result.scheduler_s_per_token = tokens > 0 ? sched_s / static_cast<double>(tokens) : 0;
   return result;
@@ -332,12 +362,16 @@ int main(int argc, char** argv) {
     std::printf("connected: %d WebSocket clients (errors %d)\n", clients, stats.errors);
     io.restart();
     const auto cpu0 = cpu_seconds_by_thread_name();
+    const StepCount steps0 = runtime_steps(*rt);
     const auto t0 = Clock::now();
     for (auto& c : cs) c->go();
     io.run();
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     const auto cpu = minus(cpu_seconds_by_thread_name(), cpu0);
     const double ws_tps = stats.tokens / secs;
+    StepCount ws_steps = runtime_steps(*rt);
+    ws_steps.steps -= steps0.steps;
+    ws_steps.seqs -= steps0.seqs;
     rt->shutdown(std::chrono::milliseconds(0));
     pin(server_cpus);
     EngineAlone alone = engine_alone(rt->options(), jobs, rt->tokenizer());
@@ -350,6 +384,14 @@ int main(int argc, char** argv) {
     overheads.push_back(100.0 * (1.0 - ws_tps / engine_tps));
     std::printf("throughput: %.0f tok/s through WebSocket, %.0f tok/s engine alone, server overhead %.1f%%\n", ws_tps,
                 engine_tps, overheads.back());
+    // Fewer sequences per step or slower steps: where a tokens/s gap comes from.
+    auto per_step = [&](const StepCount& c, double seconds) {
+      return c.steps > 0 ? 1e3 * seconds * o.replicas / static_cast<double>(c.steps) : 0.0;
+    };
+    std::printf("engine steps: %lld through WebSocket (%.1f sequences, %.2f ms each), %lld alone (%.1f, %.2f ms)\n",
+                static_cast<long long>(ws_steps.steps), ws_steps.steps ? ws_steps.seqs / ws_steps.steps : 0.0,
+                per_step(ws_steps, secs), static_cast<long long>(alone.steps.steps),
+                alone.steps.steps ? alone.steps.seqs / alone.steps.steps : 0.0, per_step(alone.steps, alone.seconds));
     // Per token: the cadence each stream sees once it runs, so admission and the last stragglers
     // weigh as little as they do for a client.
     const double ws_tpot = percentile(stats.tpot_ms, 0.5), alone_tpot = percentile(alone.tpot_ms, 0.5);
