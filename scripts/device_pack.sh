@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Packs built programs and the shared libraries the GPU machine lacks into .device-pack/, for the
-# device tool's `carry`. Usage: scripts/device_pack.sh [BUILD_DIR]; prints the carry list.
+# device tool's `carry`, stripped: the tree that travels (sources, test data and the pack) must
+# stay under 64 MiB. Usage: scripts/device_pack.sh [BUILD_DIR [PROGRAM ...]] (programs by name,
+# every built one when none is given); prints the carry list.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${1:-build}
+shift || true
+all="tools/eyrie tests/eyrie_tests bench/bench_cpu_decode bench/tokenizer/bench_tokenizer bench/bench_ws_load
+     bench/bench_cuda bench/bench_gemv bench/bench_gemm bench/bench_upload"
 pack=.device-pack
 rm -rf "$pack"
 mkdir -p "$pack"
-for f in tools/eyrie tests/eyrie_tests bench/bench_cpu_decode bench/tokenizer/bench_tokenizer bench/bench_ws_load bench/bench_cuda bench/bench_gemv bench/bench_gemm bench/bench_upload; do
-  [ -x "$build_dir/$f" ] && cp "$build_dir/$f" "$pack/"
+for f in $all; do
+  name=$(basename "$f")
+  if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -qx "$name"; then continue; fi
+  [ -x "$build_dir/$f" ] && cp "$build_dir/$f" "$pack/" && strip "$pack/$name"
 done
 # Libraries from Debian packages that the GPU machine does not have; the CUDA runtime is static,
 # cuBLAS and NCCL are found there.
