@@ -140,7 +140,7 @@ Runtime::Impl::Impl(const RuntimeOptions& opt) : options(opt) {
       comms[r].push_back(nullptr);
     } else if (gpu) {
       comms[r] = make_nccl_group(gpu_range(r * degree, degree));
-      exchanges[r] = make_peer_exchange(gpu_range(r * degree, degree));
+      if (options.peer_sums) exchanges[r] = make_peer_exchange(gpu_range(r * degree, degree));
     } else {
       comms[r] = make_in_process_group(degree);
     }

@@ -69,6 +69,8 @@ const std::vector<OptionDecl>& serving_option_decls() {
       {"activation_precision", T::string, "split",
        "cuda: split (activations as two bf16 halves, ~fp32 results) or bf16 (faster, bf16 rounding)"},
       {"tensor_parallel_degree", T::integer, "1", "shards per replica: GPUs (NCCL), or CPU thread groups"},
+      {"peer_sums", T::boolean, "true",
+       "cuda, tensor_parallel_degree > 1: small residual sums through the GPUs' peer memory instead of NCCL"},
       {"replicas", T::integer, "0", "model replicas; 0: GPUs / tensor_parallel_degree (1 on the CPU)"},
       {"threads", T::integer, "0", "CPU threads per replica; 0: all threads divided among replicas"},
       {"max_rolling_batch_size", T::integer, "64", "sequences per engine step"},

@@ -34,6 +34,10 @@ struct RuntimeOptions {
   // results); "bf16" rounds activations to bf16 as other servers do: faster where compute
   // bound (long prompts, large batches). The CPU computes in fp32 either way.
   std::string activation_precision = "split";
+  // cuda, tensor_parallel_degree > 1: where a replica's GPUs reach each other's memory, decode
+  // steps' residual sums are read from the peers' memory in one kernel per layer instead of
+  // going through NCCL (batch-1 decode 3-4% faster on two H200s); false: NCCL throughout.
+  bool peer_sums = true;
   // cuda: called from the loading threads during create() as weights go to the GPUs, with the
   // bytes queued so far and the total over all GPUs; not kept afterwards.
   std::function<void(std::size_t done, std::size_t total)> on_upload_progress;

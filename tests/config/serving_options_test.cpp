@@ -57,6 +57,13 @@ TEST(ServingOptions, ErrorsNameTheKeyAndPlace) {
                 .find("OPTION_ACTIVATION_PRECISION: 'activation_precision' must be split or bf16, got 'fp8'"),
             std::string::npos);
   EXPECT_NE(error_of("/nonexistent/serving.properties", {}, {}).find("cannot read"), std::string::npos);
+  EXPECT_NE(error_of(std::nullopt, {{"OPTION_PEER_SUMS", "maybe"}}, {}).find("true or false"), std::string::npos);
+}
+
+TEST(ServingOptions, PeerSumsAreOnUnlessTurnedOff) {
+  EXPECT_TRUE(ServingOptions::resolve(std::nullopt, {}, {}).boolean("peer_sums"));
+  EXPECT_FALSE(ServingOptions::resolve(std::nullopt, {{"OPTION_PEER_SUMS", "false"}}, {}).boolean("peer_sums"));
+  EXPECT_FALSE(ServingOptions::resolve(std::nullopt, {}, {{"peer-sums", "false"}}).boolean("peer_sums"));
 }
 
 }  // namespace

@@ -87,6 +87,7 @@ int serve_command(std::span<char*> args) {
   ro.model_dir = o.str("model_id").empty() ? default_model_dir() : o.str("model_id");
   ro.device = o.str("device");
   ro.activation_precision = o.str("activation_precision");
+  ro.peer_sums = o.boolean("peer_sums");
   ro.replicas = static_cast<int>(o.integer("replicas"));
   ro.tensor_parallel_degree = static_cast<int>(o.integer("tensor_parallel_degree"));
   ro.threads_per_replica = static_cast<int>(o.integer("threads"));
