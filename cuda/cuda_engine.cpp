@@ -477,6 +477,7 @@ struct CudaEngine::Impl {
   };
   std::map<GraphKey, Graph> graphs;
   std::map<GraphKey, int> graph_seen;
+  int64_t graph_replays = 0;
 
   void drop_graphs() {
     for (auto& [k, gr] : graphs) cudaGraphExecDestroy(gr.exec);
@@ -524,6 +525,7 @@ struct CudaEngine::Impl {
       it = graphs.emplace(key, std::move(entry)).first;
     }
     EYRIE_CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream));
+    ++graph_replays;
   }
 
   // y = dense_4h_to_h(gelu(dense_h_to_4h(in))), on the main stream or the MLP branch.
@@ -873,10 +875,13 @@ void CudaEngine::step(const StepBatch& batch, StepOutput& out) {
   } catch (...) {
     // Peers spinning on this rank's share of a sum would wait forever.
     if (impl_->opt.peer_exchange) impl_->opt.peer_exchange->abort();
+    // A stopped NCCL group is reclaimed only once no graph holds its collectives.
+    if (impl_->comm) impl_->drop_graphs();
     throw;
   }
 }
 bool CudaEngine::chooses_tokens() const { return impl_->plan.rank == 0; }
+int64_t CudaEngine::graph_replays() const { return impl_->graph_replays; }
 std::size_t CudaEngine::weight_bytes() const { return impl_->weight_bytes; }
 
 }  // namespace eyrie

@@ -106,6 +106,8 @@ class CudaEngine final : public Engine {
   bool chooses_tokens() const override;
 
   std::size_t weight_bytes() const;
+  // Decode steps replayed from CUDA graphs so far.
+  int64_t graph_replays() const;
 
   struct Impl;
 

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "model/error.hpp"
 
@@ -22,18 +23,26 @@ std::string devices_text(const std::vector<int>& devices) {
 
 // The group's communicators, so that one rank's failure can abort all of them: a peer blocked
 // in a collective waits on the other ranks' communicators, not only its own.
-struct NcclGroup {
+struct NcclGroup : std::enable_shared_from_this<NcclGroup> {
   std::vector<ncclComm_t> comms;
   std::mutex mu;
   std::atomic<bool> aborted{false};
   std::string why;
 
   void abort(const std::string& reason) {
-    std::lock_guard lock(mu);
-    if (aborted) return;
-    why = reason;
-    aborted = true;
-    for (ncclComm_t c : comms) ncclCommAbort(c);
+    {
+      std::lock_guard lock(mu);
+      if (aborted) return;
+      why = reason;
+      aborted = true;
+    }
+    // ncclCommAbort releases the kernels waiting in collectives at once, but returns only when
+    // no CUDA graph holds collectives of its communicator any more; the engines drop theirs when
+    // their next step finds the group stopped. So it runs apart from the ranks' threads, which
+    // must get on to that step.
+    std::thread([self = shared_from_this()] {
+      for (ncclComm_t c : self->comms) ncclCommAbort(c);
+    }).detach();
   }
   ~NcclGroup() {
     if (!aborted)

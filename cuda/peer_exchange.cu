@@ -78,15 +78,25 @@ __global__ void peer_residual_kernel(PeerArgs p) {
   }
 }
 
-void enable_peer_access(int from, int to) {
+// False when the driver refuses (too many peers, say): the group then sums through NCCL.
+bool enable_peer_access(int from, int to) {
   EYRIE_CUDA_CHECK(cudaSetDevice(from));
   const cudaError_t e = cudaDeviceEnablePeerAccess(to, 0);
-  if (e == cudaErrorPeerAccessAlreadyEnabled) {
-    cudaGetLastError();
-    return;
-  }
-  EYRIE_CUDA_CHECK(e);
+  if (e != cudaSuccess) cudaGetLastError();
+  return e == cudaSuccess || e == cudaErrorPeerAccessAlreadyEnabled;
 }
+
+// The calling thread's current device, as it was, on every way out.
+class KeepDevice {
+ public:
+  KeepDevice() { EYRIE_CUDA_CHECK(cudaGetDevice(&device_)); }
+  ~KeepDevice() { cudaSetDevice(device_); }
+  KeepDevice(const KeepDevice&) = delete;
+  KeepDevice& operator=(const KeepDevice&) = delete;
+
+ private:
+  int device_ = 0;
+};
 
 }  // namespace
 
@@ -99,12 +109,11 @@ std::shared_ptr<PeerExchange> PeerExchange::create(const std::vector<int>& devic
       EYRIE_CUDA_CHECK(cudaDeviceCanAccessPeer(&ok, from, to));
       if (!ok) return nullptr;
     }
-  int current = 0;
-  EYRIE_CUDA_CHECK(cudaGetDevice(&current));
-  std::shared_ptr<PeerExchange> x(new PeerExchange());
+  KeepDevice keep;
   for (int from : devices)
     for (int to : devices)
-      if (from != to) enable_peer_access(from, to);
+      if (from != to && !enable_peer_access(from, to)) return nullptr;
+  std::shared_ptr<PeerExchange> x(new PeerExchange());
   EYRIE_CUDA_CHECK(cudaHostAlloc(&x->aborted_, sizeof(uint32_t), cudaHostAllocMapped | cudaHostAllocPortable));
   *x->aborted_ = 0;
   for (int d : devices) {
@@ -123,11 +132,12 @@ std::shared_ptr<PeerExchange> PeerExchange::create(const std::vector<int>& devic
     EYRIE_CUDA_CHECK(cudaSetDevice(d));
     EYRIE_CUDA_CHECK(cudaDeviceSynchronize());
   }
-  EYRIE_CUDA_CHECK(cudaSetDevice(current));
   return x;
 }
 
 PeerExchange::~PeerExchange() {
+  int current = 0;
+  const bool known = cudaGetDevice(&current) == cudaSuccess;
   for (const Rank& r : ranks_) {
     cudaSetDevice(r.device);
     cudaFree(r.staging);
@@ -135,6 +145,7 @@ PeerExchange::~PeerExchange() {
     cudaFree(r.epochs);
   }
   if (aborted_) cudaFreeHost(aborted_);
+  if (known) cudaSetDevice(current);
 }
 
 void PeerExchange::abort() {

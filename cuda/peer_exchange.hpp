@@ -21,7 +21,8 @@ class PeerExchange {
   static constexpr int64_t kMaxFloats = int64_t{1} << 15;
   static constexpr int kMaxBlocks = 32;
 
-  // Null when a pair of the devices cannot reach each other's memory. Ranks may share a device
+  // Null when a pair of the devices cannot reach each other's memory, or the driver will not
+  // open it. Leaves the calling thread's current device as it was. Ranks may share a device
   // (tests), provided each has its own stream and steps on its own thread.
   static std::shared_ptr<PeerExchange> create(const std::vector<int>& devices);
   ~PeerExchange();

@@ -31,6 +31,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -229,6 +230,10 @@ struct EngineAlone {
 EngineAlone engine_alone(const eyrie::RuntimeOptions& o, const std::vector<Job>& jobs, const eyrie::Tokenizer& tok) {
   auto model = eyrie::FalconModel::load(o.model_dir);
   const int replicas = std::max(1, o.replicas);
+  // As the runtime divides them: the machine's threads over the replicas unless set.
+  const int cpu_threads = o.threads_per_replica > 0
+                              ? o.threads_per_replica
+                              : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / replicas);
   std::vector<std::unique_ptr<eyrie::Engine>> engines;
   for (int r = 0; r < replicas; ++r) {
     if (o.device == "cuda")
@@ -237,7 +242,7 @@ EngineAlone engine_alone(const eyrie::RuntimeOptions& o, const std::vector<Job>&
                                           .max_step_tokens = o.max_step_tokens + o.max_batch_size}));
     else
       engines.push_back(std::make_unique<eyrie::CpuEngine>(
-          model, eyrie::CpuEngineOptions{.threads = o.threads_per_replica, .block_size = o.kv_block_size,
+          model, eyrie::CpuEngineOptions{.threads = cpu_threads, .block_size = o.kv_block_size,
                                          .kv_tokens = o.kv_cache_tokens}));
   }
   struct Part {
@@ -287,12 +292,22 @@ EngineAlone engine_alone(const eyrie::RuntimeOptions& o, const std::vector<Job>&
       }
     }
   };
+  std::vector<std::exception_ptr> errors(replicas);
+  auto run_caught = [&](int r) {
+    try {
+      run(r);
+    } catch (...) {
+      errors[r] = std::current_exception();
+    }
+  };
   const auto t0 = Clock::now();
   {
     std::vector<std::jthread> threads;
-    for (int r = 1; r < replicas; ++r) threads.emplace_back(run, r);
-    run(0);
+    for (int r = 1; r < replicas; ++r) threads.emplace_back(run_caught, r);
+    run_caught(0);
   }
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   EngineAlone result;
   int64_t tokens = 0;

@@ -192,11 +192,14 @@ TEST_P(CudaTensorParallel, NcclShardsReplayDecodeStepsFromGraphsWithTheSameBits)
     auto exchange = peers ? make_peer_exchange(devices) : nullptr;
     if (peers && !exchange) GTEST_SKIP() << "no peer access between the GPUs";
     std::vector<std::shared_ptr<Engine>> shards;
+    std::vector<CudaEngine*> engines;
     for (std::size_t r = 0; r < devices.size(); ++r) {
       CudaEngineOptions o = opts(devices[r]);
       o.cuda_graphs = graphs;
       o.peer_exchange = exchange;
-      shards.push_back(std::make_shared<CudaEngine>(model_, o, comms[r]));
+      auto engine = std::make_shared<CudaEngine>(model_, o, comms[r]);
+      engines.push_back(engine.get());
+      shards.push_back(engine);
     }
     ShardGroup group(shards, comms);
     std::vector<int32_t> ba, bb;
@@ -215,12 +218,60 @@ TEST_P(CudaTensorParallel, NcclShardsReplayDecodeStepsFromGraphsWithTheSameBits)
       runs[run].emplace_back(out.last(0).begin(), out.last(0).end());
       runs[run].emplace_back(out.last(1).begin(), out.last(1).end());
     }
+    for (CudaEngine* e : engines) {
+      if (graphs)
+        EXPECT_GT(e->graph_replays(), 0) << "run " << run;
+      else
+        EXPECT_EQ(e->graph_replays(), 0) << "run " << run;
+    }
   }
   for (int base : {0, 2}) {
     ASSERT_EQ(runs[base].size(), runs[base + 1].size());
     for (std::size_t i = 0; i < runs[base].size(); ++i)
       ASSERT_EQ(runs[base][i], runs[base + 1][i]) << (base ? "peer memory" : "NCCL") << ", row " << i;
   }
+}
+
+// A group stopped after its decode steps were captured into CUDA graphs: NCCL reclaims its
+// communicators only once no graph holds their collectives, so stopping must not wait for that
+// on the ranks' threads. The next step fails on every rank, and the shards then close.
+TEST_P(CudaTensorParallel, AStoppedGroupWithCapturedGraphsFailsItsNextStep) {
+  std::vector<int> devices;
+  for (int d = 0; d < std::min(cuda_device_count(), 4); ++d) devices.push_back(d);
+  auto cases = test::load_reference(GetParam() + "/reference.json");
+  const auto& a = cases[0].ids;
+  auto comms = make_nccl_group(devices);
+  std::vector<std::shared_ptr<Engine>> shards;
+  std::vector<CudaEngine*> engines;
+  for (std::size_t r = 0; r < devices.size(); ++r) {
+    auto engine = std::make_shared<CudaEngine>(model_, opts(devices[r]), comms[r]);
+    engines.push_back(engine.get());
+    shards.push_back(engine);
+  }
+  {
+    ShardGroup group(shards, comms);
+    std::vector<int32_t> blocks;
+    for (int32_t i = 0; i < 8; ++i) blocks.push_back(i);
+    StepBatch batch;
+    batch.seqs.push_back({1, 0, a, blocks, false});
+    StepOutput out;
+    group.step(batch, out);
+    int32_t pos = static_cast<int32_t>(a.size());
+    for (int step = 0; step < 4; ++step) {
+      const int32_t t[1] = {out.last_argmax(0)};
+      batch.seqs[0] = {1, pos++, std::span<const int32_t>(t, 1), blocks, false};
+      group.step(batch, out);
+    }
+    for (CudaEngine* e : engines) ASSERT_GT(e->graph_replays(), 0);
+    comms[0]->abort("stopped by the test");
+    const int32_t t[1] = {out.last_argmax(0)};
+    batch.seqs[0] = {1, pos, std::span<const int32_t>(t, 1), blocks, false};
+    EXPECT_THROW(group.step(batch, out), GroupAborted);
+    EXPECT_THROW(group.step(batch, out), GroupAborted);
+  }
+  engines.clear();
+  shards.clear();
+  comms.clear();
 }
 
 TEST(NcclGroup, AGroupNcclCannotFormSaysSoInNcclsWords) {
