@@ -6,10 +6,12 @@
 #include <gtest/gtest.h>
 
 #if EYRIE_HAS_CUDA
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 
 #include "cuda/check.hpp"
 #include "cuda/cuda_engine.hpp"
@@ -128,6 +130,8 @@ TEST(CudaPeerExchange, AnAbortedGroupLetsAWaitingRankGo) {
   Device<float> x(zeros), a(zeros);
   // Rank 0 alone: its kernel waits for rank 1, which never comes, until the abort.
   exchange->residual_all_reduce(0, x.p, a.p, nullptr, nullptr, nullptr, 1, 64, false, nullptr);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // spinning by now, not yet to start
+  EXPECT_EQ(cudaStreamQuery(nullptr), cudaErrorNotReady) << "rank 0 did not wait for rank 1";
   exchange->abort();
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }
