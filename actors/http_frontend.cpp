@@ -124,6 +124,7 @@ class Frontend : public net::HttpHandler {
     w.key("max_total_tokens").value(rt_.options.max_total_tokens);
     w.key("max_batch_size").value(static_cast<int64_t>(rt_.options.max_batch_size));
     w.key("replicas").value(static_cast<int64_t>(rt_.options.replicas));
+    w.key("tensor_parallel_degree").value(static_cast<int64_t>(rt_.options.tensor_parallel_degree));
     w.key("router").value("eyrie");
     w.key("version").value("0.1.0");
     w.key("architecture").value(c.describe());

@@ -21,6 +21,8 @@ TEST_F(HttpApi, HealthPingInfoModels) {
   auto doc = parser_.parse(info.body);
   EXPECT_EQ(std::string_view(doc["model_id"]), "falcon-7b-tiny");
   EXPECT_EQ(int64_t(doc["max_total_tokens"]), 512);
+  EXPECT_EQ(int64_t(doc["replicas"]), 1);
+  EXPECT_EQ(int64_t(doc["tensor_parallel_degree"]), 1);
   HttpResult models = http_request(port_, "GET", "/v1/models");
   EXPECT_EQ(std::string_view(parser_.parse(models.body)["data"].at(0)["id"]), "falcon-7b-tiny");
 }
