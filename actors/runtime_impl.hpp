@@ -39,6 +39,9 @@ class Runtime::Impl {
   std::vector<caf::actor> workers, schedulers;
   std::unique_ptr<net::HttpServer> server;
   std::atomic<bool> ready{false};  // weights loaded and a warm-up generation done
+  // Requests of HTTP and WebSocket sessions whose last frame or response has not yet been handed
+  // to its connection: a shutdown closes the connections only once they are (or time is up).
+  std::atomic<int64_t> replies_pending{0};
 
  private:
   std::atomic<uint64_t> next_id_{1};

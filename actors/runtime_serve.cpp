@@ -1,4 +1,6 @@
 // Serving the runtime over HTTP and WebSocket, and draining it on shutdown.
+#include <algorithm>
+#include <chrono>
 #include <thread>
 
 #include "actors/http_frontend.hpp"
@@ -31,6 +33,11 @@ void Runtime::shutdown(std::chrono::milliseconds grace) {
     if (s.waiting == 0 && s.running == 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  // A request the schedulers are done with may still have its last frame in its session's
+  // mailbox; the connections close once every session has handed it over.
+  const auto flushed_by = std::max(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(1));
+  while (impl_->replies_pending.load() > 0 && std::chrono::steady_clock::now() < flushed_by)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   if (impl_->server) {
     impl_->server->stop();
     impl_->server.reset();

@@ -27,7 +27,24 @@ std::string sagemaker_response(const DoneEvent& d, const std::string& prompt) {
   return w.take();
 }
 
+// Counts one request in Runtime::Impl::replies_pending for as long as its session lives: the
+// session ends once it has handed its answer to the connection, or the connection is gone.
+class PendingReply {
+ public:
+  void hold(std::atomic<int64_t>* counter) {
+    counter_ = counter;
+    ++*counter_;
+  }
+  ~PendingReply() {
+    if (counter_) --*counter_;
+  }
+
+ private:
+  std::atomic<int64_t>* counter_ = nullptr;
+};
+
 struct HttpSessionState {
+  PendingReply pending;
   std::shared_ptr<net::HttpResponder> res;
   HttpGeneration g;
   uint64_t id = 0;
@@ -53,6 +70,7 @@ void start_http_generation(Runtime::Impl& rt, HttpGeneration g, std::shared_ptr<
   rt.system->spawn([rtp, res, g = std::move(g), req = std::move(req)](
                        caf::stateful_actor<HttpSessionState>* self) mutable -> caf::behavior {
     auto& st = self->state;
+    st.pending.hold(&rtp->replies_pending);
     st.res = res;
     st.g = std::move(g);
     st.id = req.id;
@@ -129,7 +147,24 @@ namespace {
 struct WsSessionState {
   std::shared_ptr<net::WsWriter> writer;
   std::unordered_map<std::string, uint64_t> by_client;
-  std::unordered_map<uint64_t, std::string> by_request;
+  std::unordered_map<uint64_t, std::string> by_request;  // each counted in replies_pending
+  std::atomic<int64_t>* replies_pending = nullptr;
+
+  void add(const std::string& client_id, uint64_t rid) {
+    by_client[client_id] = rid;
+    by_request[rid] = client_id;
+    ++*replies_pending;
+  }
+  void remove(uint64_t rid) {
+    auto it = by_request.find(rid);
+    if (it == by_request.end()) return;
+    by_client.erase(it->second);
+    by_request.erase(it);
+    --*replies_pending;
+  }
+  ~WsSessionState() {
+    if (replies_pending) *replies_pending -= static_cast<int64_t>(by_request.size());
+  }
 };
 
 using WsActor = caf::stateful_actor<WsSessionState>;
@@ -187,16 +222,14 @@ void handle_frame(WsActor* self, Runtime::Impl& rt, const std::string& text) {
       throw net::ApiError::validation(e.what());
     }
     const uint64_t rid = req.id;
-    st.by_client[*cid] = rid;
-    st.by_request[rid] = *cid;
+    st.add(*cid, rid);
     std::string client_id = *cid;
     self->request(rt.router, caf::infinite, submit_atom_v, std::move(req), caf::actor_cast<caf::actor>(self))
         .then([self, rid, client_id](SubmitReply& r) {
           if (r.status == 200) return;
           auto& s = self->state;
-          s.by_client.erase(client_id);
-          s.by_request.erase(rid);
           s.writer->send_text(net::ws_error_frame(&client_id, r.error_type, r.message));
+          s.remove(rid);
         });
   } catch (const net::ApiError& e) {
     st.writer->send_text(net::ws_error_frame(cid ? &*cid : nullptr, e.error_type(), e.what()));
@@ -219,6 +252,7 @@ std::shared_ptr<net::WsHandler> open_ws_session(Runtime::Impl& rt, std::shared_p
   Runtime::Impl* rtp = &rt;
   caf::actor a = rt.system->spawn([rtp, writer](WsActor* self) -> caf::behavior {
     self->state.writer = writer;
+    self->state.replies_pending = &rtp->replies_pending;
     return {
         [self, rtp](frame_atom, std::string& text) { handle_frame(self, *rtp, text); },
         [self](TokenEvent& t) {
@@ -231,8 +265,7 @@ std::shared_ptr<net::WsHandler> open_ws_session(Runtime::Impl& rt, std::shared_p
           auto it = s.by_request.find(d.request);
           if (it == s.by_request.end()) return;
           s.writer->send_text(net::ws_done_frame(it->second, d));
-          s.by_client.erase(it->second);
-          s.by_request.erase(it);
+          s.remove(d.request);
         },
         [self, rtp](closed_atom) {
           for (auto& [rid, cid] : self->state.by_request) caf::anon_send(rtp->router, cancel_atom_v, rid);

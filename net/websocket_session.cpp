@@ -94,7 +94,9 @@ void WebsocketSession::shutdown() {
       self->finish();
       return;
     }
-    self->start_close({websocket::close_code::going_away, "server shutting down"});
+    // After the frames already queued, which a close must not overtake (nor run beside their write).
+    self->close_reason_ = {websocket::close_code::going_away, "server shutting down"};
+    self->request_close();
   });
 }
 
@@ -172,14 +174,14 @@ void WebsocketSession::on_written(beast::error_code ec, std::size_t) {
   if (!out_.empty()) {
     do_write();
   } else if (close_requested_) {
-    start_close(websocket::close_code::normal);
+    start_close(close_reason_);
   }
 }
 
 void WebsocketSession::request_close() {
   if (finished_ || closing_) return;
   close_requested_ = true;
-  if (!writing_) start_close(websocket::close_code::normal);
+  if (!writing_) start_close(close_reason_);
 }
 
 void WebsocketSession::start_close(websocket::close_reason reason) {

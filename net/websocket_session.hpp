@@ -77,6 +77,7 @@ class WebsocketSession final : public Session,
   bool writing_ = false;
   bool accepted_ = false;
   bool close_requested_ = false;  // close once the queued frames are out
+  boost::beast::websocket::close_reason close_reason_{boost::beast::websocket::close_code::normal};
   bool closing_ = false;          // close frame sent or being sent
   bool finished_ = false;         // on_close reported
 };
