@@ -169,5 +169,22 @@ TEST_F(HttpApi, StreamDisconnectFreesKvBlocks) {
   EXPECT_EQ(metric("eyrie_running_sequences"), 0);
 }
 
+TEST_F(HttpApi, ShutdownLetsAnEventStreamFinish) {
+  std::thread stopper;
+  std::vector<std::string> events;
+  HttpResult r = http_sse(port_, "/generate_stream",
+                          R"({"inputs":"The capital of France is","parameters":{"max_new_tokens":40,"details":true}})",
+                          [&](const std::string& data) {
+                            events.push_back(data);
+                            if (events.size() == 1) stopper = std::thread([&] { rt_->shutdown(std::chrono::seconds(20)); });
+                            return true;
+                          });
+  if (stopper.joinable()) stopper.join();
+  ASSERT_EQ(r.status, 200);
+  ASSERT_EQ(events.size(), 40u);
+  simdjson::dom::element last = parser_.parse(events.back());
+  EXPECT_EQ(std::string_view(last["details"]["finish_reason"]), "length");
+}
+
 }  // namespace
 }  // namespace eyrie::test
