@@ -104,6 +104,44 @@ void expect_close(const std::vector<std::vector<double>>& got, const std::vector
   }
 }
 
+// Up to four visible GPUs, in order.
+std::vector<int> visible_gpus() {
+  std::vector<int> devices;
+  for (int d = 0; d < std::min(cuda_device_count(), 4); ++d) devices.push_back(d);
+  return devices;
+}
+
+// Prompts prefilled (by the constructor, the only reader of `prompts`), then decoded greedily
+// one token per step; each sequence has 8 cache blocks of its own.
+class GreedyDecode {
+ public:
+  GreedyDecode(Engine& engine, const std::vector<std::vector<int32_t>>& prompts)
+      : engine_(engine), blocks_(prompts.size()), next_(prompts.size()) {
+    for (std::size_t s = 0; s < prompts.size(); ++s) {
+      for (int32_t i = 0; i < 8; ++i) blocks_[s].push_back(static_cast<int32_t>(8 * s) + i);
+      batch_.seqs.push_back({s + 1, 0, prompts[s], blocks_[s], false});
+      pos_.push_back(static_cast<int32_t>(prompts[s].size()));
+    }
+    engine_.step(batch_, out_);
+  }
+  void step() {
+    for (std::size_t s = 0; s < next_.size(); ++s) {
+      next_[s] = out_.last_argmax(s);
+      batch_.seqs[s] = {s + 1, pos_[s], std::span<const int32_t>(&next_[s], 1), blocks_[s], false};
+    }
+    engine_.step(batch_, out_);
+    for (auto& p : pos_) ++p;
+  }
+  const StepOutput& out() const { return out_; }
+
+ private:
+  Engine& engine_;
+  std::vector<std::vector<int32_t>> blocks_;
+  std::vector<int32_t> next_, pos_;
+  StepBatch batch_;
+  StepOutput out_;
+};
+
 class CudaTensorParallel : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -118,6 +156,26 @@ class CudaTensorParallel : public ::testing::TestWithParam<std::string> {
     o.kv_tokens = 2048;
     o.max_step_tokens = 512;
     return o;
+  }
+  // One shard per device on an NCCL group, sharing `exchange` when given.
+  struct NcclShards {
+    std::vector<std::shared_ptr<Communicator>> comms;
+    std::vector<std::shared_ptr<Engine>> engines;
+    std::vector<CudaEngine*> cuda;
+  };
+  NcclShards nccl_shards(const std::vector<int>& devices, bool graphs = true,
+                         std::shared_ptr<cuda::PeerExchange> exchange = nullptr) const {
+    NcclShards out;
+    out.comms = make_nccl_group(devices);
+    for (std::size_t r = 0; r < devices.size(); ++r) {
+      CudaEngineOptions o = opts(devices[r]);
+      o.cuda_graphs = graphs;
+      o.peer_exchange = exchange;
+      auto engine = std::make_shared<CudaEngine>(model_, o, out.comms[r]);
+      out.cuda.push_back(engine.get());
+      out.engines.push_back(engine);
+    }
+    return out;
   }
   std::shared_ptr<const FalconModel> model_;
   std::unique_ptr<CudaEngine> whole_;
@@ -156,22 +214,14 @@ TEST_P(CudaTensorParallel, ShardsSharingOneGpuMatchTheWholeEngine) {
 }
 
 TEST_P(CudaTensorParallel, NcclShardsOnEveryVisibleGpuMatchTheWholeEngine) {
-  const int gpus = std::min(cuda_device_count(), 4);
-  if (gpus < 2) GTEST_SKIP() << "one GPU visible";
-  std::vector<int> devices;
-  for (int d = 0; d < gpus; ++d) devices.push_back(d);
+  const std::vector<int> devices = visible_gpus();
+  if (devices.size() < 2) GTEST_SKIP() << "one GPU visible";
   for (bool peers : {false, true}) {
     SCOPED_TRACE(peers ? "residual sums in peer memory" : "residual sums through NCCL");
-    auto comms = make_nccl_group(devices);
     auto exchange = peers ? make_peer_exchange(devices) : nullptr;
     if (peers && !exchange) GTEST_SKIP() << "no peer access between the GPUs";
-    std::vector<std::shared_ptr<Engine>> shards;
-    for (int r = 0; r < gpus; ++r) {
-      CudaEngineOptions o = opts(r);
-      o.peer_exchange = exchange;
-      shards.push_back(std::make_shared<CudaEngine>(model_, o, comms[r]));
-    }
-    ShardGroup group(shards, comms);
+    NcclShards shards = nccl_shards(devices, true, exchange);
+    ShardGroup group(shards.engines, shards.comms);
     expect_close(run_steps(group, GetParam()), want_, kShardTol);
   }
 }
@@ -180,45 +230,22 @@ TEST_P(CudaTensorParallel, NcclShardsOnEveryVisibleGpuMatchTheWholeEngine) {
 // give the bits of direct launches, with residual sums through NCCL and in peer memory: a group
 // over every visible GPU, or of one on a single GPU.
 TEST_P(CudaTensorParallel, NcclShardsReplayDecodeStepsFromGraphsWithTheSameBits) {
-  std::vector<int> devices;
-  for (int d = 0; d < std::min(cuda_device_count(), 4); ++d) devices.push_back(d);
+  const std::vector<int> devices = visible_gpus();
   auto cases = test::load_reference(GetParam() + "/reference.json");
-  const auto& a = cases[0].ids;
-  const auto& b = cases[1].ids;
   std::vector<std::vector<float>> runs[4];
   for (int run = 0; run < 4; ++run) {
     const bool graphs = run % 2 == 1, peers = run >= 2;
-    auto comms = make_nccl_group(devices);
     auto exchange = peers ? make_peer_exchange(devices) : nullptr;
     if (peers && !exchange) GTEST_SKIP() << "no peer access between the GPUs";
-    std::vector<std::shared_ptr<Engine>> shards;
-    std::vector<CudaEngine*> engines;
-    for (std::size_t r = 0; r < devices.size(); ++r) {
-      CudaEngineOptions o = opts(devices[r]);
-      o.cuda_graphs = graphs;
-      o.peer_exchange = exchange;
-      auto engine = std::make_shared<CudaEngine>(model_, o, comms[r]);
-      engines.push_back(engine.get());
-      shards.push_back(engine);
-    }
-    ShardGroup group(shards, comms);
-    std::vector<int32_t> ba, bb;
-    for (int32_t i = 0; i < 8; ++i) ba.push_back(i), bb.push_back(8 + i);
-    StepBatch batch;
-    batch.seqs.push_back({1, 0, a, ba, false});
-    batch.seqs.push_back({2, 0, b, bb, false});
-    StepOutput out;
-    group.step(batch, out);
-    int32_t pa = static_cast<int32_t>(a.size()), pb = static_cast<int32_t>(b.size());
+    NcclShards shards = nccl_shards(devices, graphs, exchange);
+    ShardGroup group(shards.engines, shards.comms);
+    GreedyDecode decode(group, {cases[0].ids, cases[1].ids});
     for (int step = 0; step < 12; ++step) {
-      const int32_t ta[1] = {out.last_argmax(0)}, tb[1] = {out.last_argmax(1)};
-      batch.seqs[0] = {1, pa++, std::span<const int32_t>(ta, 1), ba, false};
-      batch.seqs[1] = {2, pb++, std::span<const int32_t>(tb, 1), bb, false};
-      group.step(batch, out);
-      runs[run].emplace_back(out.last(0).begin(), out.last(0).end());
-      runs[run].emplace_back(out.last(1).begin(), out.last(1).end());
+      decode.step();
+      runs[run].emplace_back(decode.out().last(0).begin(), decode.out().last(0).end());
+      runs[run].emplace_back(decode.out().last(1).begin(), decode.out().last(1).end());
     }
-    for (CudaEngine* e : engines) {
+    for (CudaEngine* e : shards.cuda) {
       if (graphs)
         EXPECT_GT(e->graph_replays(), 0) << "run " << run;
       else
@@ -236,42 +263,18 @@ TEST_P(CudaTensorParallel, NcclShardsReplayDecodeStepsFromGraphsWithTheSameBits)
 // communicators only once no graph holds their collectives, so stopping must not wait for that
 // on the ranks' threads. The next step fails on every rank, and the shards then close.
 TEST_P(CudaTensorParallel, AStoppedGroupWithCapturedGraphsFailsItsNextStep) {
-  std::vector<int> devices;
-  for (int d = 0; d < std::min(cuda_device_count(), 4); ++d) devices.push_back(d);
   auto cases = test::load_reference(GetParam() + "/reference.json");
-  const auto& a = cases[0].ids;
-  auto comms = make_nccl_group(devices);
-  std::vector<std::shared_ptr<Engine>> shards;
-  std::vector<CudaEngine*> engines;
-  for (std::size_t r = 0; r < devices.size(); ++r) {
-    auto engine = std::make_shared<CudaEngine>(model_, opts(devices[r]), comms[r]);
-    engines.push_back(engine.get());
-    shards.push_back(engine);
-  }
+  NcclShards shards = nccl_shards(visible_gpus());
   {
-    ShardGroup group(shards, comms);
-    std::vector<int32_t> blocks;
-    for (int32_t i = 0; i < 8; ++i) blocks.push_back(i);
-    StepBatch batch;
-    batch.seqs.push_back({1, 0, a, blocks, false});
-    StepOutput out;
-    group.step(batch, out);
-    int32_t pos = static_cast<int32_t>(a.size());
-    for (int step = 0; step < 4; ++step) {
-      const int32_t t[1] = {out.last_argmax(0)};
-      batch.seqs[0] = {1, pos++, std::span<const int32_t>(t, 1), blocks, false};
-      group.step(batch, out);
-    }
-    for (CudaEngine* e : engines) ASSERT_GT(e->graph_replays(), 0);
-    comms[0]->abort("stopped by the test");
-    const int32_t t[1] = {out.last_argmax(0)};
-    batch.seqs[0] = {1, pos, std::span<const int32_t>(t, 1), blocks, false};
-    EXPECT_THROW(group.step(batch, out), GroupAborted);
-    EXPECT_THROW(group.step(batch, out), GroupAborted);
+    ShardGroup group(shards.engines, shards.comms);
+    GreedyDecode decode(group, {cases[0].ids});
+    for (int step = 0; step < 4; ++step) decode.step();
+    for (CudaEngine* e : shards.cuda) ASSERT_GT(e->graph_replays(), 0);
+    shards.comms[0]->abort("stopped by the test");
+    EXPECT_THROW(decode.step(), GroupAborted);
+    EXPECT_THROW(decode.step(), GroupAborted);
   }
-  engines.clear();
-  shards.clear();
-  comms.clear();
+  shards = {};
 }
 
 TEST(NcclGroup, AGroupNcclCannotFormSaysSoInNcclsWords) {
