@@ -27,24 +27,31 @@ std::string sagemaker_response(const DoneEvent& d, const std::string& prompt) {
   return w.take();
 }
 
-// Counts one request in Runtime::Impl::replies_pending for as long as its session lives: the
-// session ends once it has handed its answer to the connection, or the connection is gone.
-class PendingReply {
+// A session's requests counted in Runtime::Impl::replies_pending: each from its submission until
+// the session has handed its answer to the connection, and the rest when the session ends (its
+// connection gone).
+class PendingReplies {
  public:
-  void hold(std::atomic<int64_t>* counter) {
-    counter_ = counter;
+  void attach(std::atomic<int64_t>* counter) { counter_ = counter; }
+  void add() {
+    ++held_;
     ++*counter_;
   }
-  ~PendingReply() {
-    if (counter_) --*counter_;
+  void remove() {
+    --held_;
+    --*counter_;
+  }
+  ~PendingReplies() {
+    if (counter_) *counter_ -= held_;
   }
 
  private:
   std::atomic<int64_t>* counter_ = nullptr;
+  int64_t held_ = 0;
 };
 
 struct HttpSessionState {
-  PendingReply pending;
+  PendingReplies pending;  // the one request, until the session ends
   std::shared_ptr<net::HttpResponder> res;
   HttpGeneration g;
   uint64_t id = 0;
@@ -70,7 +77,8 @@ void start_http_generation(Runtime::Impl& rt, HttpGeneration g, std::shared_ptr<
   rt.system->spawn([rtp, res, g = std::move(g), req = std::move(req)](
                        caf::stateful_actor<HttpSessionState>* self) mutable -> caf::behavior {
     auto& st = self->state;
-    st.pending.hold(&rtp->replies_pending);
+    st.pending.attach(&rtp->replies_pending);
+    st.pending.add();
     st.res = res;
     st.g = std::move(g);
     st.id = req.id;
@@ -147,23 +155,20 @@ namespace {
 struct WsSessionState {
   std::shared_ptr<net::WsWriter> writer;
   std::unordered_map<std::string, uint64_t> by_client;
-  std::unordered_map<uint64_t, std::string> by_request;  // each counted in replies_pending
-  std::atomic<int64_t>* replies_pending = nullptr;
+  std::unordered_map<uint64_t, std::string> by_request;
+  PendingReplies pending;  // one per entry of by_request
 
   void add(const std::string& client_id, uint64_t rid) {
     by_client[client_id] = rid;
     by_request[rid] = client_id;
-    ++*replies_pending;
+    pending.add();
   }
   void remove(uint64_t rid) {
     auto it = by_request.find(rid);
     if (it == by_request.end()) return;
     by_client.erase(it->second);
     by_request.erase(it);
-    --*replies_pending;
-  }
-  ~WsSessionState() {
-    if (replies_pending) *replies_pending -= static_cast<int64_t>(by_request.size());
+    pending.remove();
   }
 };
 
@@ -252,7 +257,7 @@ std::shared_ptr<net::WsHandler> open_ws_session(Runtime::Impl& rt, std::shared_p
   Runtime::Impl* rtp = &rt;
   caf::actor a = rt.system->spawn([rtp, writer](WsActor* self) -> caf::behavior {
     self->state.writer = writer;
-    self->state.replies_pending = &rtp->replies_pending;
+    self->state.pending.attach(&rtp->replies_pending);
     return {
         [self, rtp](frame_atom, std::string& text) { handle_frame(self, *rtp, text); },
         [self](TokenEvent& t) {
