@@ -123,11 +123,12 @@ Runtime::Impl::Impl(const RuntimeOptions& opt) : options(opt) {
   // Shutdown cancels every request first; a session still waiting then must not block exit.
   system->await_actors_before_shutdown(false);
   router = spawn_router(*system);
-  int threads = options.threads_per_replica;
   if (options.replicas < 1) options.replicas = 1;
-  if (threads <= 0)
-    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / options.replicas);
-  const int shard_threads = std::max(1, threads / degree);
+  // Resolved here, as replicas are, so that options() says what the replicas were given.
+  if (options.threads_per_replica <= 0)
+    options.threads_per_replica =
+        std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / options.replicas);
+  const int shard_threads = std::max(1, options.threads_per_replica / degree);
   SchedulerOptions so;
   so.max_running = options.max_batch_size;
   so.max_queue = options.max_queue;

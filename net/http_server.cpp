@@ -9,9 +9,9 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include <pthread.h>
-#include <vector>
 
 #include "model/error.hpp"
 #include "net/listener.hpp"

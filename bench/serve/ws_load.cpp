@@ -230,10 +230,6 @@ struct EngineAlone {
 EngineAlone engine_alone(const eyrie::RuntimeOptions& o, const std::vector<Job>& jobs, const eyrie::Tokenizer& tok) {
   auto model = eyrie::FalconModel::load(o.model_dir);
   const int replicas = std::max(1, o.replicas);
-  // As the runtime divides them: the machine's threads over the replicas unless set.
-  const int cpu_threads = o.threads_per_replica > 0
-                              ? o.threads_per_replica
-                              : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / replicas);
   std::vector<std::unique_ptr<eyrie::Engine>> engines;
   for (int r = 0; r < replicas; ++r) {
     if (o.device == "cuda")
@@ -242,7 +238,7 @@ EngineAlone engine_alone(const eyrie::RuntimeOptions& o, const std::vector<Job>&
                                           .max_step_tokens = o.max_step_tokens + o.max_batch_size}));
     else
       engines.push_back(std::make_unique<eyrie::CpuEngine>(
-          model, eyrie::CpuEngineOptions{.threads = cpu_threads, .block_size = o.kv_block_size,
+          model, eyrie::CpuEngineOptions{.threads = o.threads_per_replica, .block_size = o.kv_block_size,
                                          .kv_tokens = o.kv_cache_tokens}));
   }
   struct Part {

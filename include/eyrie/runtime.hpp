@@ -21,7 +21,7 @@ struct RuntimeOptions {
   std::string device = "cpu";       // "cpu" or "cuda" (one replica per GPU by default)
   int replicas = 0;                 // 0: 1 on the CPU, GPUs / tensor_parallel_degree; each its own KV cache
   int tensor_parallel_degree = 1;   // shards per replica: GPUs on cuda, thread groups on the CPU
-  int threads_per_replica = 0;      // 0: the machine's threads divided among replicas
+  int threads_per_replica = 0;      // 0: the machine's threads divided among replicas (options() says how many)
   int64_t kv_cache_tokens = 0;      // per replica; 0: 4 x the model's context
   int32_t kv_block_size = 16;
   int32_t max_batch_size = 64;      // sequences per step
