@@ -132,7 +132,10 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
   // kBf16Cache: stage s holds K at cached + 2s kTile, V after it.
   bf16* const cached = reinterpret_cast<bf16*>(smem);
 
-  const AttentionTile t(tiles + kAttentionTileInts * blockIdx.x, a, m, kKeys);
+  // Tiles run last to first: a prompt's tiles come in row order, each reading all keys up to its
+  // last row, so the longest start first and the short ones fill in behind them instead of the
+  // longest running alone at the end.
+  const AttentionTile t(tiles + kAttentionTileInts * (gridDim.x - 1 - blockIdx.x), a, m, kKeys);
   const int nq = t.queries();
   const int hd = a.head_dim;
   const int* table = m.block_tables + static_cast<int64_t>(m.seq[t.r0]) * a.max_blocks_per_seq;
@@ -262,7 +265,9 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
         }
       }
       // Online softmax over the row's four lanes; the running output is rescaled before the
-      // MMAs below add this tile's share.
+      // MMAs below add this tile's share. Only a tile past some query's last key, or short of
+      // keys, needs masking: in a long prompt that is the tiles on the diagonal.
+      const bool edge = nk < kKeys || k0 + kKeys - 1 > t.p0;
       float mx_a = -FLT_MAX, mx_b = -FLT_MAX;
 #pragma unroll
       for (int j = 0; j < kKeys / 8; ++j) {
@@ -274,8 +279,10 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
             xa += __bfloat162float(__float2bfloat16(slope_a * static_cast<float>(p))) * scale;
             xb += __bfloat162float(__float2bfloat16(slope_b * static_cast<float>(p))) * scale;
           }
-          xa = col < nk && p <= last_a ? xa : -FLT_MAX;
-          xb = col < nk && p <= last_b ? xb : -FLT_MAX;
+          if (edge) {
+            xa = col < nk && p <= last_a ? xa : -FLT_MAX;
+            xb = col < nk && p <= last_b ? xb : -FLT_MAX;
+          }
           s[j][e] = xa;
           s[j][2 + e] = xb;
           mx_a = fmaxf(mx_a, xa);
@@ -290,13 +297,16 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
       const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
       const float al_a = m_a == -FLT_MAX ? 0.f : __expf(m_a - mn_a);
       const float al_b = m_b == -FLT_MAX ? 0.f : __expf(m_b - mn_b);
+      // Masked scores give exp(-FLT_MAX - base) = 0; a row masked throughout this tile has
+      // base 0 rather than -FLT_MAX, which would give exp(0).
+      const float base_a = mn_a == -FLT_MAX ? 0.f : mn_a, base_b = mn_b == -FLT_MAX ? 0.f : mn_b;
       float sum_a = 0.f, sum_b = 0.f;
 #pragma unroll
       for (int j = 0; j < kKeys / 8; ++j) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          s[j][e] = s[j][e] == -FLT_MAX ? 0.f : __expf(s[j][e] - mn_a);
-          s[j][2 + e] = s[j][2 + e] == -FLT_MAX ? 0.f : __expf(s[j][2 + e] - mn_b);
+          s[j][e] = __expf(s[j][e] - base_a);
+          s[j][2 + e] = __expf(s[j][2 + e] - base_b);
           sum_a += s[j][e];
           sum_b += s[j][2 + e];
         }

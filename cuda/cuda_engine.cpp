@@ -691,7 +691,7 @@ struct CudaEngine::Impl {
       const bool two = cfg.two_layernorms();
       cuda::residual_layer_norm(x.get(), pending, n, h, L.ln_attn.w.get(), L.ln_attn.b.get(),
                                 two ? L.ln_mlp.w.get() : nullptr, two ? L.ln_mlp.b.get() : nullptr, eps, a.get(),
-                                two ? m.get() : nullptr, stream);
+                                two ? m.get() : nullptr, stream, split);
       pending = {};
       // Parallel blocks: the MLP needs only the normed input, so it can start now.
       const bool fork = mlp_stream && n <= opt.concurrent_mlp_rows_max && !prof.on();
@@ -718,11 +718,11 @@ struct CudaEngine::Impl {
         if (cfg.two_layernorms()) mlp_in = m.get();
       } else if (comm) {
         add_to_residual(o.get(), L.dense.bias(), nullptr, nullptr, n);
-        cuda::layer_norm(x.get(), nullptr, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream);
+        cuda::layer_norm(x.get(), nullptr, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream, split);
         mlp_in = m.get();
       } else {
         cuda::residual_layer_norm(x.get(), {o.get(), L.dense.bias(), nullptr, nullptr, split}, n, h, L.ln_mlp.w.get(),
-                                  L.ln_mlp.b.get(), nullptr, nullptr, eps, m.get(), nullptr, stream);
+                                  L.ln_mlp.b.get(), nullptr, nullptr, eps, m.get(), nullptr, stream, split);
         mlp_in = m.get();
       }
       if (fork)
@@ -739,12 +739,15 @@ struct CudaEngine::Impl {
         add_to_residual(res.a, res.a_bias, res.c, res.c_bias, n);
     }
     prof.mark("lm_head", stream);
-    cuda::layer_norm(x.get(), d_pick.get(), np, h, ln_f.w.get(), ln_f.b.get(), eps, lnf.get(), stream);
-    gemm_rows(lnf.get(), np, lm_head, vocab_rows, h, logits_split.get());
+    cuda::layer_norm(x.get(), d_pick.get(), np, h, ln_f.w.get(), ln_f.b.get(), eps, lnf.get(), stream, split);
     if (comm) {
+      gemm_rows(lnf.get(), np, lm_head, vocab_rows, h, logits_split.get());
       gather_logits(np);
+    } else if (split) {
+      gemm_rows(lnf.get(), np, lm_head, vocab_rows, h, logits_split.get());
+      cuda::combine_halves(logits_split.get(), np, cfg.vocab_size, logits.get(), stream);
     } else {
-      cuda::combine_halves(logits_split.get(), np, cfg.vocab_size, logits.get(), stream, split);
+      gemm_rows(lnf.get(), np, lm_head, vocab_rows, h, logits.get());  // no halves to add
     }
     cuda::row_stats(logits.get(), np, cfg.vocab_size, lse.get(), argmax.get(), rowmax.get(), stream);
     };

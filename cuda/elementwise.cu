@@ -1,6 +1,9 @@
 // Embedding gather, bias + GELU, residual adds and random fills.
 #include <cuda_bf16.h>
 
+#include <algorithm>
+#include <cstdint>
+
 #include "cuda/check.hpp"
 #include "cuda/dependent_launch.cuh"
 #include "cuda/gelu.cuh"
@@ -16,11 +19,46 @@ __global__ void embed_kernel(const bf16* emb, const int32_t* tokens, int64_t hid
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) out[r * hidden + i] = __bfloat162float(src[i]);
 }
 
-__global__ void bias_gelu_kernel(const float* x, const float* bias, int64_t cols, int64_t n, bool halves, bf16* out) {
+// grid: (column groups, rows in steps of gridDim.y); each thread V consecutive columns of a row,
+// so the bias is read once per thread and no element index is divided by the row width. With
+// kHalves, x's low halves are added and out gets low halves too; without, out is high halves
+// only ([rows, cols]), which is all a GEMM on bf16 activations reads.
+template <int V, bool kHalves>
+__global__ void bias_gelu_kernel(const float* x, const float* bias, int64_t rows, int64_t cols, bf16* out) {
   allow_dependents();  // the products after this kernel start reading their weights
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    split_bias_gelu(x[i], halves ? x[n + i] : 0.f, bias ? bias[i % cols] : 0.f, out + i, out + n + i);
+  const int64_t c = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * V;
+  if (c >= cols) return;
+  const int64_t n = rows * cols;
+  float b[V], hi[V], lo[V];
+  for (int v = 0; v < V; ++v) b[v] = bias ? bias[c + v] : 0.f;
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    const int64_t i = r * cols + c;
+    if constexpr (V == 4) {
+      const float4 h4 = *reinterpret_cast<const float4*>(x + i);
+      hi[0] = h4.x, hi[1] = h4.y, hi[2] = h4.z, hi[3] = h4.w;
+      if constexpr (kHalves) {
+        const float4 l4 = *reinterpret_cast<const float4*>(x + n + i);
+        lo[0] = l4.x, lo[1] = l4.y, lo[2] = l4.z, lo[3] = l4.w;
+      }
+    } else {
+      hi[0] = x[i];
+      if constexpr (kHalves) lo[0] = x[n + i];
+    }
+    __nv_bfloat16 gh[V], gl[V];
+    for (int v = 0; v < V; ++v) {
+      if constexpr (kHalves) {
+        split_bias_gelu(hi[v], lo[v], b[v], &gh[v], &gl[v]);
+      } else {
+        gh[v] = __float2bfloat16(bias_gelu_value(hi[v], 0.f, b[v]));
+      }
+    }
+    if constexpr (V == 4) {
+      *reinterpret_cast<uint2*>(out + i) = *reinterpret_cast<const uint2*>(gh);
+      if constexpr (kHalves) *reinterpret_cast<uint2*>(out + n + i) = *reinterpret_cast<const uint2*>(gl);
+    } else {
+      out[i] = gh[0];
+      if constexpr (kHalves) out[n + i] = gl[0];
+    }
   }
 }
 
@@ -69,12 +107,28 @@ void embed_rows(const bf16* emb, const int32_t* tokens, int64_t rows, int64_t hi
   EYRIE_CUDA_LAUNCHED();
 }
 
+template <int V, bool kHalves>
+void launch_bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf16* out, cudaStream_t s) {
+  constexpr int kThreads = 256;
+  const int64_t per_row = (cols / V + kThreads - 1) / kThreads;
+  const dim3 grid(static_cast<unsigned>(per_row), static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
+  bias_gelu_kernel<V, kHalves><<<grid, kThreads, 0, s>>>(x, bias, rows, cols, out);
+  EYRIE_CUDA_LAUNCHED();
+}
+
 void bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf16* out, cudaStream_t s,
                bool halves) {
-  const int64_t n = rows * cols;
-  if (n == 0) return;
-  bias_gelu_kernel<<<grid_for(n), 256, 0, s>>>(x, bias, cols, n, halves, out);
-  EYRIE_CUDA_LAUNCHED();
+  if (rows * cols == 0) return;
+  const bool vec = cols % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(out) % 8 == 0 && reinterpret_cast<uintptr_t>(bias) % 16 == 0;
+  if (vec && halves)
+    launch_bias_gelu<4, true>(x, bias, rows, cols, out, s);
+  else if (vec)
+    launch_bias_gelu<4, false>(x, bias, rows, cols, out, s);
+  else if (halves)
+    launch_bias_gelu<1, true>(x, bias, rows, cols, out, s);
+  else
+    launch_bias_gelu<1, false>(x, bias, rows, cols, out, s);
 }
 
 void residual_add(float* x, const float* a, const float* ab, const float* c, const float* cb, int64_t rows,

@@ -21,8 +21,10 @@ void embed_rows(const bf16* emb, const int32_t* tokens, int64_t rows, int64_t hi
                 cudaStream_t s);
 
 // out = split bf16 of LayerNorm(x[src(r)]) ([2 x rows, hidden]); src(r) = rows_idx ? rows_idx[r] : r.
+// With out_halves false only the high halves are written ([rows, hidden]), for GEMMs on bf16
+// activations.
 void layer_norm(const float* x, const int32_t* rows_idx, int64_t rows, int64_t hidden, const float* w,
-                const float* b, float eps, bf16* out, cudaStream_t s);
+                const float* b, float eps, bf16* out, cudaStream_t s, bool out_halves = true);
 
 // Widest row the LayerNorm kernels take (Falcon-180B's is 14848).
 inline constexpr int64_t kLayerNormHiddenMax = 16384;
@@ -39,10 +41,10 @@ struct PendingResidual {
 // x += the pending residual (as residual_add), then out1 = split LayerNorm(x) with (w1, b1) and,
 // when w2 is given, out2 with (w2, b2): one pass over each row, the two norms sharing its mean
 // and variance (new-architecture blocks' ln_attn and ln_mlp); the same arithmetic as
-// residual_add followed by layer_norm.
+// residual_add followed by layer_norm. out_halves as for layer_norm.
 void residual_layer_norm(float* x, const PendingResidual& res, int64_t rows, int64_t hidden, const float* w1,
                          const float* b1, const float* w2, const float* b2, float eps, bf16* out1, bf16* out2,
-                         cudaStream_t s);
+                         cudaStream_t s, bool out_halves = true);
 
 // Geometry of the fused query_key_value row and of the paged cache, for the kernels below.
 struct AttentionShape {
@@ -119,8 +121,9 @@ void attention_tiles(int32_t first_row, int32_t rows, int32_t num_heads, int32_t
 void launch_tiles(const std::vector<int32_t>& tiles, const std::vector<int32_t>& row_split,
                   std::vector<int32_t>& launch);
 
-// out = split bf16 of gelu(x_hi + x_lo + bias), exact erf GELU; x is a [2 x rows, cols] GEMM output
-// (with halves false, [rows, cols]: x_lo is zero).
+// out = split bf16 of gelu(x_hi + x_lo + bias), exact erf GELU; x is a [2 x rows, cols] GEMM output.
+// With halves false, x is [rows, cols] (x_lo is zero) and out gets the high halves alone,
+// [rows, cols]: the next GEMM, on bf16 activations, reads no others.
 void bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf16* out, cudaStream_t s,
                bool halves = true);
 

@@ -37,6 +37,7 @@ struct NormArgs {
   float eps;
   bf16 *out1, *out2;
   int64_t lo_offset;  // rows * hidden: where the split outputs' low halves (and the pending ones') start
+  bool out_halves;    // false: the outputs' high halves alone
 };
 
 template <int K>
@@ -88,12 +89,12 @@ __global__ void __launch_bounds__(1024) layer_norm_kernel(NormArgs p) {
     const float v1 = norm * w1v[k] + b1v[k];
     const bf16 hi = __float2bfloat16(v1);
     out1[r * hidden + i] = hi;
-    out1[lo_offset + r * hidden + i] = __float2bfloat16(v1 - __bfloat162float(hi));
+    if (p.out_halves) out1[lo_offset + r * hidden + i] = __float2bfloat16(v1 - __bfloat162float(hi));
     if (w2) {
       const float v2 = norm * w2[i] + b2[i];
       const bf16 hi2 = __float2bfloat16(v2);
       out2[r * hidden + i] = hi2;
-      out2[lo_offset + r * hidden + i] = __float2bfloat16(v2 - __bfloat162float(hi2));
+      if (p.out_halves) out2[lo_offset + r * hidden + i] = __float2bfloat16(v2 - __bfloat162float(hi2));
     }
   }
 }
@@ -102,12 +103,14 @@ __global__ void __launch_bounds__(1024) layer_norm_kernel(NormArgs p) {
 // stored four at a time. For rows in multiples of 4 floats and 16-byte aligned arrays.
 __device__ inline float4 ldg4(const float* p, int64_t i) { return __ldg(reinterpret_cast<const float4*>(p) + i); }
 
+// lo == nullptr: the high halves alone.
 __device__ inline void store_split4(bf16* hi, bf16* lo, float4 v) {
   const __nv_bfloat162 h01 = __floats2bfloat162_rn(v.x, v.y), h23 = __floats2bfloat162_rn(v.z, v.w);
-  const __nv_bfloat162 l01 = __floats2bfloat162_rn(v.x - __low2float(h01), v.y - __high2float(h01));
-  const __nv_bfloat162 l23 = __floats2bfloat162_rn(v.z - __low2float(h23), v.w - __high2float(h23));
   *reinterpret_cast<uint2*>(hi) =
       make_uint2(*reinterpret_cast<const uint32_t*>(&h01), *reinterpret_cast<const uint32_t*>(&h23));
+  if (!lo) return;
+  const __nv_bfloat162 l01 = __floats2bfloat162_rn(v.x - __low2float(h01), v.y - __high2float(h01));
+  const __nv_bfloat162 l23 = __floats2bfloat162_rn(v.z - __low2float(h23), v.w - __high2float(h23));
   *reinterpret_cast<uint2*>(lo) =
       make_uint2(*reinterpret_cast<const uint32_t*>(&l01), *reinterpret_cast<const uint32_t*>(&l23));
 }
@@ -168,12 +171,12 @@ __global__ void __launch_bounds__(1024) layer_norm_vec_kernel(NormArgs p) {
     const float4 n = make_float4((v[k].x - mean) * inv, (v[k].y - mean) * inv, (v[k].z - mean) * inv,
                                  (v[k].w - mean) * inv);
     const int64_t o = r * hidden + 4 * i;
-    store_split4(p.out1 + o, p.out1 + lo_offset + o,
+    store_split4(p.out1 + o, p.out_halves ? p.out1 + lo_offset + o : nullptr,
                  make_float4(n.x * w1v[k].x + b1v[k].x, n.y * w1v[k].y + b1v[k].y, n.z * w1v[k].z + b1v[k].z,
                              n.w * w1v[k].w + b1v[k].w));
     if (p.w2) {
       const float4 w2 = ldg4(p.w2, i), b2 = ldg4(p.b2, i);
-      store_split4(p.out2 + o, p.out2 + lo_offset + o,
+      store_split4(p.out2 + o, p.out_halves ? p.out2 + lo_offset + o : nullptr,
                    make_float4(n.x * w2.x + b2.x, n.y * w2.y + b2.y, n.z * w2.z + b2.z, n.w * w2.w + b2.w));
     }
   }
@@ -232,71 +235,121 @@ void launch_layer_norm(const NormArgs& p, int64_t rows, cudaStream_t s) {
   EYRIE_CUDA_LAUNCHED();
 }
 
-__global__ void row_stats_kernel(const float* logits, int64_t vocab, float* lse, int32_t* argmax, float* max) {
-  __shared__ float shared[32];
-  __shared__ int32_t shared_idx[32];
-  const float* row = logits + blockIdx.x * vocab;
-  float best = -FLT_MAX;
-  int32_t best_i = 0x7fffffff;
-  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x)
-    if (row[i] > best) {
-      best = row[i];
-      best_i = static_cast<int32_t>(i);
-    }
-  // Max with the lowest index on ties, as torch.argmax.
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-    const int32_t oi = __shfl_xor_sync(0xffffffffu, best_i, o);
-    if (ob > best || (ob == best && oi < best_i)) {
-      best = ob;
-      best_i = oi;
+// Running (max, sum of exp(x - max), first index of the max) over one pass of the values, so
+// the row is read once; merged across threads as flash attention merges its partial softmaxes.
+struct RowStats {
+  float m = -FLT_MAX, s = 0.f;
+  int32_t i = 0x7fffffff;
+
+  __device__ void add(float x, int32_t at) {
+    if (x > m) {
+      s = s * __expf(m - x) + 1.f;
+      m = x;
+      i = at;
+    } else {
+      s += __expf(x - m);
     }
   }
+  // Max with the lowest index on ties, as torch.argmax.
+  __device__ void merge(float om, float os, int32_t oi) {
+    const float nm = fmaxf(m, om);
+    s = s * __expf(m - nm) + os * __expf(om - nm);
+    if (om > m || (om == m && oi < i)) i = oi;
+    m = nm;
+  }
+  __device__ void merge_warp() {
+    for (int o = 16; o > 0; o >>= 1)
+      merge(__shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o),
+            __shfl_xor_sync(0xffffffffu, i, o));
+  }
+};
+
+// One row per block. kVec: the row in float4s, four loads in flight per thread before their
+// values are taken in (vocab a multiple of 4, logits 16-byte aligned).
+template <bool kVec>
+__global__ void __launch_bounds__(1024) row_stats_kernel(const float* logits, int64_t vocab, float* lse,
+                                                         int32_t* argmax, float* max) {
+  __shared__ float sm[32], ss[32];
+  __shared__ int32_t si[32];
+  const float* row = logits + blockIdx.x * vocab;
+  RowStats st;
+  const int64_t step = blockDim.x;
+  if constexpr (kVec) {
+    const float4* row4 = reinterpret_cast<const float4*>(row);
+    const int64_t n4 = vocab / 4;
+    int64_t j = threadIdx.x;
+    for (; j + 3 * step < n4; j += 4 * step) {
+      float4 v[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) v[u] = row4[j + u * step];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const auto at = static_cast<int32_t>(4 * (j + u * step));
+        st.add(v[u].x, at);
+        st.add(v[u].y, at + 1);
+        st.add(v[u].z, at + 2);
+        st.add(v[u].w, at + 3);
+      }
+    }
+    for (; j < n4; j += step) {
+      const float4 v = row4[j];
+      const auto at = static_cast<int32_t>(4 * j);
+      st.add(v.x, at);
+      st.add(v.y, at + 1);
+      st.add(v.z, at + 2);
+      st.add(v.w, at + 3);
+    }
+  } else {
+    for (int64_t j = threadIdx.x; j < vocab; j += step) st.add(row[j], static_cast<int32_t>(j));
+  }
+  st.merge_warp();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane == 0) {
-    shared[warp] = best;
-    shared_idx[warp] = best_i;
+    sm[warp] = st.m;
+    ss[warp] = st.s;
+    si[warp] = st.i;
   }
   __syncthreads();
-  float mx = -FLT_MAX;
-  int32_t mi = 0x7fffffff;
-  for (int i = 0; i < blockDim.x / 32; ++i)
-    if (shared[i] > mx || (shared[i] == mx && shared_idx[i] < mi)) {
-      mx = shared[i];
-      mi = shared_idx[i];
-    }
-  float sum = 0.f;
-  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) sum += __expf(row[i] - mx);
-  sum = block_sum(sum, shared);
-  if (threadIdx.x == 0) {
-    lse[blockIdx.x] = mx + logf(sum);
-    argmax[blockIdx.x] = mi;
-    max[blockIdx.x] = mx;
+  if (warp != 0) return;
+  RowStats all;
+  if (lane < static_cast<int>(blockDim.x / 32)) {
+    all.m = sm[lane];
+    all.s = ss[lane];
+    all.i = si[lane];
+  }
+  all.merge_warp();
+  if (lane == 0) {
+    lse[blockIdx.x] = all.m + logf(all.s);
+    argmax[blockIdx.x] = all.i;
+    max[blockIdx.x] = all.m;
   }
 }
 
 }  // namespace
 
 void layer_norm(const float* x, const int32_t* rows_idx, int64_t rows, int64_t hidden, const float* w, const float* b,
-                float eps, bf16* out, cudaStream_t s) {
+                float eps, bf16* out, cudaStream_t s, bool out_halves) {
   if (rows == 0) return;
   // Without a pending residual the kernel only reads x.
-  launch_layer_norm(
-      {const_cast<float*>(x), rows_idx, {}, hidden, w, b, nullptr, nullptr, eps, out, nullptr, rows * hidden}, rows,
-      s);
+  launch_layer_norm({const_cast<float*>(x), rows_idx, {}, hidden, w, b, nullptr, nullptr, eps, out, nullptr,
+                     rows * hidden, out_halves},
+                    rows, s);
 }
 
 void residual_layer_norm(float* x, const PendingResidual& res, int64_t rows, int64_t hidden, const float* w1,
                          const float* b1, const float* w2, const float* b2, float eps, bf16* out1, bf16* out2,
-                         cudaStream_t s) {
+                         cudaStream_t s, bool out_halves) {
   if (rows == 0) return;
-  launch_layer_norm({x, nullptr, res, hidden, w1, b1, w2, b2, eps, out1, out2, rows * hidden}, rows, s);
+  launch_layer_norm({x, nullptr, res, hidden, w1, b1, w2, b2, eps, out1, out2, rows * hidden, out_halves}, rows, s);
 }
 
 void row_stats(const float* logits, int64_t rows, int64_t vocab, float* lse, int32_t* argmax, float* max,
                cudaStream_t s) {
   if (rows == 0) return;
-  row_stats_kernel<<<static_cast<unsigned>(rows), 1024, 0, s>>>(logits, vocab, lse, argmax, max);
+  if (vocab % 4 == 0 && aligned16(logits))
+    row_stats_kernel<true><<<static_cast<unsigned>(rows), 1024, 0, s>>>(logits, vocab, lse, argmax, max);
+  else
+    row_stats_kernel<false><<<static_cast<unsigned>(rows), 1024, 0, s>>>(logits, vocab, lse, argmax, max);
   EYRIE_CUDA_LAUNCHED();
 }
 

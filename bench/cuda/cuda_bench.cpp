@@ -9,7 +9,11 @@
 //              [--key-split-blocks-per-sm 1]
 //              [--decode-head-split-rows-max 8] [--bf16-kv-cache on|off] [--peer-exchange on|off]
 //              [--prompts 128,2048] [--tpot on|off] [--sampling greedy|device|host]
+//              [--profile-last-step on|off]
 // ("none" for an empty list: --batches none --prompts none --tpot off runs nothing but setup)
+// --profile-last-step on brackets the last step of every timed prefill and decode with
+// cudaProfilerStart / Stop, so `ncu --profile-from-start off` sees those steps' kernels alone.
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -31,6 +35,15 @@ using Clock = std::chrono::steady_clock;
 using namespace eyrie;
 
 namespace {
+
+bool profile_last_step = false;
+
+// Runs one engine step, inside a profiler range when it is the last of a timed run.
+void step(Engine& e, const StepBatch& b, StepOutput& out, bool last) {
+  if (profile_last_step && last) EYRIE_CUDA_CHECK(cudaProfilerStart());
+  e.step(b, out);
+  if (profile_last_step && last) EYRIE_CUDA_CHECK(cudaProfilerStop());
+}
 
 double copy_bandwidth() {
   const std::size_t bytes = std::size_t{1} << 31;
@@ -73,7 +86,7 @@ double prefill(Engine& e, std::vector<Seq>& seqs, int64_t max_rows) {
       seqs[i].pos = static_cast<int32_t>(seqs[i].tokens.size());
       ++i;
     }
-    e.step(b, out);
+    step(e, b, out, i == seqs.size());
   }
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
@@ -101,7 +114,7 @@ double decode(Engine& e, std::vector<Seq>& seqs, int steps, Choice choice = Choi
       if (choice == Choice::device && samplers[i].device_choice(device[i], seqs[i].tokens))
         b.seqs.back().choose = &device[i];
     }
-    e.step(b, out);
+    step(e, b, out, s + 1 == steps);
     for (std::size_t i = 0; i < seqs.size(); ++i) {
       if (choice == Choice::greedy)
         next[i] = out.last_argmax(i);
@@ -168,6 +181,7 @@ int main(int argc, char** argv) {
                : !std::strcmp(argv[i + 1], "host") ? Choice::host
                                                     : Choice::greedy;
     if (!std::strcmp(argv[i], "--tpot")) tpot = std::strcmp(argv[i + 1], "off") != 0;
+    if (!std::strcmp(argv[i], "--profile-last-step")) profile_last_step = std::strcmp(argv[i + 1], "off") != 0;
   }
   try {
     const double bw = copy_bandwidth();

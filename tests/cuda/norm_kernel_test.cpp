@@ -2,7 +2,8 @@
 // the same bits as the residual add followed by separate LayerNorms, for every combination of
 // pending outputs, biases and a second norm, at widths below, at and past one block of threads,
 // for a few rows and for many (each has its own threads per row), with 16-byte accesses and
-// without (widths not a multiple of 4); and LayerNorm itself agrees with float64.
+// without (widths not a multiple of 4); and LayerNorm itself agrees with float64, as do the
+// logits' row statistics.
 #include <gtest/gtest.h>
 
 #if EYRIE_HAS_CUDA
@@ -129,11 +130,22 @@ TEST(CudaNormKernel, OutputsWithoutLowHalvesActAsZeroLowHalves) {
                               nullptr, 1e-5f, out1.p, nullptr, nullptr);
     EXPECT_EQ(x_norm0.get(n), x_norm1.get(n));
     EXPECT_EQ(bits(out0.get(2 * n)), bits(out1.get(2 * n)));
+    // Without output halves: the same high halves, and nothing written past them.
+    const std::vector<cuda::bf16> sentinel(2 * n, __float2bfloat16(-7.f));
+    Device<float> x_norm2(x);
+    Device<cuda::bf16> out2(sentinel);
+    cuda::residual_layer_norm(x_norm2.p, {a1.p, dbias.p, c1.p, dbias.p, false}, rows, hidden, dw.p, db.p, nullptr,
+                              nullptr, 1e-5f, out2.p, nullptr, nullptr, false);
+    const auto high_only = out2.get(2 * n), want_norm = out0.get(n);
+    EXPECT_EQ(bits({high_only.begin(), high_only.begin() + n}), bits(want_norm));
+    EXPECT_EQ(bits({high_only.begin() + n, high_only.end()}), bits({sentinel.begin() + n, sentinel.end()}));
 
-    Device<cuda::bf16> g0(2 * n), g1(2 * n);
+    Device<cuda::bf16> g0(2 * n), g1(sentinel);
     cuda::bias_gelu(a0.p, dbias.p, rows, hidden, g0.p, nullptr);
     cuda::bias_gelu(a1.p, dbias.p, rows, hidden, g1.p, nullptr, false);
-    EXPECT_EQ(bits(g0.get(2 * n)), bits(g1.get(2 * n)));
+    const auto gelu_high = g1.get(2 * n), want_gelu = g0.get(n);
+    EXPECT_EQ(bits({gelu_high.begin(), gelu_high.begin() + n}), bits(want_gelu));
+    EXPECT_EQ(bits({gelu_high.begin() + n, gelu_high.end()}), bits({sentinel.begin() + n, sentinel.end()}));
 
     Device<float> s0(n), s1(n);
     cuda::combine_halves(a0.p, rows, hidden, s0.p, nullptr);
@@ -170,6 +182,38 @@ TEST(CudaNormKernel, LayerNormMatchesFloat64) {
       }
     }
     EXPECT_LT(worst, 2e-5) << "largest absolute difference from float64";
+  }
+}
+
+// Logsumexp, first argmax and max of each row against float64, with the max planted twice in
+// some rows (the first index wins, as torch.argmax); widths in and out of multiples of 4.
+TEST(CudaNormKernel, RowStatsMatchFloat64AndTakeTheFirstMax) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(11);
+  for (const auto& [rows, vocab] : {std::pair<int64_t, int64_t>{1, 65024}, {3, 65024}, {256, 65024}, {2, 1001},
+                                     {5, 37}, {1, 4}}) {
+    SCOPED_TRACE("rows " + std::to_string(rows) + " vocab " + std::to_string(vocab));
+    auto x = random_vector(rows * vocab, rng, 8.f);
+    std::vector<int64_t> want_arg(rows);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = x.data() + r * vocab;
+      const int64_t first = (r * 7919) % vocab, second = (first + vocab / 2) % vocab;
+      row[first] = 9.5f;
+      if (r % 2 == 0) row[second] = 9.5f;
+      want_arg[r] = r % 2 == 0 ? std::min(first, second) : first;
+    }
+    Device<float> dx(x), lse(rows), mx(rows);
+    Device<int32_t> arg(rows);
+    cuda::row_stats(dx.p, rows, vocab, lse.p, arg.p, mx.p, nullptr);
+    const auto got_lse = lse.get(rows), got_max = mx.get(rows);
+    const auto got_arg = arg.get(rows);
+    for (int64_t r = 0; r < rows; ++r) {
+      double sum = 0;
+      for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(x[r * vocab + i]) - 9.5);
+      EXPECT_NEAR(got_lse[r], 9.5 + std::log(sum), 2e-5 * (9.5 + std::log(sum))) << "row " << r;
+      EXPECT_EQ(got_arg[r], want_arg[r]) << "row " << r;
+      EXPECT_EQ(got_max[r], 9.5f) << "row " << r;
+    }
   }
 }
 
