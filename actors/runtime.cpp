@@ -31,10 +31,12 @@ std::vector<int> gpu_range(int first, int count) {
 // tensor-parallel shards load one after another: each holds a host copy of its cut of the
 // checkpoint while it uploads, and all of them at once would be a copy of the whole model.
 // Progress is summed over the GPUs (LoadProgress).
+// Each replica then runs its decode warm-up (warm_decode_steps) up to max_batch sequences, its
+// shards stepping together.
 std::vector<std::shared_ptr<Engine>> load_gpu_engines(const std::shared_ptr<const FalconModel>& model,
                                                       std::vector<CudaEngineOptions> opts,
                                                       const std::vector<std::shared_ptr<Communicator>>& comms,
-                                                      std::size_t degree,
+                                                      std::size_t degree, int32_t max_batch,
                                                       const std::function<void(std::size_t, std::size_t)>& progress) {
   const std::size_t n = opts.size(), replicas = n / degree;
   std::mutex mu;
@@ -57,6 +59,14 @@ std::vector<std::shared_ptr<Engine>> load_gpu_engines(const std::shared_ptr<cons
         try {
           for (std::size_t i = r * degree; i < (r + 1) * degree; ++i)
             engines[i] = std::make_shared<CudaEngine>(model, opts[i], comms[i]);
+          if (degree == 1) {
+            warm_decode_steps(*engines[r], max_batch);
+          } else {
+            const auto first = static_cast<std::ptrdiff_t>(r * degree), last = first + static_cast<std::ptrdiff_t>(degree);
+            ShardGroup group({engines.begin() + first, engines.begin() + last},
+                             {comms.begin() + first, comms.begin() + last});
+            warm_decode_steps(group, max_batch);
+          }
         } catch (...) {
           errors[r] = std::current_exception();
         }
@@ -166,7 +176,7 @@ Runtime::Impl::Impl(const RuntimeOptions& opt) : options(opt) {
       }
     }
     auto engines = load_gpu_engines(model, std::move(cos), flat_comms, static_cast<std::size_t>(degree),
-                                    options.on_upload_progress);
+                                    static_cast<int32_t>(options.max_batch_size), options.on_upload_progress);
     // The callback may point at the caller's stack; options() hands these options out later.
     options.on_upload_progress = nullptr;
     for (int r = 0; r < options.replicas; ++r)

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +19,7 @@
 
 #include "cuda/attention_mma.hpp"
 #include "cuda/check.hpp"
+#include "cuda/decode_buckets.hpp"
 #include "cuda/kernels.hpp"
 #include "cuda/peer_exchange.hpp"
 #include "cuda/sampling.hpp"
@@ -153,7 +155,13 @@ struct CudaEngine::Impl {
   const bf16* lm_head = nullptr;
   // [layer][block][kv_head][slot][hd], fp32, or bf16 for an engine whose every step runs on bf16
   // activations (its attention rounds keys and values to bf16 anyway).
+  // [layer][block][kv head][slot][head dim]; one block more than spec.num_blocks, pad_block,
+  // which the rows that pad a decode step up to its bucket write and read.
   DeviceArray<uint8_t> k_cache, v_cache;
+  int32_t pad_block = 0;
+  // The block-table stride of a step: a power of two from that of a context of
+  // max_position_embeddings up, so decode steps keep one graph as their sequences grow.
+  int32_t table_stride = 8;
   bool bf16_cache = false;
   std::size_t cache_elem_bytes() const { return bf16_cache ? 2 : 4; }
   DeviceArray<float> alibi_slopes;
@@ -211,10 +219,15 @@ struct CudaEngine::Impl {
     bf16_cache = opt.bf16_kv_cache && opt.split_rows_max <= 0 &&
                  cuda::bf16_cache_supports(static_cast<int32_t>(cfg.head_dim));
     plan_memory();
-    const std::size_t cache = static_cast<std::size_t>(cfg.num_layers) * spec.num_blocks * nkv *
+    pad_block = spec.num_blocks;
+    const std::size_t cache = static_cast<std::size_t>(cfg.num_layers) * (spec.num_blocks + 1) * nkv *
                               spec.block_size * cfg.head_dim * cache_elem_bytes();
     k_cache.resize(cache);
     v_cache.resize(cache);
+    // Rows of pad_block that no padding row has written yet must still hold finite numbers.
+    EYRIE_CUDA_CHECK(cudaMemset(k_cache.get(), 0, cache));
+    EYRIE_CUDA_CHECK(cudaMemset(v_cache.get(), 0, cache));
+    while (table_stride * static_cast<int64_t>(spec.block_size) < cfg.max_position_embeddings) table_stride *= 2;
     if (cfg.alibi) {
       AlibiTable t(cfg.num_heads);
       std::vector<float> slopes(nq);
@@ -415,11 +428,17 @@ struct CudaEngine::Impl {
                              : 1;
     h_row_split.assign(2 * n, 0);
     int32_t slots = 0;
+    const auto seqs = static_cast<std::size_t>(batch.seqs.size());
     for (int64_t r = 0; r < n; ++r) {
       h_row_split[2 * r] = 1;
-      if (want < 2 || batch.seqs[h_seq[r]].tokens.size() != 1) continue;
-      const int32_t ranges = std::min(want, (h_pos[r] + cuda::kKeySplitUnit) / cuda::kKeySplitUnit);
-      if (ranges < 2 || slots + ranges > cuda::kKeySplitSlots) continue;
+      // Padding rows (past the batch's sequences) decode too.
+      const auto s = static_cast<std::size_t>(h_seq[r]);
+      if (want < 2 || (s < seqs && batch.seqs[s].tokens.size() != 1)) continue;
+      // Every decode row takes the same number of ranges, however short its context (a range
+      // past its keys does nothing), so that the launch, and a decode graph, depend on the
+      // step's row count alone.
+      const int32_t ranges = want;
+      if (slots + ranges > cuda::kKeySplitSlots) continue;
       h_row_split[2 * r] = ranges;
       h_row_split[2 * r + 1] = slots;
       slots += ranges;
@@ -596,13 +615,20 @@ struct CudaEngine::Impl {
     h_tiles.clear();
     int32_t max_blocks = 1;
     int32_t decoding = 0;
+    bool decode_only = !batch.seqs.empty();
     for (const auto& s : batch.seqs) {
       max_blocks = std::max<int32_t>(max_blocks, static_cast<int32_t>(s.block_table.size()));
       decoding += s.tokens.size() == 1;
+      decode_only = decode_only && s.tokens.size() == 1 && !s.all_logits;
     }
-    // The block-table stride in steps of 8 blocks, so a decode graph stays valid while its
-    // sequences grow by up to 8 blocks.
-    max_blocks = (max_blocks + 7) / 8 * 8;
+    max_blocks = std::max(table_stride, static_cast<int32_t>(std::bit_ceil(static_cast<uint32_t>(max_blocks))));
+    // Decode steps run at a bucketed row count (see cuda/decode_buckets.hpp): the rows past the
+    // batch's are token 0 at position 0 of a sequence of their own, whose blocks are pad_block.
+    const auto real_seqs = static_cast<int64_t>(batch.seqs.size());
+    const int64_t pad_rows =
+        decode_only ? std::max(real_seqs, std::min(cuda::decode_bucket(real_seqs), opt.max_step_tokens)) - real_seqs
+                    : 0;
+    if (decode_only) decoding = static_cast<int32_t>(real_seqs + pad_rows);
     // Few decoding rows: split their head groups over more blocks so the SMs stay busy; more:
     // whole groups per block, so each key is read and converted once for all heads that share
     // it, and key splits fill the SMs.
@@ -611,7 +637,7 @@ struct CudaEngine::Impl {
         decoding <= opt.decode_head_split_rows_max ? std::max(1, 2 * sm_count / std::max(1, decoding)) : 1;
     int32_t max_heads = std::max(4, (group + tiles_per_row - 1) / tiles_per_row);
     max_heads = (max_heads + head_multiple - 1) / head_multiple * head_multiple;
-    h_tables.assign(batch.seqs.size() * max_blocks, 0);
+    h_tables.assign((batch.seqs.size() + (pad_rows > 0 ? 1 : 0)) * max_blocks, pad_block);
     for (std::size_t si = 0; si < batch.seqs.size(); ++si) {
       const auto& s = batch.seqs[si];
       std::copy(s.block_table.begin(), s.block_table.end(), h_tables.begin() + si * max_blocks);
@@ -624,6 +650,14 @@ struct CudaEngine::Impl {
         h_seq.push_back(static_cast<int32_t>(si));
         if (s.all_logits || i + 1 == s.tokens.size()) h_pick.push_back(static_cast<int32_t>(h_tokens.size() - 1));
       }
+    }
+    for (int64_t k = 0; k < pad_rows; ++k) {
+      cuda::attention_tiles(static_cast<int32_t>(h_tokens.size()), 1, static_cast<int32_t>(nq),
+                            static_cast<int32_t>(plan.q_begin), group, max_heads, tile_queries, h_tiles);
+      h_pick.push_back(static_cast<int32_t>(h_tokens.size()));
+      h_tokens.push_back(0);
+      h_pos.push_back(0);
+      h_seq.push_back(static_cast<int32_t>(real_seqs));
     }
     const int64_t n = static_cast<int64_t>(h_tokens.size());
     split = n <= opt.split_rows_max;
@@ -663,7 +697,8 @@ struct CudaEngine::Impl {
                             bf16_cache};
     cuda::RowMeta meta{d_seq.get(), d_pos.get(), d_tables.get()};
     const float eps = static_cast<float>(cfg.layer_norm_epsilon);
-    const std::size_t layer_cache = static_cast<std::size_t>(spec.num_blocks) * nkv * spec.block_size * cfg.head_dim;
+    const std::size_t layer_cache =
+        static_cast<std::size_t>(spec.num_blocks + 1) * nkv * spec.block_size * cfg.head_dim;
 
     const int64_t np = static_cast<int64_t>(h_pick.size());
     lnf.resize(2 * np * h);
@@ -751,8 +786,6 @@ struct CudaEngine::Impl {
     }
     cuda::row_stats(logits.get(), np, cfg.vocab_size, lse.get(), argmax.get(), rowmax.get(), stream);
     };
-    bool decode_only = true;
-    for (const auto& sq : batch.seqs) decode_only = decode_only && sq.tokens.size() == 1 && !sq.all_logits;
     // Every rank of a group sees the same step shapes, so all capture the same steps and
     // replay their collectives in the same order.
     if (decode_only && (!comm || comm->graph_capturable()) && !prof.on() && opt.cuda_graphs) {
@@ -779,9 +812,11 @@ struct CudaEngine::Impl {
                                        logits.get() + first * cfg.vocab_size, bytes, cudaMemcpyDeviceToHost, stream));
     }
     choose_tokens(batch, out);
-    EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_logsumexp(), lse.get(), np * 4, cudaMemcpyDeviceToHost, stream));
-    EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_argmax(), argmax.get(), np * 4, cudaMemcpyDeviceToHost, stream));
-    EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_max(), rowmax.get(), np * 4, cudaMemcpyDeviceToHost, stream));
+    // The padding rows' picks come last and stay on the device.
+    const int64_t picked = np - pad_rows;
+    EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_logsumexp(), lse.get(), picked * 4, cudaMemcpyDeviceToHost, stream));
+    EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_argmax(), argmax.get(), picked * 4, cudaMemcpyDeviceToHost, stream));
+    EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_max(), rowmax.get(), picked * 4, cudaMemcpyDeviceToHost, stream));
     prof.mark("end", stream);
     EYRIE_CUDA_CHECK(cudaStreamSynchronize(stream));
     for (std::size_t k = 0; k < h_sample_seq.size(); ++k)
@@ -884,6 +919,11 @@ void CudaEngine::step(const StepBatch& batch, StepOutput& out) {
   }
 }
 bool CudaEngine::chooses_tokens() const { return impl_->plan.rank == 0; }
+std::vector<int32_t> CudaEngine::decode_batch_sizes() const {
+  std::vector<int32_t> sizes = cuda::decode_buckets_up_to(impl_->opt.max_step_tokens);
+  while (!sizes.empty() && sizes.back() > impl_->opt.max_step_tokens) sizes.pop_back();
+  return sizes;
+}
 int64_t CudaEngine::graph_replays() const { return impl_->graph_replays; }
 std::size_t CudaEngine::weight_bytes() const { return impl_->weight_bytes; }
 

@@ -104,6 +104,9 @@ class CudaEngine final : public Engine {
   // Greedy with a repetition penalty, temperature, top-k and top-p choices run on the GPU, so
   // only ids and logprobs reach the host (rank 0 of a tensor-parallel group).
   bool chooses_tokens() const override;
+  // Decode steps are padded up to these row counts (cuda/decode_buckets.hpp), each replayed
+  // from its CUDA graph once seen twice.
+  std::vector<int32_t> decode_batch_sizes() const override;
 
   std::size_t weight_bytes() const;
   // Decode steps replayed from CUDA graphs so far.

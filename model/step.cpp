@@ -79,4 +79,21 @@ void validate_step(const StepBatch& batch, const FalconConfig& c, const KvCacheS
   }
 }
 
+void warm_decode_steps(Engine& engine, int32_t max_batch) {
+  const int32_t blocks = engine.kv_spec().num_blocks;
+  std::vector<int32_t> token(1, 0), table;
+  StepOutput out;
+  for (int32_t size : engine.decode_batch_sizes()) {
+    if (size > blocks) break;
+    table.resize(size);
+    StepBatch batch;
+    for (int32_t i = 0; i < size; ++i) {
+      table[i] = i;
+      batch.seqs.push_back({static_cast<uint64_t>(i), 0, token, std::span<const int32_t>(&table[i], 1), false, false});
+    }
+    for (int pass = 0; pass < 2; ++pass) engine.step(batch, out);
+    if (size >= max_batch) break;
+  }
+}
+
 }  // namespace eyrie

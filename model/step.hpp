@@ -105,6 +105,15 @@ class Engine {
   virtual void step(const StepBatch& batch, StepOutput& out) = 0;
   // Whether step() makes the token choices asked for by SequenceStep::choose.
   virtual bool chooses_tokens() const { return false; }
+  // Batch sizes, smallest first, that decode steps are padded up to and prepared for ahead of
+  // time (CUDA graphs); none for an engine that runs every size as it comes.
+  virtual std::vector<int32_t> decode_batch_sizes() const { return {}; }
 };
+
+// Runs two decode steps at each of the engine's decode_batch_sizes() up to the first that holds
+// max_batch sequences (one token at position 0 in KV block i for sequence i, as many as the
+// cache has blocks), so that what an engine prepares on first sight of a size is ready before
+// the first request. Only for an engine whose cache holds nothing yet: it writes blocks from 0.
+void warm_decode_steps(Engine& engine, int32_t max_batch);
 
 }  // namespace eyrie

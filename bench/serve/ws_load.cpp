@@ -241,6 +241,8 @@ EngineAlone engine_alone(const eyrie::RuntimeOptions& o, const std::vector<Job>&
           model, eyrie::CpuEngineOptions{.threads = o.threads_per_replica, .block_size = o.kv_block_size,
                                          .kv_tokens = o.kv_cache_tokens}));
   }
+  // As the runtime does before it reports ready.
+  for (auto& e : engines) eyrie::warm_decode_steps(*e, o.max_batch_size);
   struct Part {
     int64_t tokens = 0;
     double sched_s = 0;

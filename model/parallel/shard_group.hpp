@@ -31,6 +31,8 @@ class ShardGroup final : public Engine {
   void step(const StepBatch& batch, StepOutput& out) override;
   // Rank 0 holds the whole logits rows.
   bool chooses_tokens() const override { return shards_[0]->chooses_tokens(); }
+  // Every shard pads alike (same engine kind and options).
+  std::vector<int32_t> decode_batch_sizes() const override { return shards_[0]->decode_batch_sizes(); }
 
  private:
   void serve(std::size_t rank);
