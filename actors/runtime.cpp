@@ -31,8 +31,8 @@ std::vector<int> gpu_range(int first, int count) {
 // tensor-parallel shards load one after another: each holds a host copy of its cut of the
 // checkpoint while it uploads, and all of them at once would be a copy of the whole model.
 // Progress is summed over the GPUs (LoadProgress).
-// Each replica then runs its decode warm-up (warm_decode_steps) up to max_batch sequences, its
-// shards stepping together.
+// Each replica then runs its warm-up (eyrie::warm_up) up to max_batch sequences, its shards
+// stepping together.
 std::vector<std::shared_ptr<Engine>> load_gpu_engines(const std::shared_ptr<const FalconModel>& model,
                                                       std::vector<CudaEngineOptions> opts,
                                                       const std::vector<std::shared_ptr<Communicator>>& comms,
@@ -60,12 +60,12 @@ std::vector<std::shared_ptr<Engine>> load_gpu_engines(const std::shared_ptr<cons
           for (std::size_t i = r * degree; i < (r + 1) * degree; ++i)
             engines[i] = std::make_shared<CudaEngine>(model, opts[i], comms[i]);
           if (degree == 1) {
-            warm_decode_steps(*engines[r], max_batch);
+            warm_up(*engines[r], max_batch, opts[r].max_step_tokens);
           } else {
             const auto first = static_cast<std::ptrdiff_t>(r * degree), last = first + static_cast<std::ptrdiff_t>(degree);
             ShardGroup group({engines.begin() + first, engines.begin() + last},
                              {comms.begin() + first, comms.begin() + last});
-            warm_decode_steps(group, max_batch);
+            warm_up(group, max_batch, opts[first].max_step_tokens);
           }
         } catch (...) {
           errors[r] = std::current_exception();

@@ -211,7 +211,7 @@ __global__ void combine_splits_kernel(const float* part_o, const float* part_ml,
     const int64_t o = (static_cast<int64_t>(r) * a.num_heads + h) * hd + d;
     const bf16 hi = __float2bfloat16(v);
     out[o] = hi;
-    out[lo_offset + o] = __float2bfloat16(v - __bfloat162float(hi));
+    if (a.out_halves) out[lo_offset + o] = __float2bfloat16(v - __bfloat162float(hi));
   }
 }
 
@@ -231,6 +231,9 @@ void paged_attention(const float* q, const void* k_cache, const void* v_cache, i
                      const int32_t* tiles, const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out,
                      const KeySplits& splits, cudaStream_t s) {
   if (rows == 0) return;
+  if (a.block_size <= 0 || (a.block_size & (a.block_size - 1)) != 0)
+    throw InvalidArgument("paged_attention: the KV block size must be a power of two, not " +
+                          std::to_string(a.block_size));
   if (a.bf16_cache && (!bf16_cache_supports(a.head_dim) || !a.bf16_products))
     throw InvalidArgument("paged_attention: a bf16 KV cache needs bf16 products and a head dim in multiples of 8 up "
                           "to 128, not " + std::to_string(a.head_dim));

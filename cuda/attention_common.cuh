@@ -52,7 +52,25 @@ __device__ inline void write_attention_out(const AttentionTile& t, const Attenti
   const int64_t at = (static_cast<int64_t>(t.r0 + qi / t.nh) * a.num_heads + t.h0 + qi % t.nh) * hd + d;
   const bf16 hi = __float2bfloat16(v);
   out[at] = hi;
-  out[lo_offset + at] = __float2bfloat16(v - __bfloat162float(hi));
+  if (a.out_halves) out[lo_offset + at] = __float2bfloat16(v - __bfloat162float(hi));
+}
+
+// write_attention_out of elements d and d + 1 (d even) in one store each.
+__device__ inline void write_attention_out2(const AttentionTile& t, const AttentionShape& a, int qi, int d, float o0,
+                                            float o1, float l, bf16* out, int64_t lo_offset, float* part_o) {
+  const int hd = a.head_dim;
+  if (t.nsplit > 1) {
+    const float2 v = l > 0.f ? make_float2(o0 / l, o1 / l) : make_float2(0.f, 0.f);
+    *reinterpret_cast<float2*>(part_o + (static_cast<int64_t>(t.slot + t.split) * a.num_heads + t.h0 + qi) * hd + d) = v;
+    return;
+  }
+  const float v0 = o0 / l, v1 = o1 / l;
+  const int64_t at = (static_cast<int64_t>(t.r0 + qi / t.nh) * a.num_heads + t.h0 + qi % t.nh) * hd + d;
+  const __nv_bfloat162 hi = __floats2bfloat162_rn(v0, v1);
+  *reinterpret_cast<__nv_bfloat162*>(out + at) = hi;
+  if (a.out_halves)
+    *reinterpret_cast<__nv_bfloat162*>(out + lo_offset + at) =
+        __floats2bfloat162_rn(v0 - __low2float(hi), v1 - __high2float(hi));
 }
 
 // A split decode row's softmax max and mass over this tile's key range.

@@ -50,6 +50,15 @@ __device__ inline void copy_async_wait() {
 
 __device__ inline uint32_t as_u32(__nv_bfloat162 v) { return *reinterpret_cast<const uint32_t*>(&v); }
 
+constexpr float kLog2e = 1.4426950408889634f;
+
+// 2^x, the MUFU approximation __expf itself ends in.
+__device__ inline float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // x, y as packed bf16 pairs: hi = bf16(x, y), lo = bf16 of what hi left out.
 __device__ inline void split2(float x, float y, uint32_t& hi, uint32_t& lo) {
   const __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
@@ -140,6 +149,8 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
   const int hd = a.head_dim;
   const int* table = m.block_tables + static_cast<int64_t>(m.seq[t.r0]) * a.max_blocks_per_seq;
   const float scale = rsqrtf(static_cast<float>(hd));
+  // Block sizes are powers of two (paged_attention checks): a key's block and slot by shifts.
+  const int block_shift = __ffs(a.block_size) - 1, block_mask = a.block_size - 1;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, c2 = (lane % 4) * 2;
   const int q0 = warp * 16;
@@ -193,7 +204,7 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
         int64_t at = 0;
         if (valid) {
           const int p = k0 + kk;
-          at = cache_index(a, table[p / a.block_size], t.kv, p % a.block_size) + d;
+          at = cache_index(a, table[p >> block_shift], t.kv, p & block_mask) + d;
         }
         copy_async16(sk + kk * L::kLd + d, static_cast<const bf16*>(k_cache) + at, valid);
         copy_async16(sk + L::kTile + kk * L::kLd + d, static_cast<const bf16*>(v_cache) + at, valid);
@@ -207,7 +218,7 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
         int64_t at = 0;
         if (valid) {
           const int p = k0 + kk;
-          at = cache_index(a, table[p / a.block_size], t.kv, p % a.block_size) + d;
+          at = cache_index(a, table[p >> block_shift], t.kv, p & block_mask) + d;
         }
         copy_async16(rk + e * 4, static_cast<const float*>(k_cache) + at, valid);
         copy_async16(rk + L::kRaw + e * 4, static_cast<const float*>(v_cache) + at, valid);
@@ -297,16 +308,17 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
       const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
       const float al_a = m_a == -FLT_MAX ? 0.f : __expf(m_a - mn_a);
       const float al_b = m_b == -FLT_MAX ? 0.f : __expf(m_b - mn_b);
-      // Masked scores give exp(-FLT_MAX - base) = 0; a row masked throughout this tile has
-      // base 0 rather than -FLT_MAX, which would give exp(0).
-      const float base_a = mn_a == -FLT_MAX ? 0.f : mn_a, base_b = mn_b == -FLT_MAX ? 0.f : mn_b;
+      // exp(x - base) as 2^(x log2 e - base log2 e), one fused multiply-add before the exp2.
+      // Masked scores give 2^-inf = 0; a row masked throughout this tile has base 0 rather
+      // than -FLT_MAX, which would give 2^0.
+      const float nb_a = mn_a == -FLT_MAX ? 0.f : -mn_a * kLog2e, nb_b = mn_b == -FLT_MAX ? 0.f : -mn_b * kLog2e;
       float sum_a = 0.f, sum_b = 0.f;
 #pragma unroll
       for (int j = 0; j < kKeys / 8; ++j) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          s[j][e] = __expf(s[j][e] - base_a);
-          s[j][2 + e] = __expf(s[j][2 + e] - base_b);
+          s[j][e] = exp2_approx(fmaf(s[j][e], kLog2e, nb_a));
+          s[j][2 + e] = exp2_approx(fmaf(s[j][2 + e], kLog2e, nb_b));
           sum_a += s[j][e];
           sum_b += s[j][2 + e];
         }
@@ -349,15 +361,13 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
     l_a += __shfl_xor_sync(0xffffffffu, l_a, sh);
     l_b += __shfl_xor_sync(0xffffffffu, l_b, sh);
   }
+  // Columns c2 and c2 + 1 of every 8 are this thread's: a pair per store (hd is a multiple of 4).
 #pragma unroll
   for (int j = 0; j < HD / 8; ++j) {
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      const int d = j * 8 + c2 + e;
-      if (d >= hd) continue;
-      if (live_a) write_attention_out(t, a, qa, d, o[j][e], l_a, out, lo_offset, part_o);
-      if (live_b) write_attention_out(t, a, qb, d, o[j][2 + e], l_b, out, lo_offset, part_o);
-    }
+    const int d = j * 8 + c2;
+    if (d >= hd) continue;
+    if (live_a) write_attention_out2(t, a, qa, d, o[j][0], o[j][1], l_a, out, lo_offset, part_o);
+    if (live_b) write_attention_out2(t, a, qb, d, o[j][2], o[j][3], l_b, out, lo_offset, part_o);
   }
   if (c2 == 0) {
     if (live_a) write_attention_stats(t, a, qa, m_a, l_a, part_ml);

@@ -215,6 +215,9 @@ struct CudaEngine::Impl {
       EYRIE_CUDA_CHECK(cudaEventCreateWithFlags(&fork_event, cudaEventDisableTiming));
       EYRIE_CUDA_CHECK(cudaEventCreateWithFlags(&join_event, cudaEventDisableTiming));
     }
+    if (opt.block_size <= 0 || (opt.block_size & (opt.block_size - 1)) != 0)
+      throw InvalidArgument("the CUDA engine's KV block size must be a power of two (kv_block_size), not " +
+                            std::to_string(opt.block_size));
     spec.block_size = opt.block_size;
     bf16_cache = opt.bf16_kv_cache && opt.split_rows_max <= 0 &&
                  cuda::bf16_cache_supports(static_cast<int32_t>(cfg.head_dim));
@@ -694,7 +697,8 @@ struct CudaEngine::Impl {
                             static_cast<int32_t>(plan.q_begin),
                             !split,
                             split,
-                            bf16_cache};
+                            bf16_cache,
+                            split};
     cuda::RowMeta meta{d_seq.get(), d_pos.get(), d_tables.get()};
     const float eps = static_cast<float>(cfg.layer_norm_epsilon);
     const std::size_t layer_cache =

@@ -67,6 +67,9 @@ struct AttentionShape {
   // whose attention takes bf16 products anyway (with bf16_products; tensor-core head dims in
   // multiples of 8, see bf16_cache_supports()).
   bool bf16_cache = false;
+  // The attention output gets low halves (split activations); else high halves alone, all the
+  // bf16 product after it reads.
+  bool out_halves = true;
 };
 
 // Whether a bf16 KV cache can serve this head dim.

@@ -1,6 +1,7 @@
 // Storage of per-step logits.
 #include "model/step.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 #include <string>
@@ -79,20 +80,34 @@ void validate_step(const StepBatch& batch, const FalconConfig& c, const KvCacheS
   }
 }
 
-void warm_decode_steps(Engine& engine, int32_t max_batch) {
-  const int32_t blocks = engine.kv_spec().num_blocks;
-  std::vector<int32_t> token(1, 0), table;
+void warm_up(Engine& engine, int32_t max_batch, int64_t max_step_rows) {
+  const std::vector<int32_t> sizes = engine.decode_batch_sizes();
+  if (sizes.empty()) return;
+  const KvCacheSpec& kv = engine.kv_spec();
+  std::vector<int32_t> tokens, table;
   StepOutput out;
-  for (int32_t size : engine.decode_batch_sizes()) {
-    if (size > blocks) break;
+  for (int32_t size : sizes) {
+    if (size > kv.num_blocks) break;
+    tokens.assign(size, 0);
     table.resize(size);
     StepBatch batch;
     for (int32_t i = 0; i < size; ++i) {
       table[i] = i;
-      batch.seqs.push_back({static_cast<uint64_t>(i), 0, token, std::span<const int32_t>(&table[i], 1), false, false});
+      batch.seqs.push_back({static_cast<uint64_t>(i), 0, std::span<const int32_t>(&tokens[i], 1),
+                            std::span<const int32_t>(&table[i], 1), false, false});
     }
     for (int pass = 0; pass < 2; ++pass) engine.step(batch, out);
     if (size >= max_batch) break;
+  }
+  const int64_t room = std::min<int64_t>(max_step_rows, static_cast<int64_t>(kv.num_blocks) * kv.block_size);
+  for (int64_t rows = 16; rows > 0; rows = rows == room ? 0 : std::min(room, rows * 4)) {
+    if (rows > room) break;
+    tokens.assign(rows, 0);
+    table.resize(kv.blocks_for(rows));
+    for (std::size_t i = 0; i < table.size(); ++i) table[i] = static_cast<int32_t>(i);
+    StepBatch batch;
+    batch.seqs.push_back({0, 0, tokens, table, false, false});
+    engine.step(batch, out);
   }
 }
 

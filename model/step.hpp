@@ -110,10 +110,12 @@ class Engine {
   virtual std::vector<int32_t> decode_batch_sizes() const { return {}; }
 };
 
-// Runs two decode steps at each of the engine's decode_batch_sizes() up to the first that holds
-// max_batch sequences (one token at position 0 in KV block i for sequence i, as many as the
-// cache has blocks), so that what an engine prepares on first sight of a size is ready before
-// the first request. Only for an engine whose cache holds nothing yet: it writes blocks from 0.
-void warm_decode_steps(Engine& engine, int32_t max_batch);
+// For an engine that prepares decode steps ahead (decode_batch_sizes() not empty), runs what a
+// server's first minutes would otherwise pay for on first sight of a shape: two decode steps
+// at each of those sizes up to the first that holds max_batch sequences (one token at
+// position 0 in KV block i for sequence i), then one prompt step of 16, 64, 256, ... rows and
+// of max_step_rows (the kernels a GPU loads on first launch, the products' algorithm choices).
+// Only for an engine whose cache holds nothing yet: it writes blocks from 0, within the cache.
+void warm_up(Engine& engine, int32_t max_batch, int64_t max_step_rows);
 
 }  // namespace eyrie

@@ -242,7 +242,7 @@ EngineAlone engine_alone(const eyrie::RuntimeOptions& o, const std::vector<Job>&
                                          .kv_tokens = o.kv_cache_tokens}));
   }
   // As the runtime does before it reports ready.
-  for (auto& e : engines) eyrie::warm_decode_steps(*e, o.max_batch_size);
+  for (auto& e : engines) eyrie::warm_up(*e, o.max_batch_size, o.max_step_tokens + o.max_batch_size);
   struct Part {
     int64_t tokens = 0;
     double sched_s = 0;

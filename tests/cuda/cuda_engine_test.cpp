@@ -239,6 +239,17 @@ TEST(CudaMemory, ModelThatDoesNotFitSaysHowMuchItNeeds) {
   EXPECT_GT(static_cast<int64_t>(fits.kv_spec().num_blocks) * fits.kv_spec().block_size, 100000);
 }
 
+TEST(CudaEngine, RefusesAKvBlockSizeThatIsNotAPowerOfTwo) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  auto model = FalconModel::load(test::fixture_models().front());
+  try {
+    CudaEngine e(model, {.block_size = 12, .kv_tokens = 4096});
+    FAIL() << "a KV block size of 12 was taken";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("power of two (kv_block_size), not 12"), std::string::npos) << e.what();
+  }
+}
+
 TEST(CudaEngine, ReportsUploadProgressUpToTheWeightBytes) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   auto model = FalconModel::load(test::test_data("models/falcon-7b-tiny"));
