@@ -34,54 +34,64 @@ __device__ int64_t k_offset(const AttentionShape& a, int j) {
   }
 }
 
-// grid: rows x pair groups; thread: one pair (i, i + hd/2) of a query or key head, rotated
+// grid: rows x pair groups; thread: pairs (i, i + hd/2) of query or key heads, each rotated
 // together (NeoX half split, fp32 as transformers) with one angle, and for key heads the same
-// pair of the value. Many small blocks rather than one per row: a decode step has a row or few.
+// pair of the value. A decode step's row or few spread each row over many small blocks; a
+// prompt's many rows take few blocks per row, each thread then visiting several heads at the
+// same pair index i, whose angle it computes once.
 __global__ void qkv_kernel(const float* qkv, const float* bias, int64_t rows, AttentionShape a, RowMeta m,
                            float* q, void* k_cache, void* v_cache) {
   const int hd = a.head_dim, half = (hd + 1) / 2;
-  const int64_t pair = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
-  if (pair >= static_cast<int64_t>(a.num_heads + a.num_kv_heads) * half) return;
+  const int64_t total = static_cast<int64_t>(a.num_heads + a.num_kv_heads) * half;
   const int64_t r = blockIdx.x;
-  const int h = static_cast<int>(pair / half), i = static_cast<int>(pair % half);
-  const bool query = h < a.num_heads;
   const int64_t width = static_cast<int64_t>(a.num_heads + 2 * a.num_kv_heads) * hd;
-  const int64_t off = query ? q_offset(a, h) : k_offset(a, h - a.num_heads);
-  // An odd head dim (ALiBi models only) leaves the last element unpaired.
-  const bool second = i + half < hd;
+  const int pos = m.pos[r];
+  const int64_t at0 =
+      cache_index(a, m.block_tables[static_cast<int64_t>(m.seq[r]) * a.max_blocks_per_seq + pos / a.block_size], 0,
+                  pos % a.block_size);
   auto value = [&](int64_t c) {
     return (qkv[r * width + c] + (a.qkv_halves ? qkv[(rows + r) * width + c] : 0.f)) + (bias ? bias[c] : 0.f);
   };
-  const float x1 = value(off + i), x2 = second ? value(off + i + half) : 0.f;
-  const int pos = m.pos[r];
-  float o1 = x1, o2 = x2;
-  if (!a.alibi) {
-    const float inv_freq = 1.0f / powf(a.rope_theta, static_cast<float>(2 * i) / static_cast<float>(hd));
-    float sn, cs;
-    sincosf(inv_freq * static_cast<float>(pos), &sn, &cs);
-    o1 = x1 * cs - x2 * sn;
-    o2 = x2 * cs + x1 * sn;
-  }
-  if (query) {
-    float* qh = q + (r * a.num_heads + h) * hd;
-    qh[i] = o1;
-    if (second) qh[i + half] = o2;
-    return;
-  }
-  const int seq = m.seq[r];
-  const int block = m.block_tables[static_cast<int64_t>(seq) * a.max_blocks_per_seq + pos / a.block_size];
-  const int64_t at = cache_index(a, block, h - a.num_heads, pos % a.block_size);
   auto put = [&](void* cache, int64_t e, float v) {
     if (a.bf16_cache)
       static_cast<bf16*>(cache)[e] = __float2bfloat16(v);
     else
       static_cast<float*>(cache)[e] = v;
   };
-  put(k_cache, at + i, o1);
-  put(v_cache, at + i, value(off + hd + i));
-  if (second) {
-    put(k_cache, at + i + half, o2);
-    put(v_cache, at + i + half, value(off + hd + i + half));
+  int angle_of = -1;
+  float sn = 0.f, cs = 1.f;
+  for (int64_t pair = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x; pair < total;
+       pair += static_cast<int64_t>(gridDim.y) * blockDim.x) {
+    const int h = static_cast<int>(pair / half), i = static_cast<int>(pair % half);
+    const bool query = h < a.num_heads;
+    const int64_t off = query ? q_offset(a, h) : k_offset(a, h - a.num_heads);
+    // An odd head dim (ALiBi models only) leaves the last element unpaired.
+    const bool second = i + half < hd;
+    const float x1 = value(off + i), x2 = second ? value(off + i + half) : 0.f;
+    float o1 = x1, o2 = x2;
+    if (!a.alibi) {
+      if (i != angle_of) {
+        const float inv_freq = 1.0f / powf(a.rope_theta, static_cast<float>(2 * i) / static_cast<float>(hd));
+        sincosf(inv_freq * static_cast<float>(pos), &sn, &cs);
+        angle_of = i;
+      }
+      o1 = x1 * cs - x2 * sn;
+      o2 = x2 * cs + x1 * sn;
+    }
+    if (query) {
+      float* qh = q + (r * a.num_heads + h) * hd;
+      qh[i] = o1;
+      if (second) qh[i + half] = o2;
+      continue;
+    }
+    // Head j's slot lies j * block_size * hd past head 0's (cache_index).
+    const int64_t at = at0 + static_cast<int64_t>(h - a.num_heads) * a.block_size * hd;
+    put(k_cache, at + i, o1);
+    put(v_cache, at + i, value(off + hd + i));
+    if (second) {
+      put(k_cache, at + i + half, o2);
+      put(v_cache, at + i + half, value(off + hd + i + half));
+    }
   }
 }
 
@@ -222,7 +232,11 @@ void qkv_to_cache(const float* qkv, const float* bias, int64_t rows, const Atten
   if (rows == 0) return;
   constexpr int kThreads = 128;
   const int64_t pairs = static_cast<int64_t>(a.num_heads + a.num_kv_heads) * ((a.head_dim + 1) / 2);
-  const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>((pairs + kThreads - 1) / kThreads));
+  // Up to 64 rows, a thread per pair (the blocks of a decode step's rows fill the SMs); past
+  // that, two blocks per row, so a thread's pairs share their angle when 256 is a multiple of
+  // half the head dim.
+  const int64_t per_row = (pairs + kThreads - 1) / kThreads;
+  const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(rows > 64 ? std::min<int64_t>(2, per_row) : per_row));
   qkv_kernel<<<grid, kThreads, 0, s>>>(qkv, bias, rows, a, m, q, k_cache, v_cache);
   EYRIE_CUDA_LAUNCHED();
 }

@@ -558,6 +558,17 @@ struct CudaEngine::Impl {
       // A few decode rows: the GELU rides on the weight-streaming kernel's epilogue.
       cuda::gemv_bias_gelu(in, 2 * n, L.h_to_4h.w.get(), ffn, cfg.hidden_size, L.h_to_4h.bias(), fb.get(),
                            on_mlp_stream ? mlp_stream : stream, *t);
+    } else if (!split && !streaming_tiling(n, cfg.hidden_size, in, L.h_to_4h.w.get())) {
+      // bf16 activations on cuBLAS: the product is written in bf16, as transformers' bf16 Linear
+      // writes it, and the GELU runs in place: half the bytes of an fp32 output and its re-read.
+      const float alpha = 1.f, beta = 0.f;
+      EYRIE_CUBLAS_CHECK(cublasGemmEx(on_mlp_stream ? mlp_blas : blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(ffn),
+                                      static_cast<int>(n), static_cast<int>(cfg.hidden_size), &alpha,
+                                      L.h_to_4h.w.get(), CUDA_R_16BF, static_cast<int>(cfg.hidden_size), in,
+                                      CUDA_R_16BF, static_cast<int>(cfg.hidden_size), &beta, fb.get(), CUDA_R_16BF,
+                                      static_cast<int>(ffn), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      prof.mark("gelu", stream);
+      cuda::bias_gelu_inplace(fb.get(), L.h_to_4h.bias(), n, ffn, on_mlp_stream ? mlp_stream : stream);
     } else {
       gemm_rows(in, n, L.h_to_4h.w.get(), ffn, cfg.hidden_size, f.get(), on_mlp_stream);
       prof.mark("gelu", stream);

@@ -130,6 +130,10 @@ void launch_tiles(const std::vector<int32_t>& tiles, const std::vector<int32_t>&
 void bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf16* out, cudaStream_t s,
                bool halves = true);
 
+// x = bf16(gelu(x + bias)) in place, x [rows, cols] bf16: the MLP's activation when its
+// product on bf16 activations was written in bf16. bias may be null.
+void bias_gelu_inplace(bf16* x, const float* bias, int64_t rows, int64_t cols, cudaStream_t s);
+
 // y[rows, out] = x[rows, in] W^T with W [out, in] bf16, fp32 accumulation: a weight-streaming
 // kernel for steps of a few rows, which reads the weights closer to the memory bandwidth than
 // cuBLAS does at one or two decode rows (bench_gemv; cuBLAS's tensor cores win from about four

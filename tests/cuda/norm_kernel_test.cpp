@@ -185,6 +185,29 @@ TEST(CudaNormKernel, LayerNormMatchesFloat64) {
   }
 }
 
+// GELU in place on a bf16 product gives bias_gelu's bits for the same values as fp32 input,
+// with 16-byte accesses (widths in multiples of 8) and without.
+TEST(CudaNormKernel, GeluInPlaceOnBf16MatchesBiasGelu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(13);
+  for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{3, 18176}, {130, 1001}}) {
+    SCOPED_TRACE("rows " + std::to_string(rows) + " cols " + std::to_string(cols));
+    const std::size_t n = rows * cols;
+    const auto raw = random_vector(n, rng, 4.f);
+    std::vector<cuda::bf16> x(n);
+    std::vector<float> xf(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      x[i] = __float2bfloat16(raw[i]);
+      xf[i] = __bfloat162float(x[i]);
+    }
+    Device<float> dxf(xf), bias(random_vector(cols, rng, 0.5f));
+    Device<cuda::bf16> inplace(x), separate(n);
+    cuda::bias_gelu_inplace(inplace.p, bias.p, rows, cols, nullptr);
+    cuda::bias_gelu(dxf.p, bias.p, rows, cols, separate.p, nullptr, false);
+    EXPECT_EQ(bits(inplace.get(n)), bits(separate.get(n)));
+  }
+}
+
 // Logsumexp, first argmax and max of each row against float64, with the max planted twice in
 // some rows (the first index wins, as torch.argmax); widths in and out of multiples of 4.
 TEST(CudaNormKernel, RowStatsMatchFloat64AndTakeTheFirstMax) {
