@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine from the repo root with .device-pack carried: every GPU test, the CUDA
-# benchmark and the Hugging Face baseline on the same shapes; on a machine with several GPUs
+# benchmark (split and bf16 activations) and the Hugging Face baseline on the same shapes; on a machine with several GPUs
 # also the benchmark at tensor-parallel degree 2 (residual sums in peer memory and through NCCL)
 # and, with EYRIE_SERVE_RUN=1, two replicas of a transformers-written Falcon-7B-shaped checkpoint
 # through the WebSocket load generator. Output also goes to $OUT.
@@ -17,6 +17,9 @@ date -u | tee "$out/date.txt"
 timeout 300 .device-pack/eyrie_tests --gtest_filter='*Cuda*:*AttentionKernel*:*Nccl*:*PeerExchange*:*TensorParallel*' \
   2>&1 | tee "$out/gpu_tests.txt" | grep -aE "^\[  (  OK|FAILED) |PASSED|FAILED"
 .device-pack/bench_cuda --config "$config" --batches "${EYRIE_BENCH_BATCHES:-16,64,256}" 2>&1 | tee "$out/bench_cuda.txt"
+# The same shapes with bf16 activations (activation_precision=bf16), as other servers compute.
+.device-pack/bench_cuda --config "$config" --split-rows-max 0 --tpot off --batches "${EYRIE_BENCH_BATCHES:-16,64,256}" \
+  2>&1 | tee "$out/bench_cuda_bf16.txt"
 if [ "$gpus" -ge 2 ]; then
   for peers in on off; do
     .device-pack/bench_cuda --config "$config" --tp 2 --peer-exchange $peers --batches "${EYRIE_BENCH_BATCHES:-16,64,256}" \
