@@ -154,9 +154,8 @@ struct CudaEngine::Impl {
   DeviceArray<bf16> embed, lm_head_own;
   const bf16* lm_head = nullptr;
   // [layer][block][kv_head][slot][hd], fp32, or bf16 for an engine whose every step runs on bf16
-  // activations (its attention rounds keys and values to bf16 anyway).
-  // [layer][block][kv head][slot][head dim]; one block more than spec.num_blocks, pad_block,
-  // which the rows that pad a decode step up to its bucket write and read.
+  // activations (its attention rounds keys and values to bf16 anyway); one block more than
+  // spec.num_blocks, pad_block, for the rows that pad a decode step up to its bucket.
   DeviceArray<uint8_t> k_cache, v_cache;
   int32_t pad_block = 0;
   // The block-table stride of a step: a power of two from that of a context of
@@ -227,9 +226,8 @@ struct CudaEngine::Impl {
                               spec.block_size * cfg.head_dim * cache_elem_bytes();
     k_cache.resize(cache);
     v_cache.resize(cache);
-    // Rows of pad_block that no padding row has written yet must still hold finite numbers.
-    EYRIE_CUDA_CHECK(cudaMemset(k_cache.get(), 0, cache));
-    EYRIE_CUDA_CHECK(cudaMemset(v_cache.get(), 0, cache));
+    // pad_block needs no clearing: a padding row sits at position 0, so it reads slot 0 alone,
+    // which it writes first (every padding row the same token, so the same key and value).
     while (table_stride * static_cast<int64_t>(spec.block_size) < cfg.max_position_embeddings) table_stride *= 2;
     if (cfg.alibi) {
       AlibiTable t(cfg.num_heads);
@@ -417,6 +415,25 @@ struct CudaEngine::Impl {
     d_row_split.resize(2 * t);
     part_o.resize(static_cast<std::size_t>(cuda::kKeySplitSlots) * nq * cfg.head_dim);
     part_ml.resize(static_cast<std::size_t>(cuda::kKeySplitSlots) * nq * 2);
+    // Buffers sized by a step's picked rows, sequences and tiles, at their largest up front (the
+    // memory plan counts them): a decode graph holds their addresses, and one that grew would
+    // void every graph captured so far, those of the warm-up included.
+    lnf.resize(2 * t * h);
+    logits_split.resize(2 * t * vocab_rows);
+    logits.resize(t * cfg.vocab_size);
+    lse.resize(t);
+    argmax.resize(t);
+    rowmax.resize(t);
+    if (comm) {
+      logits_part.resize(t * vocab_rows);
+      logits_all.resize(plan.degree * t * vocab_rows);
+    }
+    d_tables.resize((t + 1) * table_stride);
+    // Bounds on a step's tiles (attention_tiles): a decode row takes a tile per KV group, or
+    // with at most 8 decode rows its groups cut into tiles of at least 4 heads; prompt rows take
+    // tiles of 16 rows by up to 8 heads of a group; split decode rows take a tile per key range.
+    const int64_t tiles = t * (nkv + 1) + (t / 16 + 1) * (nq / 8 + nkv) + 8 * (nq / 4 + nkv) + cuda::kKeySplitSlots;
+    d_tiles.resize(static_cast<std::size_t>(tiles) * cuda::kAttentionTileInts);
   }
 
   // Expands h_tiles into the launched tiles, splitting the keys of decode rows over several
@@ -499,7 +516,7 @@ struct CudaEngine::Impl {
   };
   std::map<GraphKey, Graph> graphs;
   std::map<GraphKey, int> graph_seen;
-  int64_t graph_replays = 0;
+  int64_t graph_replays = 0, graph_captures = 0;
 
   void drop_graphs() {
     for (auto& [k, gr] : graphs) cudaGraphExecDestroy(gr.exec);
@@ -529,7 +546,8 @@ struct CudaEngine::Impl {
         forward();
         return;
       }
-      if (graphs.size() >= 64) drop_graphs();  // shapes come and go; keep the recent ones
+      // Shapes come and go; keep the recent ones (room for every warmed bucket and more).
+      if (graphs.size() >= 160) drop_graphs();
       cudaGraph_t g = nullptr;
       EYRIE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
       try {
@@ -545,6 +563,7 @@ struct CudaEngine::Impl {
       EYRIE_CUDA_CHECK(err);
       entry.buffers = step_buffers();
       it = graphs.emplace(key, std::move(entry)).first;
+      ++graph_captures;
     }
     EYRIE_CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream));
     ++graph_replays;
@@ -638,6 +657,9 @@ struct CudaEngine::Impl {
     max_blocks = std::max(table_stride, static_cast<int32_t>(std::bit_ceil(static_cast<uint32_t>(max_blocks))));
     // Decode steps run at a bucketed row count (see cuda/decode_buckets.hpp): the rows past the
     // batch's are token 0 at position 0 of a sequence of their own, whose blocks are pad_block.
+    // With graphs off too, so that a step computes the same with and without them; the padded
+    // count is the step's for every threshold below (split_rows_max, head splits), as the
+    // graph of a bucket serves every batch size in it.
     const auto real_seqs = static_cast<int64_t>(batch.seqs.size());
     const int64_t pad_rows =
         decode_only ? std::max(real_seqs, std::min(cuda::decode_bucket(real_seqs), opt.max_step_tokens)) - real_seqs
@@ -935,11 +957,15 @@ void CudaEngine::step(const StepBatch& batch, StepOutput& out) {
 }
 bool CudaEngine::chooses_tokens() const { return impl_->plan.rank == 0; }
 std::vector<int32_t> CudaEngine::decode_batch_sizes() const {
-  std::vector<int32_t> sizes = cuda::decode_buckets_up_to(impl_->opt.max_step_tokens);
-  while (!sizes.empty() && sizes.back() > impl_->opt.max_step_tokens) sizes.pop_back();
+  // A step is padded to its bucket or to the step limit, whichever is smaller.
+  const int64_t limit = impl_->opt.max_step_tokens;
+  std::vector<int32_t> sizes = cuda::decode_buckets_up_to(limit);
+  while (!sizes.empty() && sizes.back() > limit) sizes.pop_back();
+  if (sizes.empty() || sizes.back() < limit) sizes.push_back(static_cast<int32_t>(limit));
   return sizes;
 }
 int64_t CudaEngine::graph_replays() const { return impl_->graph_replays; }
+int64_t CudaEngine::graph_captures() const { return impl_->graph_captures; }
 std::size_t CudaEngine::weight_bytes() const { return impl_->weight_bytes; }
 
 }  // namespace eyrie

@@ -109,8 +109,9 @@ class CudaEngine final : public Engine {
   std::vector<int32_t> decode_batch_sizes() const override;
 
   std::size_t weight_bytes() const;
-  // Decode steps replayed from CUDA graphs so far.
+  // Decode steps replayed from CUDA graphs so far, and graphs captured so far.
   int64_t graph_replays() const;
+  int64_t graph_captures() const;
 
   struct Impl;
 

@@ -191,6 +191,45 @@ TEST_P(CudaReference, DecodeStepsPaddedToABucketMatchTheReference) {
   for (std::size_t i = 0; i < runs[0].size(); ++i) ASSERT_EQ(runs[0][i], runs[1][i]) << "row " << i;
 }
 
+// After warm_up, decode steps of any batch size up to the warmed batch replay the graphs the
+// warm-up captured: 5 and 6 sequences share bucket 6's, 7 and 8 bucket 8's, and none is captured
+// again (no buffer a graph holds moved since).
+TEST_P(CudaReference, WarmUpLeavesEveryBucketsGraphReady) {
+  auto model = FalconModel::load(GetParam());
+  const auto cases = test::load_reference(GetParam() + "/reference.json");
+  const std::vector<int32_t>& prompt = cases[0].ids;
+  CudaEngineOptions o;
+  o.kv_tokens = 4096;
+  o.max_step_tokens = 512;
+  CudaEngine engine(model, o);
+  warm_up(engine, 8, o.max_step_tokens);
+  const int64_t captures = engine.graph_captures();
+  EXPECT_GT(captures, 0);
+  for (int seqs : {5, 6, 7, 8}) {
+    SCOPED_TRACE(std::to_string(seqs) + " sequences");
+    std::vector<std::vector<int32_t>> blocks(seqs);
+    std::vector<int32_t> next(seqs);
+    StepBatch batch;
+    for (int s = 0; s < seqs; ++s) {
+      blocks[s] = blocks_for(engine.kv_spec(), prompt.size() + 8, 16 * s);
+      batch.seqs.push_back({static_cast<uint64_t>(s + 1), 0, prompt, blocks[s], false, false});
+    }
+    StepOutput out;
+    engine.step(batch, out);
+    const int64_t replays = engine.graph_replays();
+    for (int step = 0; step < 3; ++step) {
+      for (int s = 0; s < seqs; ++s) {
+        next[s] = out.last_argmax(s);
+        batch.seqs[s] = {static_cast<uint64_t>(s + 1), static_cast<int32_t>(prompt.size()) + step,
+                         std::span<const int32_t>(&next[s], 1), blocks[s], false, false};
+      }
+      engine.step(batch, out);
+    }
+    EXPECT_EQ(engine.graph_replays(), replays + 3);
+  }
+  EXPECT_EQ(engine.graph_captures(), captures);
+}
+
 TEST_P(CudaReference, AgreesWithCpuEngineInBatchedMixedSteps) {
   auto model = FalconModel::load(GetParam());
   CudaEngine gpu(model, {.block_size = 16, .kv_tokens = 4096});

@@ -204,7 +204,15 @@ TEST(CudaNormKernel, GeluInPlaceOnBf16MatchesBiasGelu) {
     Device<cuda::bf16> inplace(x), separate(n);
     cuda::bias_gelu_inplace(inplace.p, bias.p, rows, cols, nullptr);
     cuda::bias_gelu(dxf.p, bias.p, rows, cols, separate.p, nullptr, false);
-    EXPECT_EQ(bits(inplace.get(n)), bits(separate.get(n)));
+    const auto got = inplace.get(n);
+    EXPECT_EQ(bits(got), bits(separate.get(n)));
+    // And exact GELU in float64, within bf16 rounding.
+    const auto b = bias.get(cols);
+    for (std::size_t i = 0; i < n; ++i) {
+      const double v = static_cast<double>(xf[i]) + b[i % cols];
+      const double want = 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
+      ASSERT_NEAR(__bfloat162float(got[i]), want, 1e-6 + std::abs(want) / 128) << "element " << i;
+    }
   }
 }
 
@@ -220,10 +228,14 @@ TEST(CudaNormKernel, RowStatsMatchFloat64AndTakeTheFirstMax) {
     std::vector<int64_t> want_arg(rows);
     for (int64_t r = 0; r < rows; ++r) {
       float* row = x.data() + r * vocab;
-      const int64_t first = (r * 7919) % vocab, second = (first + vocab / 2) % vocab;
+      // The second maximum: none; half a row away (another thread); in the same float4; or one
+      // pass of 1,024 threads' float4s later (the same thread's next load).
+      const int64_t first = (r * 7919) % vocab;
+      const int64_t seconds[] = {-1, (first + vocab / 2) % vocab, first ^ 1, first + 4096};
+      const int64_t second = seconds[r % 4] < vocab ? seconds[r % 4] : -1;
       row[first] = 9.5f;
-      if (r % 2 == 0) row[second] = 9.5f;
-      want_arg[r] = r % 2 == 0 ? std::min(first, second) : first;
+      if (second >= 0) row[second] = 9.5f;
+      want_arg[r] = second >= 0 ? std::min(first, second) : first;
     }
     Device<float> dx(x), lse(rows), mx(rows);
     Device<int32_t> arg(rows);
