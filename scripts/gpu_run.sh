@@ -18,7 +18,7 @@ timeout 300 .device-pack/eyrie_tests --gtest_filter='*Cuda*:*AttentionKernel*:*N
   2>&1 | tee "$out/gpu_tests.txt" | grep -aE "^\[  (  OK|FAILED) |PASSED|FAILED"
 .device-pack/bench_cuda --config "$config" --batches "${EYRIE_BENCH_BATCHES:-16,64,256}" 2>&1 | tee "$out/bench_cuda.txt"
 # The same shapes with bf16 activations (activation_precision=bf16), as other servers compute.
-.device-pack/bench_cuda --config "$config" --split-rows-max 0 --tpot off --batches "${EYRIE_BENCH_BATCHES:-16,64,256}" \
+.device-pack/bench_cuda --config "$config" --split-rows-max 0 --batches "${EYRIE_BENCH_BATCHES:-16,64,256}" \
   2>&1 | tee "$out/bench_cuda_bf16.txt"
 if [ "$gpus" -ge 2 ]; then
   for peers in on off; do
