@@ -115,7 +115,10 @@ __device__ inline void store_split4(bf16* hi, bf16* lo, float4 v) {
       make_uint2(*reinterpret_cast<const uint32_t*>(&l01), *reinterpret_cast<const uint32_t*>(&l23));
 }
 
-template <int K>
+// kEarlyWeights: the first norm's weights are fetched with the row, ahead of the reductions,
+// which a decode step's row or few wait on; a step of many rows fetches them after, from cache,
+// and keeps the registers (K = 4 spilled with them) for more rows in flight per SM.
+template <int K, bool kEarlyWeights>
 __global__ void __launch_bounds__(1024) layer_norm_vec_kernel(NormArgs p) {
   allow_dependents();  // the products after this kernel start reading their weights
   const PendingResidual& res = p.res;
@@ -123,16 +126,18 @@ __global__ void __launch_bounds__(1024) layer_norm_vec_kernel(NormArgs p) {
   __shared__ float shared[32];
   const int64_t r = blockIdx.x;
   float4* row = reinterpret_cast<float4*>(p.x + (p.rows_idx ? p.rows_idx[r] : r) * hidden);
-  float4 v[K], w1v[K], b1v[K];
+  float4 v[K], w1v[kEarlyWeights ? K : 1], b1v[kEarlyWeights ? K : 1];
   float sum = 0.f;
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
     const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
-    v[k] = w1v[k] = b1v[k] = zero;
+    v[k] = zero;
     if (i >= h4) continue;
-    w1v[k] = ldg4(p.w1, i);
-    b1v[k] = ldg4(p.b1, i);
+    if constexpr (kEarlyWeights) {
+      w1v[k] = ldg4(p.w1, i);
+      b1v[k] = ldg4(p.b1, i);
+    }
     float4 xi = row[i];
     if (res.a) {
       const int64_t at = r * h4 + i, n4 = lo_offset / 4;
@@ -171,9 +176,10 @@ __global__ void __launch_bounds__(1024) layer_norm_vec_kernel(NormArgs p) {
     const float4 n = make_float4((v[k].x - mean) * inv, (v[k].y - mean) * inv, (v[k].z - mean) * inv,
                                  (v[k].w - mean) * inv);
     const int64_t o = r * hidden + 4 * i;
+    const float4 w1 = kEarlyWeights ? w1v[kEarlyWeights ? k : 0] : ldg4(p.w1, i);
+    const float4 b1 = kEarlyWeights ? b1v[kEarlyWeights ? k : 0] : ldg4(p.b1, i);
     store_split4(p.out1 + o, p.out_halves ? p.out1 + lo_offset + o : nullptr,
-                 make_float4(n.x * w1v[k].x + b1v[k].x, n.y * w1v[k].y + b1v[k].y, n.z * w1v[k].z + b1v[k].z,
-                             n.w * w1v[k].w + b1v[k].w));
+                 make_float4(n.x * w1.x + b1.x, n.y * w1.y + b1.y, n.z * w1.z + b1.z, n.w * w1.w + b1.w));
     if (p.w2) {
       const float4 w2 = ldg4(p.w2, i), b2 = ldg4(p.b2, i);
       store_split4(p.out2 + o, p.out_halves ? p.out2 + lo_offset + o : nullptr,
@@ -204,10 +210,20 @@ void launch_layer_norm_vec(const NormArgs& p, int64_t rows, cudaStream_t s) {
     while (k < 4 && static_cast<int64_t>(k) * 256 < h4) k *= 2;
   const auto threads = static_cast<unsigned>(std::max<int64_t>(32, ((h4 + k - 1) / k + 31) / 32 * 32));
   const auto blocks = static_cast<unsigned>(rows);
+  const bool many = rows > kManyNormRows;
   switch (k) {
-    case 1: layer_norm_vec_kernel<1><<<blocks, threads, 0, s>>>(p); break;
-    case 2: layer_norm_vec_kernel<2><<<blocks, threads, 0, s>>>(p); break;
-    default: layer_norm_vec_kernel<4><<<blocks, threads, 0, s>>>(p); break;
+    case 1:
+      many ? layer_norm_vec_kernel<1, false><<<blocks, threads, 0, s>>>(p)
+           : layer_norm_vec_kernel<1, true><<<blocks, threads, 0, s>>>(p);
+      break;
+    case 2:
+      many ? layer_norm_vec_kernel<2, false><<<blocks, threads, 0, s>>>(p)
+           : layer_norm_vec_kernel<2, true><<<blocks, threads, 0, s>>>(p);
+      break;
+    default:
+      many ? layer_norm_vec_kernel<4, false><<<blocks, threads, 0, s>>>(p)
+           : layer_norm_vec_kernel<4, true><<<blocks, threads, 0, s>>>(p);
+      break;
   }
   EYRIE_CUDA_LAUNCHED();
 }
