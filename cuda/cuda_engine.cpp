@@ -495,10 +495,16 @@ struct CudaEngine::Impl {
       cuda::gemv(xin, rows, w, out_dim, in_dim, yout, s, *t);
       return;
     }
+    blas_product(handle, xin, rows, w, out_dim, in_dim, yout, CUDA_R_32F);
+  }
+
+  // y = x W^T on cuBLAS, fp32 accumulation, y written as y_type (fp32 or bf16).
+  static void blas_product(cublasHandle_t handle, const bf16* xin, int64_t rows, const bf16* w, int64_t out_dim,
+                           int64_t in_dim, void* y, cudaDataType y_type) {
     const float alpha = 1.f, beta = 0.f;
     EYRIE_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out_dim), static_cast<int>(rows),
                                     static_cast<int>(in_dim), &alpha, w, CUDA_R_16BF, static_cast<int>(in_dim), xin,
-                                    CUDA_R_16BF, static_cast<int>(in_dim), &beta, yout, CUDA_R_32F,
+                                    CUDA_R_16BF, static_cast<int>(in_dim), &beta, y, y_type,
                                     static_cast<int>(out_dim), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   }
 
@@ -580,12 +586,8 @@ struct CudaEngine::Impl {
     } else if (!split && !streaming_tiling(n, cfg.hidden_size, in, L.h_to_4h.w.get())) {
       // bf16 activations on cuBLAS: the product is written in bf16, as transformers' bf16 Linear
       // writes it, and the GELU runs in place: half the bytes of an fp32 output and its re-read.
-      const float alpha = 1.f, beta = 0.f;
-      EYRIE_CUBLAS_CHECK(cublasGemmEx(on_mlp_stream ? mlp_blas : blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(ffn),
-                                      static_cast<int>(n), static_cast<int>(cfg.hidden_size), &alpha,
-                                      L.h_to_4h.w.get(), CUDA_R_16BF, static_cast<int>(cfg.hidden_size), in,
-                                      CUDA_R_16BF, static_cast<int>(cfg.hidden_size), &beta, fb.get(), CUDA_R_16BF,
-                                      static_cast<int>(ffn), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      blas_product(on_mlp_stream ? mlp_blas : blas, in, n, L.h_to_4h.w.get(), ffn, cfg.hidden_size, fb.get(),
+                   CUDA_R_16BF);
       prof.mark("gelu", stream);
       cuda::bias_gelu_inplace(fb.get(), L.h_to_4h.bias(), n, ffn, on_mlp_stream ? mlp_stream : stream);
     } else {
@@ -737,17 +739,8 @@ struct CudaEngine::Impl {
     const std::size_t layer_cache =
         static_cast<std::size_t>(spec.num_blocks + 1) * nkv * spec.block_size * cfg.head_dim;
 
+    // At most max_step_tokens picks: the buffers they fill are allocated for that many (alloc_scratch).
     const int64_t np = static_cast<int64_t>(h_pick.size());
-    lnf.resize(2 * np * h);
-    logits_split.resize(2 * np * vocab_rows);
-    if (comm) {
-      logits_part.resize(np * vocab_rows);
-      logits_all.resize(plan.degree * np * vocab_rows);
-    }
-    logits.resize(np * cfg.vocab_size);
-    lse.resize(np);
-    argmax.resize(np);
-    rowmax.resize(np);
 
     // The device work of the step, from embedding to row statistics: run directly, or replayed
     // from a CUDA graph for decode steps (one launch instead of ~10 per layer).
@@ -960,8 +953,7 @@ std::vector<int32_t> CudaEngine::decode_batch_sizes() const {
   // A step is padded to its bucket or to the step limit, whichever is smaller.
   const int64_t limit = impl_->opt.max_step_tokens;
   std::vector<int32_t> sizes = cuda::decode_buckets_up_to(limit);
-  while (!sizes.empty() && sizes.back() > limit) sizes.pop_back();
-  if (sizes.empty() || sizes.back() < limit) sizes.push_back(static_cast<int32_t>(limit));
+  if (sizes.back() > limit) sizes.back() = static_cast<int32_t>(limit);
   return sizes;
 }
 int64_t CudaEngine::graph_replays() const { return impl_->graph_replays; }

@@ -132,12 +132,17 @@ void embed_rows(const bf16* emb, const int32_t* tokens, int64_t rows, int64_t hi
   EYRIE_CUDA_LAUNCHED();
 }
 
+// The bias + GELU kernels' grid: 256 threads of V columns each across a row, rows in steps of
+// the grid's height.
+constexpr int kGeluThreads = 256;
+dim3 gelu_grid(int64_t rows, int64_t cols, int v) {
+  return dim3(static_cast<unsigned>((cols / v + kGeluThreads - 1) / kGeluThreads),
+              static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
+}
+
 template <int V, bool kHalves>
 void launch_bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf16* out, cudaStream_t s) {
-  constexpr int kThreads = 256;
-  const int64_t per_row = (cols / V + kThreads - 1) / kThreads;
-  const dim3 grid(static_cast<unsigned>(per_row), static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
-  bias_gelu_kernel<V, kHalves><<<grid, kThreads, 0, s>>>(x, bias, rows, cols, out);
+  bias_gelu_kernel<V, kHalves><<<gelu_grid(rows, cols, V), kGeluThreads, 0, s>>>(x, bias, rows, cols, out);
   EYRIE_CUDA_LAUNCHED();
 }
 
@@ -158,16 +163,12 @@ void bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf
 
 void bias_gelu_inplace(bf16* x, const float* bias, int64_t rows, int64_t cols, cudaStream_t s) {
   if (rows * cols == 0) return;
-  constexpr int kThreads = 256;
   const bool vec = cols % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
                    reinterpret_cast<uintptr_t>(bias) % 16 == 0;
-  const int v = vec ? 8 : 1;
-  const dim3 grid(static_cast<unsigned>((cols / v + kThreads - 1) / kThreads),
-                  static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
   if (vec)
-    bias_gelu_inplace_kernel<8><<<grid, kThreads, 0, s>>>(x, bias, rows, cols);
+    bias_gelu_inplace_kernel<8><<<gelu_grid(rows, cols, 8), kGeluThreads, 0, s>>>(x, bias, rows, cols);
   else
-    bias_gelu_inplace_kernel<1><<<grid, kThreads, 0, s>>>(x, bias, rows, cols);
+    bias_gelu_inplace_kernel<1><<<gelu_grid(rows, cols, 1), kGeluThreads, 0, s>>>(x, bias, rows, cols);
   EYRIE_CUDA_LAUNCHED();
 }
 

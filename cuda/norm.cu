@@ -176,8 +176,14 @@ __global__ void __launch_bounds__(1024) layer_norm_vec_kernel(NormArgs p) {
     const float4 n = make_float4((v[k].x - mean) * inv, (v[k].y - mean) * inv, (v[k].z - mean) * inv,
                                  (v[k].w - mean) * inv);
     const int64_t o = r * hidden + 4 * i;
-    const float4 w1 = kEarlyWeights ? w1v[kEarlyWeights ? k : 0] : ldg4(p.w1, i);
-    const float4 b1 = kEarlyWeights ? b1v[kEarlyWeights ? k : 0] : ldg4(p.b1, i);
+    float4 w1, b1;
+    if constexpr (kEarlyWeights) {
+      w1 = w1v[k];
+      b1 = b1v[k];
+    } else {
+      w1 = ldg4(p.w1, i);
+      b1 = ldg4(p.b1, i);
+    }
     store_split4(p.out1 + o, p.out_halves ? p.out1 + lo_offset + o : nullptr,
                  make_float4(n.x * w1.x + b1.x, n.y * w1.y + b1.y, n.z * w1.z + b1.z, n.w * w1.w + b1.w));
     if (p.w2) {
