@@ -1,0 +1,70 @@
+// A CUPTI injection library that writes every kernel's start and end on the GPU clock, its
+// stream and its launch shape to a CSV file, kernels replayed from CUDA graphs included: the
+// concurrent timeline that per-kernel profilers (ncu serializes kernels) cannot show, on
+// machines without Nsight Systems. Loaded by the CUDA driver at context creation:
+//   CUDA_INJECTION64_PATH=libeyrie_kernel_timeline.so EYRIE_TIMELINE=kernels.csv bench_cuda ...
+// Columns: start_ns,end_ns,stream,graph_node,grid,block,name (mangled).
+#include <cupti.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+
+namespace {
+
+constexpr size_t kBufferBytes = 8 << 20;
+
+std::FILE* out = nullptr;
+std::mutex out_mutex;
+
+void CUPTIAPI buffer_requested(uint8_t** buffer, size_t* size, size_t* max_records) {
+  *buffer = static_cast<uint8_t*>(std::aligned_alloc(8, kBufferBytes));
+  *size = *buffer ? kBufferBytes : 0;
+  *max_records = 0;
+}
+
+void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, size_t valid) {
+  std::lock_guard lock(out_mutex);
+  CUpti_Activity* record = nullptr;
+  while (out && cuptiActivityGetNextRecord(buffer, valid, &record) == CUPTI_SUCCESS) {
+    if (record->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) continue;
+    const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(record);
+    std::fprintf(out, "%llu,%llu,%u,%llu,%d,%d,%s\n", static_cast<unsigned long long>(k->start),
+                 static_cast<unsigned long long>(k->end), k->streamId,
+                 static_cast<unsigned long long>(k->graphNodeId), k->gridX * k->gridY * k->gridZ,
+                 k->blockX * k->blockY * k->blockZ, k->name ? k->name : "?");
+  }
+  std::free(buffer);
+}
+
+void finish() {
+  cuptiActivityFlushAll(1);
+  std::lock_guard lock(out_mutex);
+  if (out) std::fclose(out);
+  out = nullptr;
+}
+
+bool report(CUptiResult r, const char* what) {
+  if (r == CUPTI_SUCCESS) return true;
+  const char* text = nullptr;
+  cuptiGetResultString(r, &text);
+  std::fprintf(stderr, "kernel timeline: %s: %s\n", what, text ? text : "unknown CUPTI error");
+  return false;
+}
+
+}  // namespace
+
+extern "C" int InitializeInjection() {
+  const char* path = std::getenv("EYRIE_TIMELINE");
+  out = std::fopen(path ? path : "kernels.csv", "w");
+  if (!out) {
+    std::fprintf(stderr, "kernel timeline: cannot write %s\n", path ? path : "kernels.csv");
+    return 0;
+  }
+  std::fprintf(out, "start_ns,end_ns,stream,graph_node,grid,block,name\n");
+  if (!report(cuptiActivityRegisterCallbacks(buffer_requested, buffer_completed), "register callbacks") ||
+      !report(cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL), "enable kernel records"))
+    return 0;
+  std::atexit(finish);
+  return 1;
+}
