@@ -34,6 +34,48 @@ using cuda::bf16;
 
 namespace {
 
+// Page-locked host bytes for a step's small copies. From pageable memory each cudaMemcpyAsync
+// stages through a driver buffer and returns only once done (device to host: once the stream
+// has caught up), a host round trip per copy between decode steps; from here the copies are
+// queued and the step synchronises once. Regrown only at a step's start, when no copy from or
+// to it is pending (the stream is synchronised first all the same).
+class HostStaging {
+ public:
+  HostStaging() = default;
+  HostStaging(const HostStaging&) = delete;
+  HostStaging& operator=(const HostStaging&) = delete;
+  ~HostStaging() {
+    if (p_) cudaFreeHost(p_);
+  }
+  // Room for `bytes` taken in pieces of any size; forgets what was taken.
+  void reset(std::size_t bytes, cudaStream_t s) {
+    used_ = 0;
+    bytes += kPieces * kAlign;
+    if (bytes <= cap_) return;
+    EYRIE_CUDA_CHECK(cudaStreamSynchronize(s));
+    if (p_) cudaFreeHost(p_);
+    p_ = nullptr;
+    cap_ = 0;
+    const std::size_t grown = std::max(bytes, std::size_t{64} << 10);
+    EYRIE_CUDA_CHECK(cudaMallocHost(&p_, grown));
+    cap_ = grown;
+  }
+  // The next `bytes`, 16-byte aligned; at most kPieces pieces per reset.
+  std::byte* take(std::size_t bytes) {
+    const std::size_t at = (used_ + kAlign - 1) / kAlign * kAlign;
+    if (at + bytes > cap_) throw Error("step staging: " + std::to_string(at + bytes) + " bytes past its " +
+                                       std::to_string(cap_) + " reserved");
+    used_ = at + bytes;
+    return static_cast<std::byte*>(p_) + at;
+  }
+
+  static constexpr std::size_t kAlign = 16, kPieces = 8;
+
+ private:
+  void* p_ = nullptr;
+  std::size_t cap_ = 0, used_ = 0;
+};
+
 // Owning device allocation.
 template <typename T>
 class DeviceArray {
@@ -178,8 +220,11 @@ struct CudaEngine::Impl {
   DeviceArray<int32_t> d_history, d_choice_id;
   DeviceArray<float> d_choice_logprob, sample_work;
   std::vector<cuda::SampleRow> h_sample;
-  std::vector<int32_t> h_history, h_choice_id, h_sample_seq;
-  std::vector<float> h_choice_logprob;
+  std::vector<int32_t> h_history, h_sample_seq;
+  // Pinned staging of a step's inputs (the forward's, the token choices') and outputs.
+  HostStaging step_in, choice_in, step_out;
+  const int32_t* h_choice_id = nullptr;
+  const float* h_choice_logprob = nullptr;
 
   void init_common() {
     if (cfg.hidden_size > cuda::kLayerNormHiddenMax)
@@ -199,14 +244,19 @@ struct CudaEngine::Impl {
     EYRIE_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, opt.device));
     head_multiple = cuda::attention_mma_supports(static_cast<int32_t>(cfg.head_dim)) ? 16 : 1;
     tile_queries = cuda::attention_tile_queries(static_cast<int32_t>(cfg.head_dim));
-    EYRIE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    // The attention chain's stream outranks the MLP branch's: its short kernels, each waiting on
+    // the one before, take SMs as soon as the MLP's weight-streaming blocks free them instead of
+    // queueing behind all of them (which serialized attention after the MLP at batch 1).
+    int least_priority = 0, greatest_priority = 0;
+    EYRIE_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least_priority, &greatest_priority));
+    EYRIE_CUDA_CHECK(cudaStreamCreateWithPriority(&stream, cudaStreamNonBlocking, greatest_priority));
     EYRIE_CUBLAS_CHECK(cublasCreate(&blas));
     EYRIE_CUBLAS_CHECK(cublasSetStream(blas, stream));
     // A workspace of our own, so that GEMMs captured into CUDA graphs allocate nothing.
     blas_workspace.resize(32 << 20);
     EYRIE_CUBLAS_CHECK(cublasSetWorkspace(blas, blas_workspace.get(), blas_workspace.size()));
     if (opt.concurrent_mlp_rows_max > 0 && cfg.parallel_attn) {
-      EYRIE_CUDA_CHECK(cudaStreamCreateWithFlags(&mlp_stream, cudaStreamNonBlocking));
+      EYRIE_CUDA_CHECK(cudaStreamCreateWithPriority(&mlp_stream, cudaStreamNonBlocking, least_priority));
       EYRIE_CUBLAS_CHECK(cublasCreate(&mlp_blas));
       EYRIE_CUBLAS_CHECK(cublasSetStream(mlp_blas, mlp_stream));
       mlp_workspace.resize(32 << 20);
@@ -564,7 +614,8 @@ struct CudaEngine::Impl {
       }
       EYRIE_CUDA_CHECK(cudaStreamEndCapture(stream, &g));
       Graph entry;
-      const cudaError_t err = cudaGraphInstantiate(&entry.exec, g, 0);
+      // Kernel nodes keep the priority of the stream they were captured on (see the streams).
+      const cudaError_t err = cudaGraphInstantiate(&entry.exec, g, cudaGraphInstantiateFlagUseNodePriority);
       cudaGraphDestroy(g);
       EYRIE_CUDA_CHECK(err);
       entry.buffers = step_buffers();
@@ -705,8 +756,14 @@ struct CudaEngine::Impl {
     const bool key_split = plan_key_splits(batch, n);
     d_tables.resize(h_tables.size());
     d_tiles.resize(h_launch_tiles.size());
+    step_in.reset((h_tokens.size() + h_pos.size() + h_seq.size() + h_tables.size() + h_pick.size() +
+                   h_launch_tiles.size() + h_row_split.size()) *
+                      4,
+                  stream);
     auto put = [&](DeviceArray<int32_t>& d, const std::vector<int32_t>& v) {
-      EYRIE_CUDA_CHECK(cudaMemcpyAsync(d.get(), v.data(), v.size() * 4, cudaMemcpyHostToDevice, stream));
+      std::byte* staged = step_in.take(v.size() * 4);
+      std::memcpy(staged, v.data(), v.size() * 4);
+      EYRIE_CUDA_CHECK(cudaMemcpyAsync(d.get(), staged, v.size() * 4, cudaMemcpyHostToDevice, stream));
     };
     put(d_tokens, h_tokens);
     put(d_pos, h_pos);
@@ -841,14 +898,23 @@ struct CudaEngine::Impl {
       EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_logits() + first * cfg.vocab_size,
                                        logits.get() + first * cfg.vocab_size, bytes, cudaMemcpyDeviceToHost, stream));
     }
-    choose_tokens(batch, out);
     // The padding rows' picks come last and stay on the device.
-    const int64_t picked = np - pad_rows;
-    EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_logsumexp(), lse.get(), picked * 4, cudaMemcpyDeviceToHost, stream));
-    EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_argmax(), argmax.get(), picked * 4, cudaMemcpyDeviceToHost, stream));
-    EYRIE_CUDA_CHECK(cudaMemcpyAsync(out.all_max(), rowmax.get(), picked * 4, cudaMemcpyDeviceToHost, stream));
+    const auto picked = static_cast<std::size_t>(np - pad_rows);
+    step_out.reset((3 * picked + 2 * batch.seqs.size()) * 4, stream);
+    choose_tokens(batch, out);
+    auto fetch = [&](const void* d) {
+      std::byte* staged = step_out.take(picked * 4);
+      EYRIE_CUDA_CHECK(cudaMemcpyAsync(staged, d, picked * 4, cudaMemcpyDeviceToHost, stream));
+      return staged;
+    };
+    const std::byte* h_lse = fetch(lse.get());
+    const std::byte* h_argmax = fetch(argmax.get());
+    const std::byte* h_max = fetch(rowmax.get());
     prof.mark("end", stream);
     EYRIE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    std::memcpy(out.all_logsumexp(), h_lse, picked * 4);
+    std::memcpy(out.all_argmax(), h_argmax, picked * 4);
+    std::memcpy(out.all_max(), h_max, picked * 4);
     for (std::size_t k = 0; k < h_sample_seq.size(); ++k)
       out.set_choice(h_sample_seq[k], h_choice_id[k], h_choice_logprob[k]);
     prof.collect(decode_only);
@@ -885,18 +951,22 @@ struct CudaEngine::Impl {
     d_choice_id.resize(n);
     d_choice_logprob.resize(n);
     sample_work.resize(static_cast<std::size_t>(n) * cfg.vocab_size);
-    h_choice_id.resize(n);
-    h_choice_logprob.resize(n);
-    EYRIE_CUDA_CHECK(cudaMemcpyAsync(d_sample.get(), h_sample.data(), n * sizeof(cuda::SampleRow), cudaMemcpyHostToDevice,
-                                     stream));
-    if (!h_history.empty())
-      EYRIE_CUDA_CHECK(cudaMemcpyAsync(d_history.get(), h_history.data(), h_history.size() * 4,
-                                       cudaMemcpyHostToDevice, stream));
+    choice_in.reset(n * sizeof(cuda::SampleRow) + h_history.size() * 4, stream);
+    auto put = [&](void* d, const void* h, std::size_t bytes) {
+      std::byte* staged = choice_in.take(bytes);
+      std::memcpy(staged, h, bytes);
+      EYRIE_CUDA_CHECK(cudaMemcpyAsync(d, staged, bytes, cudaMemcpyHostToDevice, stream));
+    };
+    put(d_sample.get(), h_sample.data(), n * sizeof(cuda::SampleRow));
+    if (!h_history.empty()) put(d_history.get(), h_history.data(), h_history.size() * 4);
     cuda::sample_rows(logits.get(), lse.get(), cfg.vocab_size, d_sample.get(), n, d_history.get(), sample_work.get(),
                       d_choice_id.get(), d_choice_logprob.get(), stream);
-    EYRIE_CUDA_CHECK(cudaMemcpyAsync(h_choice_id.data(), d_choice_id.get(), n * 4, cudaMemcpyDeviceToHost, stream));
-    EYRIE_CUDA_CHECK(
-        cudaMemcpyAsync(h_choice_logprob.data(), d_choice_logprob.get(), n * 4, cudaMemcpyDeviceToHost, stream));
+    std::byte* ids = step_out.take(n * 4);
+    std::byte* logprobs = step_out.take(n * 4);
+    EYRIE_CUDA_CHECK(cudaMemcpyAsync(ids, d_choice_id.get(), n * 4, cudaMemcpyDeviceToHost, stream));
+    EYRIE_CUDA_CHECK(cudaMemcpyAsync(logprobs, d_choice_logprob.get(), n * 4, cudaMemcpyDeviceToHost, stream));
+    h_choice_id = reinterpret_cast<const int32_t*>(ids);
+    h_choice_logprob = reinterpret_cast<const float*>(logprobs);
     prof.mark("to_host", stream);
   }
 };
