@@ -629,12 +629,12 @@ struct CudaEngine::Impl {
   // y = dense_4h_to_h(gelu(dense_h_to_4h(in))), on the main stream or the MLP branch.
   void mlp(const Layer& L, const bf16* in, int64_t n, bool on_mlp_stream) {
     prof.mark("gemm_mlp", stream);
-    const auto t = split ? streaming_tiling(2 * n, cfg.hidden_size, in, L.h_to_4h.w.get()) : std::nullopt;
-    if (t) {
+    const int64_t rows = split ? 2 * n : n;
+    if (const auto t = streaming_tiling(rows, cfg.hidden_size, in, L.h_to_4h.w.get())) {
       // A few decode rows: the GELU rides on the weight-streaming kernel's epilogue.
-      cuda::gemv_bias_gelu(in, 2 * n, L.h_to_4h.w.get(), ffn, cfg.hidden_size, L.h_to_4h.bias(), fb.get(),
-                           on_mlp_stream ? mlp_stream : stream, *t);
-    } else if (!split && !streaming_tiling(n, cfg.hidden_size, in, L.h_to_4h.w.get())) {
+      cuda::gemv_bias_gelu(in, rows, L.h_to_4h.w.get(), ffn, cfg.hidden_size, L.h_to_4h.bias(), fb.get(),
+                           on_mlp_stream ? mlp_stream : stream, *t, split);
+    } else if (!split) {
       // bf16 activations on cuBLAS: the product is written in bf16, as transformers' bf16 Linear
       // writes it, and the GELU runs in place: half the bytes of an fp32 output and its re-read.
       blas_product(on_mlp_stream ? mlp_blas : blas, in, n, L.h_to_4h.w.get(), ffn, cfg.hidden_size, fb.get(),

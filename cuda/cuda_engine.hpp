@@ -44,11 +44,12 @@ struct CudaEngineOptions {
   // has 2) run on the weight-streaming kernel (cuda::gemv, up to 4 rows) instead of cuBLAS,
   // which it beats by 5-25% per GEMM at 1-3 rows on an H200; 0 leaves every GEMM to cuBLAS.
   int64_t gemv_rows_max = 3;
-  // GEMMs of more rows than gemv_rows_max and at most this many run on the tensor-core
-  // weight-streaming kernel (up to 8 rows: batch 2-4 decode), with reductions in multiples of
-  // 64 (on the H200 with Falcon-7B, batch 2 / 4 decode 453 / 865 tok/s against 393 / 802 with
-  // cuBLAS); 0 leaves them to cuBLAS.
-  int64_t gemv_mma_rows_max = 8;
+  // GEMMs of more rows than gemv_rows_max and at most this many (up to 8) run on the
+  // tensor-core weight-streaming kernel, with reductions in multiples of 64; 0 leaves them to
+  // cuBLAS. Off by default: since the attention chain's stream outranks the MLP's, cuBLAS runs
+  // 4-8 GEMM rows faster (H200, Falcon-7B: bf16 batch 4 / 8 decode 931 / 1,923 tok/s against
+  // 686 / 1,305; split batch 2 / 4 458 / 920 against 311 / 584).
+  int64_t gemv_mma_rows_max = 0;
   // Weight-streaming products of at least this many rows start reading weights while the
   // kernel before them finishes (programmatic dependent launch) instead of after it. On the
   // H200 with Falcon-7B, batch-2 / 4 decode (4 / 8 rows) ran 1-3% faster with it, batch 1

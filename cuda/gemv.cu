@@ -12,6 +12,13 @@ namespace {
 
 constexpr int kMaxWarps = 8;
 
+enum class Gelu { none, rows, split_pairs };
+
+// gelu(sum + bias) as bias_gelu writes it for unsplit rows.
+__device__ __forceinline__ bf16 row_gelu(float sum, const float* bias, int64_t o) {
+  return __float2bfloat16(bias_gelu_value(sum, 0.f, bias ? bias[o] : 0.f));
+}
+
 // Weights are read once per step: keep them out of L1, where the activations stay.
 __device__ __forceinline__ uint4 load_weights(const uint4* p) {
   uint4 v;
@@ -35,9 +42,10 @@ __device__ __forceinline__ void widen(const uint4& v, float (&f)[8]) {
 // Block b computes outputs b*kOutPerBlock.. of all R rows; its threads stride over the
 // reduction dimension in 16-byte chunks, kUnroll chunks of each weight row in flight, then sum
 // across the block in a fixed order (the same bits on every run, so graph replays match direct
-// launches). With kGelu the R rows are R/2 split-bf16 pairs (high halves first, as the GEMMs
-// take them), and the block writes split_bias_gelu of each pair's sum to g instead of y.
-template <int R, int kOutPerBlock, int kUnroll, bool kGelu>
+// launches). With a GELU epilogue the block writes bf16 GELU values to g instead of y: of each
+// row's sum (Gelu::rows), or split_bias_gelu of each pair's (Gelu::split_pairs: the R rows are
+// R/2 split-bf16 pairs, high halves first, as the GEMMs take them).
+template <int R, int kOutPerBlock, int kUnroll, Gelu kGelu>
 __global__ void __launch_bounds__(kMaxWarps * 32)
     gemv_kernel(const bf16* x, const bf16* w, int64_t out_dim, int64_t chunks, float* y, const float* bias, bf16* g) {
   const int64_t o0 = static_cast<int64_t>(blockIdx.x) * kOutPerBlock;
@@ -96,12 +104,14 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     const int j = threadIdx.x / R, r = threadIdx.x % R;
     float s = 0.f;
     for (unsigned wi = 0; wi < blockDim.x / 32; ++wi) s += partial[wi][threadIdx.x];
-    if constexpr (kGelu)
+    if constexpr (kGelu == Gelu::split_pairs)
       sums[threadIdx.x] = s;
+    else if (o0 + j < out_dim && kGelu == Gelu::rows)
+      g[r * out_dim + o0 + j] = row_gelu(s, bias, o0 + j);
     else if (o0 + j < out_dim)
       y[r * out_dim + o0 + j] = s;
   }
-  if constexpr (kGelu) {
+  if constexpr (kGelu == Gelu::split_pairs) {
     constexpr int kPairs = R / 2;
     __syncthreads();
     if (threadIdx.x < kOutPerBlock * kPairs) {
@@ -119,6 +129,7 @@ struct GemvOut {
   float* y = nullptr;
   const float* bias = nullptr;
   bf16* g = nullptr;
+  bool split_pairs = false;  // g's rows: split-bf16 pairs, or one per input row
 };
 
 template <int R, int kOutPerBlock, int kUnroll>
@@ -127,14 +138,18 @@ void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, const
   const auto blocks = static_cast<unsigned>((out_dim + kOutPerBlock - 1) / kOutPerBlock);
   const auto block = static_cast<unsigned>(threads);
   if constexpr (R % 2 == 0) {
-    if (out.g) {
-      launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, true>, blocks, block, s, x, w, out_dim,
-                           in_dim / 8, static_cast<float*>(nullptr), out.bias, out.g);
+    if (out.g && out.split_pairs) {
+      launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, Gelu::split_pairs>, blocks, block, s, x, w,
+                           out_dim, in_dim / 8, static_cast<float*>(nullptr), out.bias, out.g);
       return;
     }
   }
-  launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, false>, blocks, block, s, x, w, out_dim, in_dim / 8,
-                       out.y, static_cast<const float*>(nullptr), static_cast<bf16*>(nullptr));
+  if (out.g)
+    launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, Gelu::rows>, blocks, block, s, x, w, out_dim,
+                         in_dim / 8, static_cast<float*>(nullptr), out.bias, out.g);
+  else
+    launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, Gelu::none>, blocks, block, s, x, w, out_dim,
+                         in_dim / 8, out.y, static_cast<const float*>(nullptr), static_cast<bf16*>(nullptr));
 }
 
 template <int R, int kOutPerBlock>
@@ -172,7 +187,7 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], uint32_t a0, uint32_t a1
 // real k 32h+8t+4s + 0, 1 / 2, 3 for the slice's four MMAs h, s), so loaded registers are the
 // fragments as they stand: no shuffles and no shared memory before the cross-warp sum. Rows at
 // or past `rows` read as zero. Outputs as gemv_kernel's, GELU epilogue included.
-template <int kUnroll, bool kGelu>
+template <int kUnroll, Gelu kGelu>
 __global__ void __launch_bounds__(kMaxWarps * 32)
     gemv_mma_kernel(const bf16* x, int rows, const bf16* w, int64_t out_dim, int64_t slices, float* y,
                     const float* bias, bf16* g) {
@@ -233,12 +248,14 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     const int o = threadIdx.x % 16, n = threadIdx.x / 16;
     float sum = 0.f;
     for (int wi = 0; wi < warps; ++wi) sum += red[wi][o][n];
-    if constexpr (kGelu)
+    if constexpr (kGelu == Gelu::split_pairs)
       sums[o][n] = sum;
+    else if (n < rows && o0 + o < out_dim && kGelu == Gelu::rows)
+      g[n * out_dim + o0 + o] = row_gelu(sum, bias, o0 + o);
     else if (n < rows && o0 + o < out_dim)
       y[n * out_dim + o0 + o] = sum;
   }
-  if constexpr (kGelu) {
+  if constexpr (kGelu == Gelu::split_pairs) {
     __syncthreads();
     const int pairs = rows / 2;
     if (threadIdx.x < 16 * pairs) {
@@ -256,11 +273,15 @@ void launch_mma(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int
                 int warps, bool early, cudaStream_t s) {
   const auto blocks = static_cast<unsigned>((out_dim + 15) / 16);
   const auto threads = static_cast<unsigned>(warps * 32);
-  if (out.g)
-    launch_after_trigger(early, gemv_mma_kernel<kUnroll, true>, blocks, threads, s, x, static_cast<int>(rows), w,
+  if (out.g && out.split_pairs)
+    launch_after_trigger(early, gemv_mma_kernel<kUnroll, Gelu::split_pairs>, blocks, threads, s, x,
+                         static_cast<int>(rows), w, out_dim, in_dim / 64, static_cast<float*>(nullptr), out.bias,
+                         out.g);
+  else if (out.g)
+    launch_after_trigger(early, gemv_mma_kernel<kUnroll, Gelu::rows>, blocks, threads, s, x, static_cast<int>(rows), w,
                          out_dim, in_dim / 64, static_cast<float*>(nullptr), out.bias, out.g);
   else
-    launch_after_trigger(early, gemv_mma_kernel<kUnroll, false>, blocks, threads, s, x, static_cast<int>(rows), w,
+    launch_after_trigger(early, gemv_mma_kernel<kUnroll, Gelu::none>, blocks, threads, s, x, static_cast<int>(rows), w,
                          out_dim, in_dim / 64, out.y, static_cast<const float*>(nullptr), static_cast<bf16*>(nullptr));
 }
 
@@ -326,11 +347,11 @@ void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t i
 }
 
 void gemv_bias_gelu(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, const float* bias,
-                    bf16* g, cudaStream_t s, const GemvTiling& t) {
-  if (rows % 2)
+                    bf16* g, cudaStream_t s, const GemvTiling& t, bool halves) {
+  if (halves && rows % 2)
     throw InvalidArgument("gemv_bias_gelu: " + std::to_string(rows) + " rows; split-bf16 rows come in pairs");
   if (rows == 0 || out_dim == 0) return;
-  launch_rows(x, rows, w, out_dim, in_dim, GemvOut{.bias = bias, .g = g}, s, t);
+  launch_rows(x, rows, w, out_dim, in_dim, GemvOut{.bias = bias, .g = g, .split_pairs = halves}, s, t);
 }
 
 }  // namespace eyrie::cuda

@@ -158,11 +158,11 @@ struct GemvTiling {
 inline constexpr GemvTiling kGemvMmaTiling{.threads = 256, .outputs_per_block = 16, .unroll = 2, .tensor_cores = true};
 void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s,
           const GemvTiling& tiling = {});
-// gemv then bias_gelu in one kernel, for split-bf16 rows (an even count: the high halves, then
-// the low): g gets the same bits bias_gelu would write from gemv's y, without y's round trip
-// through memory or a second launch. bias may be null.
+// gemv then bias_gelu in one kernel: g gets the same bits bias_gelu (with the same halves) would
+// write from gemv's y, without y's round trip through memory or a second launch. With halves
+// the rows are split-bf16 (an even count: the high halves, then the low). bias may be null.
 void gemv_bias_gelu(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, const float* bias,
-                    bf16* g, cudaStream_t s, const GemvTiling& tiling = {});
+                    bf16* g, cudaStream_t s, const GemvTiling& tiling = {}, bool halves = true);
 
 // x += a + a_bias (+ c + c_bias when c is given): the block's residual adds; a and c are
 // [2 x rows, cols] GEMM outputs whose halves are summed (with halves false, [rows, cols]).

@@ -110,6 +110,9 @@ TEST_P(CudaReference, DecodeGraphsAndConcurrentMlpGiveTheSameLogitsAsDirectLaunc
     o.cuda_graphs = variants[v].graphs;
     o.concurrent_mlp_rows_max = variants[v].concurrent_mlp ? 128 : 0;
     o.gemv_early_start_rows_min = variants[v].early_start_rows_min;
+    // Two split rows a sequence: the steps' four GEMM rows run on the tensor-core streaming
+    // kernel, which starts early, rather than on cuBLAS, which does not.
+    o.gemv_mma_rows_max = 8;
     CudaEngine engine(model, o);
     const auto& a = cases[1].ids;
     const auto& b = cases[2].ids;

@@ -69,34 +69,36 @@ TEST(CudaGemvKernel, TensorCoreKernelMatchesFloat64Products) {
   check_gemv(cuda::kGemvMmaRowsMax, 4672, 4544, seed++, cuda::kGemvMmaTiling);
 }
 
-// The GELU epilogue gives bias_gelu's bits from gemv's output, for each pair count, tiling,
-// with and without bias, including output counts that leave a block part-empty.
+// The GELU epilogue gives bias_gelu's bits from gemv's output, on split-bf16 pairs and on plain
+// rows, for each row count, tiling, with and without bias, including output counts that leave a
+// block part-empty.
 TEST(CudaGemvKernel, GeluEpilogueMatchesSeparateKernels) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   std::mt19937 rng(11);
-  for (int64_t rows : {int64_t{2}, int64_t{4}, int64_t{6}, int64_t{8}})
-    for (const auto& [out_dim, in_dim] : {std::pair<int64_t, int64_t>{7, 64}, {1001, 4544}, {130, 18176}})
-      for (const cuda::GemvTiling& t : {cuda::GemvTiling{}, cuda::GemvTiling{128, 4, 4}, cuda::GemvTiling{32, 1, 2},
-                                         cuda::kGemvMmaTiling, cuda::GemvTiling{128, 16, 4, true}})
-        for (bool with_bias : {false, true}) {
-          if (!t.tensor_cores && rows > cuda::kGemvRowsMax) continue;
-          SCOPED_TRACE("rows " + std::to_string(rows) + " out " + std::to_string(out_dim) + " in " +
-                       std::to_string(in_dim) + " threads " + std::to_string(t.threads) + " bias " +
-                       std::to_string(with_bias));
-          const auto x = random_bf16(rows * in_dim, rng), w = random_bf16(out_dim * in_dim, rng);
-          std::uniform_real_distribution<float> u(-1.f, 1.f);
-          std::vector<float> b(out_dim);
-          for (float& v : b) v = u(rng);
-          Device<cuda::bf16> dx(x), dw(w), fused(rows * out_dim), separate(rows * out_dim);
-          Device<float> db(b), dy(rows * out_dim);
-          const float* bias = with_bias ? db.p : nullptr;
-          cuda::gemv(dx.p, rows, dw.p, out_dim, in_dim, dy.p, nullptr, t);
-          cuda::bias_gelu(dy.p, bias, rows / 2, out_dim, separate.p, nullptr);
-          cuda::gemv_bias_gelu(dx.p, rows, dw.p, out_dim, in_dim, bias, fused.p, nullptr, t);
-          const auto want = separate.get(rows * out_dim), got = fused.get(rows * out_dim);
-          for (int64_t i = 0; i < rows * out_dim; ++i)
-            ASSERT_EQ(__bfloat16_as_ushort(got[i]), __bfloat16_as_ushort(want[i])) << "element " << i;
-        }
+  for (bool halves : {true, false})
+    for (int64_t rows : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{4}, int64_t{6}, int64_t{8}})
+      for (const auto& [out_dim, in_dim] : {std::pair<int64_t, int64_t>{7, 64}, {1001, 4544}, {130, 18176}})
+        for (const cuda::GemvTiling& t : {cuda::GemvTiling{}, cuda::GemvTiling{128, 4, 4}, cuda::GemvTiling{32, 1, 2},
+                                           cuda::kGemvMmaTiling, cuda::GemvTiling{128, 16, 4, true}})
+          for (bool with_bias : {false, true}) {
+            if ((!t.tensor_cores && rows > cuda::kGemvRowsMax) || (halves && rows % 2)) continue;
+            SCOPED_TRACE("rows " + std::to_string(rows) + " out " + std::to_string(out_dim) + " in " +
+                         std::to_string(in_dim) + " threads " + std::to_string(t.threads) + " bias " +
+                         std::to_string(with_bias) + " halves " + std::to_string(halves));
+            const auto x = random_bf16(rows * in_dim, rng), w = random_bf16(out_dim * in_dim, rng);
+            std::uniform_real_distribution<float> u(-1.f, 1.f);
+            std::vector<float> b(out_dim);
+            for (float& v : b) v = u(rng);
+            Device<cuda::bf16> dx(x), dw(w), fused(rows * out_dim), separate(rows * out_dim);
+            Device<float> db(b), dy(rows * out_dim);
+            const float* bias = with_bias ? db.p : nullptr;
+            cuda::gemv(dx.p, rows, dw.p, out_dim, in_dim, dy.p, nullptr, t);
+            cuda::bias_gelu(dy.p, bias, halves ? rows / 2 : rows, out_dim, separate.p, nullptr, halves);
+            cuda::gemv_bias_gelu(dx.p, rows, dw.p, out_dim, in_dim, bias, fused.p, nullptr, t, halves);
+            const auto want = separate.get(rows * out_dim), got = fused.get(rows * out_dim);
+            for (int64_t i = 0; i < rows * out_dim; ++i)
+              ASSERT_EQ(__bfloat16_as_ushort(got[i]), __bfloat16_as_ushort(want[i])) << "element " << i;
+          }
   Device<cuda::bf16> x(64), w(64), g(64);
   EXPECT_THROW(cuda::gemv_bias_gelu(x.p, 3, w.p, 1, 8, nullptr, g.p, nullptr), InvalidArgument);
 }
