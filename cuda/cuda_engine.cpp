@@ -20,6 +20,7 @@
 #include "cuda/attention_mma.hpp"
 #include "cuda/check.hpp"
 #include "cuda/decode_buckets.hpp"
+#include "cuda/host_staging.hpp"
 #include "cuda/kernels.hpp"
 #include "cuda/peer_exchange.hpp"
 #include "cuda/sampling.hpp"
@@ -33,48 +34,6 @@ namespace eyrie {
 using cuda::bf16;
 
 namespace {
-
-// Page-locked host bytes for a step's small copies. From pageable memory each cudaMemcpyAsync
-// stages through a driver buffer and returns only once done (device to host: once the stream
-// has caught up), a host round trip per copy between decode steps; from here the copies are
-// queued and the step synchronises once. Regrown only at a step's start, when no copy from or
-// to it is pending (the stream is synchronised first all the same).
-class HostStaging {
- public:
-  HostStaging() = default;
-  HostStaging(const HostStaging&) = delete;
-  HostStaging& operator=(const HostStaging&) = delete;
-  ~HostStaging() {
-    if (p_) cudaFreeHost(p_);
-  }
-  // Room for `bytes` taken in pieces of any size; forgets what was taken.
-  void reset(std::size_t bytes, cudaStream_t s) {
-    used_ = 0;
-    bytes += kPieces * kAlign;
-    if (bytes <= cap_) return;
-    EYRIE_CUDA_CHECK(cudaStreamSynchronize(s));
-    if (p_) cudaFreeHost(p_);
-    p_ = nullptr;
-    cap_ = 0;
-    const std::size_t grown = std::max(bytes, std::size_t{64} << 10);
-    EYRIE_CUDA_CHECK(cudaMallocHost(&p_, grown));
-    cap_ = grown;
-  }
-  // The next `bytes`, 16-byte aligned; at most kPieces pieces per reset.
-  std::byte* take(std::size_t bytes) {
-    const std::size_t at = (used_ + kAlign - 1) / kAlign * kAlign;
-    if (at + bytes > cap_) throw Error("step staging: " + std::to_string(at + bytes) + " bytes past its " +
-                                       std::to_string(cap_) + " reserved");
-    used_ = at + bytes;
-    return static_cast<std::byte*>(p_) + at;
-  }
-
-  static constexpr std::size_t kAlign = 16, kPieces = 8;
-
- private:
-  void* p_ = nullptr;
-  std::size_t cap_ = 0, used_ = 0;
-};
 
 // Owning device allocation.
 template <typename T>
@@ -222,7 +181,7 @@ struct CudaEngine::Impl {
   std::vector<cuda::SampleRow> h_sample;
   std::vector<int32_t> h_history, h_sample_seq;
   // Pinned staging of a step's inputs (the forward's, the token choices') and outputs.
-  HostStaging step_in, choice_in, step_out;
+  cuda::HostStaging step_in, choice_in, step_out;
   const int32_t* h_choice_id = nullptr;
   const float* h_choice_logprob = nullptr;
 

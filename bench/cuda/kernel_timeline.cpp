@@ -3,8 +3,10 @@
 // concurrent timeline that per-kernel profilers (ncu serializes kernels) cannot show, on
 // machines without Nsight Systems. Loaded by the CUDA driver at context creation:
 //   CUDA_INJECTION64_PATH=libeyrie_kernel_timeline.so EYRIE_TIMELINE=kernels.csv bench_cuda ...
-// Columns: start_ns,end_ns,stream,graph_node,grid,block,name (mangled).
+// Columns: start_ns,end_ns,stream,graph_node,grid,block,"name" (demangled). Summary:
+// tools/timeline_summary.py.
 #include <cupti.h>
+#include <cxxabi.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -29,10 +31,13 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
   while (out && cuptiActivityGetNextRecord(buffer, valid, &record) == CUPTI_SUCCESS) {
     if (record->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) continue;
     const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(record);
-    std::fprintf(out, "%llu,%llu,%u,%llu,%d,%d,%s\n", static_cast<unsigned long long>(k->start),
+    int status = -1;
+    char* readable = k->name ? abi::__cxa_demangle(k->name, nullptr, nullptr, &status) : nullptr;
+    std::fprintf(out, "%llu,%llu,%u,%llu,%d,%d,\"%s\"\n", static_cast<unsigned long long>(k->start),
                  static_cast<unsigned long long>(k->end), k->streamId,
                  static_cast<unsigned long long>(k->graphNodeId), k->gridX * k->gridY * k->gridZ,
-                 k->blockX * k->blockY * k->blockZ, k->name ? k->name : "?");
+                 k->blockX * k->blockY * k->blockZ, status == 0 ? readable : k->name ? k->name : "?");
+    std::free(readable);
   }
   std::free(buffer);
 }

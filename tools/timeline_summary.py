@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Reads a kernel timeline written by bench/cuda/kernel_timeline.cpp and prints, for the steps
+in it (a step starts at each kernel whose name contains --step-marker, the embedding by
+default): the spans of the steps and the idle gaps between them, the time per step by kernel
+name, and every kernel of one step (the median-length one of the last --last steps), in start
+order with its stream, so that concurrent branches and idle stretches show.
+
+    python3 tools/timeline_summary.py kernels.csv [--step-marker embed] [--last 20] [--kernels 80]
+"""
+import argparse
+import collections
+import csv
+import gzip
+import re
+import statistics
+
+
+def short_name(name):
+    """gemv_kernel<2, 2, 2, (Gelu)0> from 'void eyrie::cuda::(anonymous namespace)::gemv_kernel<2, 2,
+    2, (eyrie::cuda::(anonymous namespace)::Gelu)0>(__nv_bfloat16 const*, ...)': namespaces and
+    the parameter list dropped."""
+    name = re.sub(r"^void ", "", name.replace("(anonymous namespace)::", ""))
+    depth = 0
+    for i, c in enumerate(name):
+        depth += (c == "<") - (c == ">")
+        if c == "(" and depth == 0:
+            name = name[:i]
+            break
+    head, angle, rest = name.partition("<")
+    return head.split("::")[-1] + angle + re.sub(r"\((?:\w+::)+(\w+)\)", r"(\1)", rest)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("csv")
+    ap.add_argument("--step-marker", default="embed")
+    ap.add_argument("--last", type=int, default=20)
+    ap.add_argument("--kernels", type=int, default=80, help="kernels of the chosen step to list")
+    args = ap.parse_args()
+
+    opener = gzip.open if args.csv.endswith(".gz") else open
+    with opener(args.csv, "rt") as f:
+        rows = [(int(r["start_ns"]), int(r["end_ns"]), r["stream"], int(r["grid"]), int(r["block"]),
+                 short_name(r["name"])) for r in csv.DictReader(f)]
+    rows.sort()
+    starts = [i for i, r in enumerate(rows) if args.step_marker in r[5]]
+    if len(starts) < 2:
+        raise SystemExit(f"fewer than two kernels named like '{args.step_marker}': no whole step to show")
+    steps = list(zip(starts, starts[1:]))[-args.last:]
+    spans, gaps = [], []
+    for a, b in steps:
+        end = max(r[1] for r in rows[a:b])
+        spans.append((end - rows[a][0]) / 1e3)
+        gaps.append((rows[b][0] - end) / 1e3)
+    print(f"{len(steps)} steps: kernel span median {statistics.median(spans):.1f} us, "
+          f"idle before the next step median {statistics.median(gaps):.1f} us (tracing itself lengthens both)")
+
+    per_name = collections.defaultdict(float)
+    for a, b in steps:
+        for r in rows[a:b]:
+            per_name[r[5]] += (r[1] - r[0]) / 1e3 / len(steps)
+    print("\nkernel time per step (us, summed over streams):")
+    for name, t in sorted(per_name.items(), key=lambda kv: -kv[1]):
+        print(f"  {t:10.1f}  {name}")
+
+    order = sorted(range(len(steps)), key=lambda i: spans[i])
+    a, b = steps[order[len(order) // 2]]
+    t0 = rows[a][0]
+    print(f"\nthe median step, first {args.kernels} kernels (us from its start):")
+    print("     start       end  duration  stream     grid  block  kernel")
+    for r in rows[a:b][:args.kernels]:
+        print(f"  {(r[0] - t0) / 1e3:8.2f}  {(r[1] - t0) / 1e3:8.2f}  {(r[1] - r[0]) / 1e3:8.2f}  {r[2]:>6}  "
+              f"{r[3]:>7}  {r[4]:>5}  {r[5]}")
+
+
+if __name__ == "__main__":
+    main()
