@@ -6,12 +6,15 @@ name, and every kernel of one step (the median-length one of the last --last ste
 order with its stream, so that concurrent branches and idle stretches show.
 
     python3 tools/timeline_summary.py kernels.csv [--step-marker embed] [--last 20] [--kernels 80]
+
+A timeline of graph launches alone (EYRIE_TIMELINE_LEVEL=graphs) takes --step-marker graph.
 """
 import argparse
 import collections
 import csv
 import gzip
 import re
+import signal
 import statistics
 
 
@@ -31,6 +34,7 @@ def short_name(name):
 
 
 def main():
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet when piped into head
     ap = argparse.ArgumentParser()
     ap.add_argument("csv")
     ap.add_argument("--step-marker", default="embed")
@@ -63,6 +67,8 @@ def main():
     for name, t in sorted(per_name.items(), key=lambda kv: -kv[1]):
         print(f"  {t:10.1f}  {name}")
 
+    if args.kernels <= 0:
+        return
     order = sorted(range(len(steps)), key=lambda i: spans[i])
     a, b = steps[order[len(order) // 2]]
     t0 = rows[a][0]

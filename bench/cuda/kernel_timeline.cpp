@@ -4,13 +4,16 @@
 // machines without Nsight Systems. Loaded by the CUDA driver at context creation:
 //   CUDA_INJECTION64_PATH=libeyrie_kernel_timeline.so EYRIE_TIMELINE=kernels.csv bench_cuda ...
 // Columns: start_ns,end_ns,stream,graph_node,grid,block,"name" (demangled). Summary:
-// tools/timeline_summary.py.
+// tools/timeline_summary.py. With EYRIE_TIMELINE_LEVEL=graphs, each CUDA graph launch is one
+// record ("graph N") and its kernels none: tracing then costs too little to hide the idle time
+// between decode steps, which kernel-level tracing inflates.
 #include <cupti.h>
 #include <cxxabi.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <string_view>
 
 namespace {
 
@@ -29,6 +32,12 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
   std::lock_guard lock(out_mutex);
   CUpti_Activity* record = nullptr;
   while (out && cuptiActivityGetNextRecord(buffer, valid, &record) == CUPTI_SUCCESS) {
+    if (record->kind == CUPTI_ACTIVITY_KIND_GRAPH_TRACE) {
+      const auto* g = reinterpret_cast<const CUpti_ActivityGraphTrace2*>(record);
+      std::fprintf(out, "%llu,%llu,%u,0,0,0,\"graph %u\"\n", static_cast<unsigned long long>(g->start),
+                   static_cast<unsigned long long>(g->end), g->streamId, g->graphId);
+      continue;
+    }
     if (record->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) continue;
     const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(record);
     int status = -1;
@@ -67,8 +76,11 @@ extern "C" int InitializeInjection() {
     return 0;
   }
   std::fprintf(out, "start_ns,end_ns,stream,graph_node,grid,block,name\n");
+  const char* level = std::getenv("EYRIE_TIMELINE_LEVEL");
+  const bool graphs_only = level && std::string_view(level) == "graphs";
   if (!report(cuptiActivityRegisterCallbacks(buffer_requested, buffer_completed), "register callbacks") ||
-      !report(cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL), "enable kernel records"))
+      !report(cuptiActivityEnable(graphs_only ? CUPTI_ACTIVITY_KIND_GRAPH_TRACE : CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL),
+              "enable records"))
     return 0;
   std::atexit(finish);
   return 1;
