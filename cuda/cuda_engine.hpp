@@ -36,9 +36,11 @@ struct CudaEngineOptions {
   bool cuda_graphs = true;
   // In steps of at most this many token rows, a parallel-attention block's MLP runs on a second
   // stream beside the attention chain, so the chain's short kernels overlap the MLP's weight
-  // streaming (on the H100 with Falcon-7B: batch-1 decode 6.93 -> 6.17 ms per token). Larger
-  // steps are compute-bound and ran 2-5% slower with it. 0 turns it off; EYRIE_CUDA_PROFILE,
-  // whose per-op times need one stream, does too.
+  // streaming (on the H100 with Falcon-7B: batch-1 decode 6.93 -> 6.17 ms per token); the
+  // chain's stream has the higher priority. Larger steps are compute-bound: on the H200 with
+  // Falcon-7B, forking them too left 2048-token prefills and batch-256 decode within 1-2%, and
+  // made 512-token prefills on bf16 activations 3.5% faster. 0 turns it off;
+  // EYRIE_CUDA_PROFILE, whose per-op times need one stream, does too.
   int64_t concurrent_mlp_rows_max = 128;
   // GEMMs of at most this many activation rows (split halves counted: a batch-1 decode step
   // has 2) run on the weight-streaming kernel (cuda::gemv, up to 4 rows) instead of cuBLAS,
@@ -52,8 +54,8 @@ struct CudaEngineOptions {
   int64_t gemv_mma_rows_max = 0;
   // Weight-streaming products of at least this many rows start reading weights while the
   // kernel before them finishes (programmatic dependent launch) instead of after it. On the
-  // H200 with Falcon-7B, batch-2 / 4 decode (4 / 8 rows) ran 1-3% faster with it, batch 1
-  // (2 rows) up to 1-2% slower.
+  // H200 with Falcon-7B, batch-2 / 4 decode (4 / 8 rows, tensor-core kernel) ran 1-3% faster
+  // with it; batch 1 (2 rows) ran 5% slower with it (3.84 -> 4.03 ms per token).
   int64_t gemv_early_start_rows_min = 3;
   // Decode steps with fewer attention tiles than this many per SM split their rows' keys into
   // ranges on blocks of their own, up to that many tiles. On the H200 with Falcon-7B, 2, 4 and

@@ -15,8 +15,9 @@ namespace eyrie::cuda {
 // Page-locked host bytes for a step's small copies. From pageable memory each cudaMemcpyAsync
 // stages through a driver buffer and returns only once done (device to host: once the stream
 // has caught up), a host round trip per copy between decode steps; from here the copies are
-// queued and the step synchronises once. Regrown only at a step's start, when no copy from or
-// to it is pending (the stream is synchronised first all the same).
+// queued and the step synchronises once. A step resets each staging before its first copy
+// through it, when no earlier step's copy is pending (every step synchronises before it
+// returns); growing synchronises the stream all the same.
 class HostStaging {
  public:
   HostStaging() = default;
