@@ -482,7 +482,7 @@ struct CudaEngine::Impl {
   void gemm_rows(const bf16* xin, int64_t n, const bf16* w, int64_t out_dim, int64_t in_dim, float* yout,
                  bool on_mlp_stream = false) {
     product(on_mlp_stream ? mlp_blas : blas, on_mlp_stream ? mlp_stream : stream, xin, split ? 2 * n : n, w, out_dim,
-            in_dim, yout);
+            in_dim, yout, split);
   }
 
   // The weight-streaming kernel that takes a product of this many rows, if one does.
@@ -497,11 +497,15 @@ struct CudaEngine::Impl {
   }
 
   // y[rows, out] = x[rows, in] W^T, fp32 accumulation and output: a few rows by a
-  // weight-streaming kernel, more by cuBLAS.
+  // weight-streaming kernel (split-bf16 pairs added before their products: cuda::gemv_pairs),
+  // more by cuBLAS.
   void product(cublasHandle_t handle, cudaStream_t s, const bf16* xin, int64_t rows, const bf16* w, int64_t out_dim,
-               int64_t in_dim, float* yout) {
+               int64_t in_dim, float* yout, bool pairs) {
     if (const auto t = streaming_tiling(rows, in_dim, xin, w)) {
-      cuda::gemv(xin, rows, w, out_dim, in_dim, yout, s, *t);
+      if (pairs)
+        cuda::gemv_pairs(xin, rows, w, out_dim, in_dim, yout, s, *t);
+      else
+        cuda::gemv(xin, rows, w, out_dim, in_dim, yout, s, *t);
       return;
     }
     blas_product(handle, xin, rows, w, out_dim, in_dim, yout, CUDA_R_32F);

@@ -12,7 +12,15 @@ namespace {
 
 constexpr int kMaxWarps = 8;
 
-enum class Gelu { none, rows, split_pairs };
+// What a product writes. rows: y, a row per input row. pairs: the input rows are split-bf16
+// pairs (the high halves, then the low, as the GEMMs take them) and y's two halves of each row
+// sum to W (x_hi + x_lo): the FMA kernel adds the halves before its multiply-adds (half as many)
+// and writes the low halves as zeros; the tensor-core kernel multiplies each half.
+// gelu_rows / gelu_pairs: bf16 GELU values to g instead of y, as bias_gelu writes them from
+// what rows / pairs would have written to y.
+enum class Epilogue { rows, pairs, gelu_rows, gelu_pairs };
+
+__host__ __device__ constexpr bool on_pairs(Epilogue e) { return e == Epilogue::pairs || e == Epilogue::gelu_pairs; }
 
 // gelu(sum + bias) as bias_gelu writes it for unsplit rows.
 __device__ __forceinline__ bf16 row_gelu(float sum, const float* bias, int64_t o) {
@@ -39,15 +47,16 @@ __device__ __forceinline__ void widen(const uint4& v, float (&f)[8]) {
   }
 }
 
-// Block b computes outputs b*kOutPerBlock.. of all R rows; its threads stride over the
-// reduction dimension in 16-byte chunks, kUnroll chunks of each weight row in flight, then sum
-// across the block in a fixed order (the same bits on every run, so graph replays match direct
-// launches). With a GELU epilogue the block writes bf16 GELU values to g instead of y: of each
-// row's sum (Gelu::rows), or split_bias_gelu of each pair's (Gelu::split_pairs: the R rows are
-// R/2 split-bf16 pairs, high halves first, as the GEMMs take them).
-template <int R, int kOutPerBlock, int kUnroll, Gelu kGelu>
+// Block b computes outputs b*kOutPerBlock.. of all R input rows (on pairs, of their A = R/2
+// sums); its threads stride over the reduction dimension in 16-byte chunks, kUnroll chunks of
+// each weight row in flight, then sum across the block in a fixed order (the same bits on
+// every run, so graph replays match direct launches).
+template <int R, int kOutPerBlock, int kUnroll, Epilogue kOut>
 __global__ void __launch_bounds__(kMaxWarps * 32)
     gemv_kernel(const bf16* x, const bf16* w, int64_t out_dim, int64_t chunks, float* y, const float* bias, bf16* g) {
+  constexpr bool kPairs = on_pairs(kOut);
+  static_assert(!kPairs || R % 2 == 0, "split-bf16 pairs come in twos");
+  constexpr int A = kPairs ? R / 2 : R;  // accumulated rows
   const int64_t o0 = static_cast<int64_t>(blockIdx.x) * kOutPerBlock;
   const uint4* xv = reinterpret_cast<const uint4*>(x);
   const uint4* wv = reinterpret_cast<const uint4*>(w);
@@ -67,59 +76,64 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   // then asks for the next pass's weights as soon as it is done with its own.
   load(threadIdx.x);
   wait_for_prerequisites();
-  float acc[kOutPerBlock][R] = {};
+  float acc[kOutPerBlock][A] = {};
   for (int64_t c0 = threadIdx.x; c0 < chunks; c0 += stride) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t c = c0 + u * blockDim.x;
       if (c >= chunks) break;
-      float xf[R][8];
+      float xf[A][8];
 #pragma unroll
-      for (int r = 0; r < R; ++r) widen(__ldg(xv + r * chunks + c), xf[r]);
+      for (int r = 0; r < A; ++r) widen(__ldg(xv + r * chunks + c), xf[r]);
+      if constexpr (kPairs) {
+        // hi + lo is exact in fp32: the pair's value, multiplied once.
+#pragma unroll
+        for (int r = 0; r < A; ++r) {
+          float lo[8];
+          widen(__ldg(xv + (A + r) * chunks + c), lo);
+#pragma unroll
+          for (int e = 0; e < 8; ++e) xf[r][e] += lo[e];
+        }
+      }
 #pragma unroll
       for (int j = 0; j < kOutPerBlock; ++j) {
         float wf[8];
         widen(wc[u][j], wf);
 #pragma unroll
-        for (int r = 0; r < R; ++r)
+        for (int r = 0; r < A; ++r)
 #pragma unroll
           for (int e = 0; e < 8; ++e) acc[j][r] = fmaf(wf[e], xf[r][e], acc[j][r]);
       }
     }
     if (c0 + stride < chunks) load(c0 + stride);
   }
-  __shared__ float partial[kMaxWarps][kOutPerBlock * R];
-  __shared__ float sums[kOutPerBlock * R];
+  __shared__ float partial[kMaxWarps][kOutPerBlock * A];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 #pragma unroll
   for (int j = 0; j < kOutPerBlock; ++j)
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
+    for (int r = 0; r < A; ++r) {
       float v = acc[j][r];
       for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if (lane == 0) partial[warp][j * R + r] = v;
+      if (lane == 0) partial[warp][j * A + r] = v;
     }
   __syncthreads();
-  if (threadIdx.x < kOutPerBlock * R) {
-    const int j = threadIdx.x / R, r = threadIdx.x % R;
+  if (threadIdx.x < kOutPerBlock * A) {
+    const int j = threadIdx.x / A, r = threadIdx.x % A;
+    const int64_t o = o0 + j;
     float s = 0.f;
     for (unsigned wi = 0; wi < blockDim.x / 32; ++wi) s += partial[wi][threadIdx.x];
-    if constexpr (kGelu == Gelu::split_pairs)
-      sums[threadIdx.x] = s;
-    else if (o0 + j < out_dim && kGelu == Gelu::rows)
-      g[r * out_dim + o0 + j] = row_gelu(s, bias, o0 + j);
-    else if (o0 + j < out_dim)
-      y[r * out_dim + o0 + j] = s;
-  }
-  if constexpr (kGelu == Gelu::split_pairs) {
-    constexpr int kPairs = R / 2;
-    __syncthreads();
-    if (threadIdx.x < kOutPerBlock * kPairs) {
-      const int j = threadIdx.x / kPairs, r = threadIdx.x % kPairs;
-      const int64_t o = o0 + j;
-      if (o < out_dim)
-        split_bias_gelu(sums[j * R + r], sums[j * R + kPairs + r], bias ? bias[o] : 0.f, g + r * out_dim + o,
-                        g + (kPairs + r) * out_dim + o);
+    if (o < out_dim) {
+      if constexpr (kOut == Epilogue::rows) {
+        y[r * out_dim + o] = s;
+      } else if constexpr (kOut == Epilogue::pairs) {
+        y[r * out_dim + o] = s;
+        y[(A + r) * out_dim + o] = 0.f;
+      } else if constexpr (kOut == Epilogue::gelu_rows) {
+        g[r * out_dim + o] = row_gelu(s, bias, o);
+      } else {
+        split_bias_gelu(s, 0.f, bias ? bias[o] : 0.f, g + r * out_dim + o, g + (A + r) * out_dim + o);
+      }
     }
   }
 }
@@ -129,7 +143,7 @@ struct GemvOut {
   float* y = nullptr;
   const float* bias = nullptr;
   bf16* g = nullptr;
-  bool split_pairs = false;  // g's rows: split-bf16 pairs, or one per input row
+  bool pairs = false;  // the input rows are split-bf16 pairs (see Epilogue)
 };
 
 template <int R, int kOutPerBlock, int kUnroll>
@@ -138,18 +152,23 @@ void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, const
   const auto blocks = static_cast<unsigned>((out_dim + kOutPerBlock - 1) / kOutPerBlock);
   const auto block = static_cast<unsigned>(threads);
   if constexpr (R % 2 == 0) {
-    if (out.g && out.split_pairs) {
-      launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, Gelu::split_pairs>, blocks, block, s, x, w,
-                           out_dim, in_dim / 8, static_cast<float*>(nullptr), out.bias, out.g);
+    if (out.pairs && out.g) {
+      launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, Epilogue::gelu_pairs>, blocks, block, s, x,
+                           w, out_dim, in_dim / 8, static_cast<float*>(nullptr), out.bias, out.g);
+      return;
+    }
+    if (out.pairs) {
+      launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, Epilogue::pairs>, blocks, block, s, x, w,
+                           out_dim, in_dim / 8, out.y, static_cast<const float*>(nullptr), static_cast<bf16*>(nullptr));
       return;
     }
   }
   if (out.g)
-    launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, Gelu::rows>, blocks, block, s, x, w, out_dim,
-                         in_dim / 8, static_cast<float*>(nullptr), out.bias, out.g);
+    launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, Epilogue::gelu_rows>, blocks, block, s, x, w,
+                         out_dim, in_dim / 8, static_cast<float*>(nullptr), out.bias, out.g);
   else
-    launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, Gelu::none>, blocks, block, s, x, w, out_dim,
-                         in_dim / 8, out.y, static_cast<const float*>(nullptr), static_cast<bf16*>(nullptr));
+    launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, Epilogue::rows>, blocks, block, s, x, w,
+                         out_dim, in_dim / 8, out.y, static_cast<const float*>(nullptr), static_cast<bf16*>(nullptr));
 }
 
 template <int R, int kOutPerBlock>
@@ -187,7 +206,7 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], uint32_t a0, uint32_t a1
 // real k 32h+8t+4s + 0, 1 / 2, 3 for the slice's four MMAs h, s), so loaded registers are the
 // fragments as they stand: no shuffles and no shared memory before the cross-warp sum. Rows at
 // or past `rows` read as zero. Outputs as gemv_kernel's, GELU epilogue included.
-template <int kUnroll, Gelu kGelu>
+template <int kUnroll, Epilogue kOut>
 __global__ void __launch_bounds__(kMaxWarps * 32)
     gemv_mma_kernel(const bf16* x, int rows, const bf16* w, int64_t out_dim, int64_t slices, float* y,
                     const float* bias, bf16* g) {
@@ -248,14 +267,14 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     const int o = threadIdx.x % 16, n = threadIdx.x / 16;
     float sum = 0.f;
     for (int wi = 0; wi < warps; ++wi) sum += red[wi][o][n];
-    if constexpr (kGelu == Gelu::split_pairs)
+    if constexpr (kOut == Epilogue::gelu_pairs)
       sums[o][n] = sum;
-    else if (n < rows && o0 + o < out_dim && kGelu == Gelu::rows)
+    else if (n < rows && o0 + o < out_dim && kOut == Epilogue::gelu_rows)
       g[n * out_dim + o0 + o] = row_gelu(sum, bias, o0 + o);
     else if (n < rows && o0 + o < out_dim)
       y[n * out_dim + o0 + o] = sum;
   }
-  if constexpr (kGelu == Gelu::split_pairs) {
+  if constexpr (kOut == Epilogue::gelu_pairs) {
     __syncthreads();
     const int pairs = rows / 2;
     if (threadIdx.x < 16 * pairs) {
@@ -273,16 +292,19 @@ void launch_mma(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int
                 int warps, bool early, cudaStream_t s) {
   const auto blocks = static_cast<unsigned>((out_dim + 15) / 16);
   const auto threads = static_cast<unsigned>(warps * 32);
-  if (out.g && out.split_pairs)
-    launch_after_trigger(early, gemv_mma_kernel<kUnroll, Gelu::split_pairs>, blocks, threads, s, x,
+  // On pairs without GELU it writes each half's product: the halves still sum as Epilogue says.
+  if (out.g && out.pairs)
+    launch_after_trigger(early, gemv_mma_kernel<kUnroll, Epilogue::gelu_pairs>, blocks, threads, s, x,
                          static_cast<int>(rows), w, out_dim, in_dim / 64, static_cast<float*>(nullptr), out.bias,
                          out.g);
   else if (out.g)
-    launch_after_trigger(early, gemv_mma_kernel<kUnroll, Gelu::rows>, blocks, threads, s, x, static_cast<int>(rows), w,
-                         out_dim, in_dim / 64, static_cast<float*>(nullptr), out.bias, out.g);
+    launch_after_trigger(early, gemv_mma_kernel<kUnroll, Epilogue::gelu_rows>, blocks, threads, s, x,
+                         static_cast<int>(rows), w, out_dim, in_dim / 64, static_cast<float*>(nullptr), out.bias,
+                         out.g);
   else
-    launch_after_trigger(early, gemv_mma_kernel<kUnroll, Gelu::none>, blocks, threads, s, x, static_cast<int>(rows), w,
-                         out_dim, in_dim / 64, out.y, static_cast<const float*>(nullptr), static_cast<bf16*>(nullptr));
+    launch_after_trigger(early, gemv_mma_kernel<kUnroll, Epilogue::rows>, blocks, threads, s, x,
+                         static_cast<int>(rows), w, out_dim, in_dim / 64, out.y, static_cast<const float*>(nullptr),
+                         static_cast<bf16*>(nullptr));
 }
 
 bool aligned16(const void* p) {
@@ -346,12 +368,19 @@ void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t i
   launch_rows(x, rows, w, out_dim, in_dim, GemvOut{.y = y}, s, t);
 }
 
+void gemv_pairs(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s,
+                const GemvTiling& t) {
+  if (rows % 2) throw InvalidArgument("gemv_pairs: " + std::to_string(rows) + " rows; split-bf16 rows come in pairs");
+  if (rows == 0 || out_dim == 0) return;
+  launch_rows(x, rows, w, out_dim, in_dim, GemvOut{.y = y, .pairs = true}, s, t);
+}
+
 void gemv_bias_gelu(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, const float* bias,
                     bf16* g, cudaStream_t s, const GemvTiling& t, bool halves) {
   if (halves && rows % 2)
     throw InvalidArgument("gemv_bias_gelu: " + std::to_string(rows) + " rows; split-bf16 rows come in pairs");
   if (rows == 0 || out_dim == 0) return;
-  launch_rows(x, rows, w, out_dim, in_dim, GemvOut{.bias = bias, .g = g, .split_pairs = halves}, s, t);
+  launch_rows(x, rows, w, out_dim, in_dim, GemvOut{.bias = bias, .g = g, .pairs = halves}, s, t);
 }
 
 }  // namespace eyrie::cuda

@@ -158,9 +158,15 @@ struct GemvTiling {
 inline constexpr GemvTiling kGemvMmaTiling{.threads = 256, .outputs_per_block = 16, .unroll = 2, .tensor_cores = true};
 void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s,
           const GemvTiling& tiling = {});
-// gemv then bias_gelu in one kernel: g gets the same bits bias_gelu (with the same halves) would
-// write from gemv's y, without y's round trip through memory or a second launch. With halves
-// the rows are split-bf16 (an even count: the high halves, then the low). bias may be null.
+// gemv over split-bf16 rows (an even count: the high halves, then the low): the two halves of
+// each row of y sum to W (x_hi + x_lo), y laid out as gemv's over the same rows. The FMA
+// kernel adds each pair's halves before its multiply-adds (half as many) and writes the sum to
+// the high half, zeros to the low; the tensor-core kernel multiplies each half.
+void gemv_pairs(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s,
+                const GemvTiling& tiling = {});
+// gemv (gemv_pairs with halves) then bias_gelu in one kernel: g gets the same bits bias_gelu
+// (with the same halves) would write from that product's y, without y's round trip through
+// memory or a second launch. bias may be null.
 void gemv_bias_gelu(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, const float* bias,
                     bf16* g, cudaStream_t s, const GemvTiling& tiling = {}, bool halves = true);
 

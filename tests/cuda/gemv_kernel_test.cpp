@@ -46,6 +46,45 @@ void check_gemv(int64_t rows, int64_t out_dim, int64_t in_dim, uint32_t seed, co
     }
 }
 
+// Split-bf16 pairs (each row of random fp32 values as bf16 high halves and the bf16 of what
+// they leave): the halves of y sum to the float64 product with the unsplit values; the FMA
+// kernel, which adds each pair before multiplying, leaves the low halves zero.
+void check_gemv_pairs(int64_t pairs, int64_t out_dim, int64_t in_dim, uint32_t seed, const cuda::GemvTiling& t = {}) {
+  SCOPED_TRACE("pairs " + std::to_string(pairs) + " out " + std::to_string(out_dim) + " in " +
+               std::to_string(in_dim) + (t.tensor_cores ? " tensor cores" : ""));
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<cuda::bf16> x(2 * pairs * in_dim);
+  std::vector<double> v(pairs * in_dim);
+  for (int64_t i = 0; i < pairs * in_dim; ++i) {
+    const float f = u(rng);
+    const cuda::bf16 hi = __float2bfloat16(f);
+    const cuda::bf16 lo = __float2bfloat16(f - __bfloat162float(hi));
+    x[i] = hi;
+    x[pairs * in_dim + i] = lo;
+    v[i] = static_cast<double>(__bfloat162float(hi)) + __bfloat162float(lo);
+  }
+  const auto w = random_bf16(out_dim * in_dim, rng);
+  Device<cuda::bf16> dx(x), dw(w);
+  Device<float> dy(2 * pairs * out_dim);
+  cuda::gemv_pairs(dx.p, 2 * pairs, dw.p, out_dim, in_dim, dy.p, nullptr, t);
+  const auto y = dy.get(2 * pairs * out_dim);
+  for (int64_t r = 0; r < pairs; ++r)
+    for (int64_t o = 0; o < out_dim; ++o) {
+      double exact = 0, magnitude = 0;
+      for (int64_t k = 0; k < in_dim; ++k) {
+        const double p = v[r * in_dim + k] * __bfloat162float(w[o * in_dim + k]);
+        exact += p;
+        magnitude += std::fabs(p);
+      }
+      const float hi = y[r * out_dim + o], lo = y[(pairs + r) * out_dim + o];
+      ASSERT_NEAR(static_cast<double>(hi) + lo, exact, 1e-5 * magnitude + 1e-6) << "pair " << r << " output " << o;
+      if (!t.tensor_cores) {
+        ASSERT_EQ(lo, 0.f) << "pair " << r << " output " << o;
+      }
+    }
+}
+
 TEST(CudaGemvKernel, MatchesFloat64Products) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   uint32_t seed = 1;
@@ -53,6 +92,18 @@ TEST(CudaGemvKernel, MatchesFloat64Products) {
   for (const auto& [out_dim, in_dim] :
        {std::pair<int64_t, int64_t>{1, 8}, {5, 64}, {6, 2056}, {4672, 4544}, {9, 18176}})
     for (int64_t rows : {int64_t{1}, int64_t{2}, cuda::kGemvRowsMax}) check_gemv(rows, out_dim, in_dim, seed++);
+}
+
+TEST(CudaGemvKernel, SplitPairsMatchFloat64Products) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  uint32_t seed = 50;
+  for (const auto& [out_dim, in_dim] : {std::pair<int64_t, int64_t>{1, 8}, {37, 4544}, {4672, 4544}, {9, 18176}})
+    for (const cuda::GemvTiling& t : {cuda::GemvTiling{}, cuda::GemvTiling{128, 4, 4}, cuda::GemvTiling{32, 1, 2}})
+      for (int64_t pairs = 1; pairs <= cuda::kGemvRowsMax / 2; ++pairs)
+        check_gemv_pairs(pairs, out_dim, in_dim, seed++, t);
+  for (const auto& [out_dim, in_dim] : {std::pair<int64_t, int64_t>{5, 128}, {300, 4544}})
+    for (int64_t pairs : {int64_t{1}, int64_t{2}, cuda::kGemvMmaRowsMax / 2})
+      check_gemv_pairs(pairs, out_dim, in_dim, seed++, cuda::kGemvMmaTiling);
 }
 
 // The tensor-core kernel: every row count, slices that do not divide evenly among the warps,
@@ -92,7 +143,10 @@ TEST(CudaGemvKernel, GeluEpilogueMatchesSeparateKernels) {
             Device<cuda::bf16> dx(x), dw(w), fused(rows * out_dim), separate(rows * out_dim);
             Device<float> db(b), dy(rows * out_dim);
             const float* bias = with_bias ? db.p : nullptr;
-            cuda::gemv(dx.p, rows, dw.p, out_dim, in_dim, dy.p, nullptr, t);
+            if (halves)
+              cuda::gemv_pairs(dx.p, rows, dw.p, out_dim, in_dim, dy.p, nullptr, t);
+            else
+              cuda::gemv(dx.p, rows, dw.p, out_dim, in_dim, dy.p, nullptr, t);
             cuda::bias_gelu(dy.p, bias, halves ? rows / 2 : rows, out_dim, separate.p, nullptr, halves);
             cuda::gemv_bias_gelu(dx.p, rows, dw.p, out_dim, in_dim, bias, fused.p, nullptr, t, halves);
             const auto want = separate.get(rows * out_dim), got = fused.get(rows * out_dim);
@@ -101,6 +155,8 @@ TEST(CudaGemvKernel, GeluEpilogueMatchesSeparateKernels) {
           }
   Device<cuda::bf16> x(64), w(64), g(64);
   EXPECT_THROW(cuda::gemv_bias_gelu(x.p, 3, w.p, 1, 8, nullptr, g.p, nullptr), InvalidArgument);
+  Device<float> y(64);
+  EXPECT_THROW(cuda::gemv_pairs(x.p, 3, w.p, 1, 8, y.p, nullptr), InvalidArgument);
 }
 
 TEST(CudaGemvKernel, RefusesShapesItCannotRead) {
