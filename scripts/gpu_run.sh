@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine from the repo root with .device-pack carried: every GPU test, the CUDA
 # benchmark (split and bf16 activations) and the Hugging Face baseline on the same shapes; on a machine with several GPUs
-# also the benchmark at tensor-parallel degree 2 (residual sums in peer memory and through NCCL)
-# and, with EYRIE_SERVE_RUN=1, two replicas of a transformers-written Falcon-7B-shaped checkpoint
-# through the WebSocket load generator. Output also goes to $OUT.
+# also the benchmark at tensor-parallel degree 2 (residual sums in peer memory and through NCCL).
+# With EYRIE_SERVE_RUN=1, a transformers-written Falcon-7B-shaped checkpoint is served by one
+# replica (and by two where there are two GPUs) to the WebSocket load generator, against the
+# scheduler and engine alone. Output also goes to $OUT.
 set -uo pipefail
 out=${OUT:-gpu-out}
 mkdir -p "$out"
@@ -25,8 +26,9 @@ if [ "$gpus" -ge 2 ]; then
     .device-pack/bench_cuda --config "$config" --tp 2 --peer-exchange $peers --batches "${EYRIE_BENCH_BATCHES:-16,64,256}" \
       2>&1 | tee "$out/bench_cuda_tp2_peers_$peers.txt"
   done
-  if [ "${EYRIE_SERVE_RUN:-0}" = 1 ]; then
-    python3 - "$config" <<'PY'
+fi
+if [ "${EYRIE_SERVE_RUN:-0}" = 1 ]; then
+  python3 - "$config" <<'PY'
 import sys
 import torch
 from transformers import FalconConfig, FalconForCausalLM
@@ -34,11 +36,10 @@ with torch.device("cuda"):
     m = FalconForCausalLM._from_config(FalconConfig.from_json_file(sys.argv[1]), dtype=torch.bfloat16)
 m.save_pretrained("/tmp/eyrie-serve-model", safe_serialization=True)
 PY
-    cp tests/data/tokenizer.json /tmp/eyrie-serve-model/
-    for r in 1 2; do
-      .device-pack/bench_ws_load --device cuda --model /tmp/eyrie-serve-model --replicas $r --repeat 2 \
-        2>&1 | tee "$out/ws_load_replicas_$r.txt"
-    done
-  fi
+  cp tests/data/tokenizer.json /tmp/eyrie-serve-model/
+  for r in $(seq 1 $((gpus < 2 ? gpus : 2))); do
+    .device-pack/bench_ws_load --device cuda --model /tmp/eyrie-serve-model --replicas $r --repeat 2 \
+      2>&1 | tee "$out/ws_load_replicas_$r.txt"
+  done
 fi
 python3 tools/bench_hf_falcon.py --config "$config" --batches "${EYRIE_HF_BATCHES:-16,64}" 2>&1 | grep "^hf" | tee "$out/bench_hf.txt"
