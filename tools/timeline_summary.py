@@ -7,7 +7,9 @@ order with its stream, so that concurrent branches and idle stretches show.
 
     python3 tools/timeline_summary.py kernels.csv [--step-marker embed] [--last 20] [--kernels 80]
 
-A timeline of graph launches alone (EYRIE_TIMELINE_LEVEL=graphs) takes --step-marker graph.
+A timeline of graph launches (EYRIE_TIMELINE_LEVEL=graphs or graphs,api) takes --step-marker
+graph; with graphs,api it also lists the host's CUDA runtime calls from the end of the median
+step's graph to the start of the next.
 """
 import argparse
 import collections
@@ -46,7 +48,8 @@ def main():
     with opener(args.csv, "rt") as f:
         rows = [(int(r["start_ns"]), int(r["end_ns"]), r["stream"], int(r["grid"]), int(r["block"]),
                  short_name(r["name"])) for r in csv.DictReader(f)]
-    rows.sort()
+    host = sorted(r for r in rows if r[2] == "host")
+    rows = sorted(r for r in rows if r[2] != "host")
     starts = [i for i, r in enumerate(rows) if args.step_marker in r[5]]
     if len(starts) < 2:
         raise SystemExit(f"fewer than two kernels named like '{args.step_marker}': no whole step to show")
@@ -67,11 +70,18 @@ def main():
     for name, t in sorted(per_name.items(), key=lambda kv: -kv[1]):
         print(f"  {t:10.1f}  {name}")
 
-    if args.kernels <= 0:
-        return
     order = sorted(range(len(steps)), key=lambda i: spans[i])
     a, b = steps[order[len(order) // 2]]
     t0 = rows[a][0]
+    if host:
+        end = max(r[1] for r in rows[a:b])
+        print(f"\nhost runtime calls between the median step's end and the next step (us from that end):")
+        for r in host:
+            if r[1] > end and r[0] < rows[b][0]:
+                print(f"  {(r[0] - end) / 1e3:8.2f}  {(r[1] - end) / 1e3:8.2f}  {(r[1] - r[0]) / 1e3:8.2f}  {r[5]}")
+        print(f"  next step at {(rows[b][0] - end) / 1e3:.2f}")
+    if args.kernels <= 0:
+        return
     print(f"\nthe median step, first {args.kernels} kernels (us from its start):")
     print("     start       end  duration  stream     grid  block  kernel")
     for r in rows[a:b][:args.kernels]:

@@ -6,7 +6,8 @@
 // Columns: start_ns,end_ns,stream,graph_node,grid,block,"name" (demangled). Summary:
 // tools/timeline_summary.py. With EYRIE_TIMELINE_LEVEL=graphs, each CUDA graph launch is one
 // record ("graph N") and its kernels none: tracing then costs too little to hide the idle time
-// between decode steps, which kernel-level tracing inflates.
+// between decode steps, which kernel-level tracing inflates. With graphs,api the host's CUDA
+// runtime calls are recorded too (stream "host", on the same clock): what fills that time.
 #include <cupti.h>
 #include <cxxabi.h>
 
@@ -36,6 +37,14 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
       const auto* g = reinterpret_cast<const CUpti_ActivityGraphTrace2*>(record);
       std::fprintf(out, "%llu,%llu,%u,0,0,0,\"graph %u\"\n", static_cast<unsigned long long>(g->start),
                    static_cast<unsigned long long>(g->end), g->streamId, g->graphId);
+      continue;
+    }
+    if (record->kind == CUPTI_ACTIVITY_KIND_RUNTIME) {
+      const auto* a = reinterpret_cast<const CUpti_ActivityAPI*>(record);
+      const char* fn = nullptr;
+      if (cuptiGetCallbackName(CUPTI_CB_DOMAIN_RUNTIME_API, a->cbid, &fn) != CUPTI_SUCCESS) fn = nullptr;
+      std::fprintf(out, "%llu,%llu,host,0,0,0,\"%s\"\n", static_cast<unsigned long long>(a->start),
+                   static_cast<unsigned long long>(a->end), fn ? fn : "runtime call");
       continue;
     }
     if (record->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) continue;
@@ -77,10 +86,13 @@ extern "C" int InitializeInjection() {
   }
   std::fprintf(out, "start_ns,end_ns,stream,graph_node,grid,block,name\n");
   const char* level = std::getenv("EYRIE_TIMELINE_LEVEL");
-  const bool graphs_only = level && std::string_view(level) == "graphs";
+  const std::string_view lv = level ? level : "";
+  const bool graphs_only = lv == "graphs" || lv == "graphs,api";
   if (!report(cuptiActivityRegisterCallbacks(buffer_requested, buffer_completed), "register callbacks") ||
       !report(cuptiActivityEnable(graphs_only ? CUPTI_ACTIVITY_KIND_GRAPH_TRACE : CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL),
               "enable records"))
+    return 0;
+  if (lv == "graphs,api" && !report(cuptiActivityEnable(CUPTI_ACTIVITY_KIND_RUNTIME), "enable runtime call records"))
     return 0;
   std::atexit(finish);
   return 1;
