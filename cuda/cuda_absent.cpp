@@ -25,7 +25,9 @@ const KvCacheSpec& CudaEngine::kv_spec() const { throw Error(kNoCuda); }
 void CudaEngine::step(const StepBatch&, StepOutput&) { throw Error(kNoCuda); }
 bool CudaEngine::chooses_tokens() const { return false; }
 std::size_t CudaEngine::weight_bytes() const { return 0; }
+std::vector<int32_t> CudaEngine::decode_batch_sizes() const { return {}; }
 int64_t CudaEngine::graph_replays() const { return 0; }
+int64_t CudaEngine::graph_captures() const { return 0; }
 std::vector<std::shared_ptr<Communicator>> make_nccl_group(const std::vector<int>&) { throw Error(kNoCuda); }
 std::shared_ptr<cuda::PeerExchange> make_peer_exchange(const std::vector<int>&) { throw Error(kNoCuda); }
 

@@ -8,7 +8,6 @@
 
 #include "cuda/cuda_engine.hpp"
 #include "cuda/nccl_communicator.hpp"
-#include "cuda/peer_exchange.hpp"
 #include "model/parallel/communicator.hpp"
 #include "model/parallel/shard_group.hpp"
 #include "tests/support/reference.hpp"
