@@ -825,15 +825,12 @@ struct CudaEngine::Impl {
     }
     prof.mark("lm_head", stream);
     cuda::layer_norm(x.get(), d_pick.get(), np, h, ln_f.w.get(), ln_f.b.get(), eps, lnf.get(), stream, split);
-    if (comm) {
-      gemm_rows(lnf.get(), np, lm_head, vocab_rows, h, logits_split.get());
+    // A whole vocabulary without halves to add goes straight to the logits.
+    gemm_rows(lnf.get(), np, lm_head, vocab_rows, h, comm || split ? logits_split.get() : logits.get());
+    if (comm)
       gather_logits(np);
-    } else if (split) {
-      gemm_rows(lnf.get(), np, lm_head, vocab_rows, h, logits_split.get());
+    else if (split)
       cuda::combine_halves(logits_split.get(), np, cfg.vocab_size, logits.get(), stream);
-    } else {
-      gemm_rows(lnf.get(), np, lm_head, vocab_rows, h, logits.get());  // no halves to add
-    }
     cuda::row_stats(logits.get(), np, cfg.vocab_size, lse.get(), argmax.get(), rowmax.get(), stream);
     };
     // Every rank of a group sees the same step shapes, so all capture the same steps and
