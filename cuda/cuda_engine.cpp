@@ -168,7 +168,27 @@ struct CudaEngine::Impl {
   std::size_t weight_bytes = 0;
 
   // Step scratch sized for opt.max_step_tokens rows.
-  DeviceArray<int32_t> d_tokens, d_pos, d_seq, d_tables, d_pick, d_tiles, d_row_split;
+  // A step's index arrays share one allocation, so that one copy takes them all to the device
+  // (each copy call costs the host microseconds between decode steps). StepIndex::Part orders
+  // them: the block tables, whose length varies most between steps of one decode graph, last,
+  // so the others sit where the graph's kernels read them.
+  struct StepIndex {
+    enum Part { tokens, pos, seq, pick, row_split, tiles, tables, parts };
+    std::array<int32_t*, parts> at{};
+    DeviceArray<int32_t> all;
+    static std::size_t padded(std::size_t n) { return (n + 3) / 4 * 4; }  // 16-byte aligned parts
+    // Room for parts of these sizes; where each part starts.
+    void place(const std::array<std::size_t, parts>& sizes) {
+      std::size_t total = 0;
+      for (std::size_t size : sizes) total += padded(size);
+      all.resize(total);
+      std::size_t offset = 0;
+      for (int k = 0; k < parts; ++k) {
+        at[k] = all.get() + offset;
+        offset += padded(sizes[k]);
+      }
+    }
+  } d_index;
   DeviceArray<float> part_o, part_ml;  // key-split partials, see cuda::KeySplits
   DeviceArray<float> x, qkv, q, o, f, y, partial, logits_split, logits_part, logits_all, logits, lse, rowmax;
   DeviceArray<int32_t> argmax;
@@ -417,11 +437,6 @@ struct CudaEngine::Impl {
     fb.resize(2 * t * ffn);
     y.resize(2 * t * h);
     if (comm) partial.resize(t * h);
-    d_tokens.resize(t);
-    d_pos.resize(t);
-    d_seq.resize(t);
-    d_pick.resize(t);
-    d_row_split.resize(2 * t);
     part_o.resize(static_cast<std::size_t>(cuda::kKeySplitSlots) * nq * cfg.head_dim);
     part_ml.resize(static_cast<std::size_t>(cuda::kKeySplitSlots) * nq * 2);
     // Buffers sized by a step's picked rows, sequences and tiles, at their largest up front (the
@@ -437,12 +452,13 @@ struct CudaEngine::Impl {
       logits_part.resize(t * vocab_rows);
       logits_all.resize(plan.degree * t * vocab_rows);
     }
-    d_tables.resize((t + 1) * table_stride);
     // Bounds on a step's tiles (attention_tiles): a decode row takes a tile per KV group, or
     // with at most 8 decode rows its groups cut into tiles of at least 4 heads; prompt rows take
     // tiles of 16 rows by up to 8 heads of a group; split decode rows take a tile per key range.
     const int64_t tiles = t * (nkv + 1) + (t / 16 + 1) * (nq / 8 + nkv) + 8 * (nq / 4 + nkv) + cuda::kKeySplitSlots;
-    d_tiles.resize(static_cast<std::size_t>(tiles) * cuda::kAttentionTileInts);
+    const auto ut = static_cast<std::size_t>(t);
+    d_index.place({ut, ut, ut, ut, 2 * ut, static_cast<std::size_t>(tiles) * cuda::kAttentionTileInts,
+                   (ut + 1) * static_cast<std::size_t>(table_stride)});
   }
 
   // Expands h_tiles into the launched tiles, splitting the keys of decode rows over several
@@ -529,8 +545,12 @@ struct CudaEngine::Impl {
     }
   };
   using StepBuffers = std::array<const void*, 26>;
+  // A decode step's graph comes in pieces launched one after the other: launching a graph
+  // costs the host time in proportion to its nodes (tens of microseconds for a whole step), and
+  // the GPU starts on a piece only once its launch returns. The first piece (the embedding and
+  // the first layer) is small, so the GPU is busy with it while the host launches the rest.
   struct Graph {
-    cudaGraphExec_t exec = nullptr;
+    std::vector<cudaGraphExec_t> pieces;
     StepBuffers buffers;  // the allocations it was captured with
   };
   std::map<GraphKey, Graph> graphs;
@@ -538,16 +558,40 @@ struct CudaEngine::Impl {
   int64_t graph_replays = 0, graph_captures = 0;
 
   void drop_graphs() {
-    for (auto& [k, gr] : graphs) cudaGraphExecDestroy(gr.exec);
+    for (auto& [k, gr] : graphs) destroy(gr);
     graphs.clear();
     graph_seen.clear();
+  }
+
+  static void destroy(Graph& gr) {
+    for (cudaGraphExec_t e : gr.pieces) cudaGraphExecDestroy(e);
+    gr.pieces.clear();
+  }
+
+  // The pieces captured so far of the graph being captured; empty when none is.
+  std::vector<cudaGraph_t> captured;
+  bool capturing = false;
+
+  // Where a step's work may be cut into graph pieces: while capturing, what the stream has
+  // captured since the last cut becomes a piece of its own. Elsewhere a no-op.
+  void graph_cut() {
+    if (!capturing) return;
+    cudaGraph_t g = nullptr;
+    EYRIE_CUDA_CHECK(cudaStreamEndCapture(stream, &g));
+    captured.push_back(g);
+    EYRIE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  }
+
+  void drop_captured() {
+    for (cudaGraph_t g : captured) cudaGraphDestroy(g);
+    captured.clear();
   }
 
   // Every allocation a step's kernels touch; a graph is replayed only while all are unchanged.
   StepBuffers step_buffers() const {
     return {x.get(), qkv.get(), q.get(), o.get(), f.get(), y.get(), logits_split.get(), logits.get(), lse.get(),
-            rowmax.get(), argmax.get(), a.get(), m.get(), attn.get(), fb.get(), lnf.get(), d_tokens.get(),
-            d_pos.get(), d_seq.get(), d_tables.get(), d_pick.get(), d_tiles.get(), d_row_split.get(),
+            rowmax.get(), argmax.get(), a.get(), m.get(), attn.get(), fb.get(), lnf.get(), d_index.at[0],
+            d_index.at[1], d_index.at[2], d_index.at[3], d_index.at[4], d_index.at[5], d_index.at[6],
             partial.get(), logits_part.get(), logits_all.get()};
   }
 
@@ -556,7 +600,7 @@ struct CudaEngine::Impl {
   void run_graph(const GraphKey& key, F&& forward) {
     auto it = graphs.find(key);
     if (it != graphs.end() && it->second.buffers != step_buffers()) {
-      cudaGraphExecDestroy(it->second.exec);
+      destroy(it->second);
       graphs.erase(it);
       it = graphs.end();
     }
@@ -569,23 +613,36 @@ struct CudaEngine::Impl {
       if (graphs.size() >= 160) drop_graphs();
       cudaGraph_t g = nullptr;
       EYRIE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+      capturing = true;
       try {
         forward();
+        capturing = false;
+        EYRIE_CUDA_CHECK(cudaStreamEndCapture(stream, &g));
+        captured.push_back(g);
       } catch (...) {
-        if (cudaStreamEndCapture(stream, &g) == cudaSuccess && g) cudaGraphDestroy(g);
+        if (capturing && cudaStreamEndCapture(stream, &g) == cudaSuccess && g) cudaGraphDestroy(g);
+        capturing = false;
+        drop_captured();
         throw;
       }
-      EYRIE_CUDA_CHECK(cudaStreamEndCapture(stream, &g));
       Graph entry;
-      // Kernel nodes keep the priority of the stream they were captured on (see the streams).
-      const cudaError_t err = cudaGraphInstantiate(&entry.exec, g, cudaGraphInstantiateFlagUseNodePriority);
-      cudaGraphDestroy(g);
-      EYRIE_CUDA_CHECK(err);
+      for (cudaGraph_t piece : captured) {
+        // Kernel nodes keep the priority of the stream they were captured on (see the streams).
+        cudaGraphExec_t exec = nullptr;
+        const cudaError_t err = cudaGraphInstantiate(&exec, piece, cudaGraphInstantiateFlagUseNodePriority);
+        if (err != cudaSuccess) {
+          destroy(entry);
+          drop_captured();
+          EYRIE_CUDA_CHECK(err);
+        }
+        entry.pieces.push_back(exec);
+      }
+      drop_captured();
       entry.buffers = step_buffers();
       it = graphs.emplace(key, std::move(entry)).first;
       ++graph_captures;
     }
-    EYRIE_CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream));
+    for (cudaGraphExec_t piece : it->second.pieces) EYRIE_CUDA_CHECK(cudaGraphLaunch(piece, stream));
     ++graph_replays;
   }
 
@@ -717,25 +774,22 @@ struct CudaEngine::Impl {
       throw InvalidArgument("step: " + std::to_string(n) + " token rows exceed this engine's limit of " +
                             std::to_string(opt.max_step_tokens));
     const bool key_split = plan_key_splits(batch, n);
-    d_tables.resize(h_tables.size());
-    d_tiles.resize(h_launch_tiles.size());
-    step_in.reset((h_tokens.size() + h_pos.size() + h_seq.size() + h_tables.size() + h_pick.size() +
-                   h_launch_tiles.size() + h_row_split.size()) *
-                      4,
-                  stream);
-    auto put = [&](DeviceArray<int32_t>& d, const std::vector<int32_t>& v) {
-      std::byte* staged = step_in.take(v.size() * 4);
-      std::memcpy(staged, v.data(), v.size() * 4);
-      EYRIE_CUDA_CHECK(cudaMemcpyAsync(d.get(), staged, v.size() * 4, cudaMemcpyHostToDevice, stream));
-    };
-    put(d_tokens, h_tokens);
-    put(d_pos, h_pos);
-    put(d_seq, h_seq);
-    put(d_tables, h_tables);
-    put(d_pick, h_pick);
-    put(d_tiles, h_launch_tiles);
-    put(d_row_split, h_row_split);
-    const cuda::KeySplits splits{key_split, d_row_split.get(), part_o.get(), part_ml.get()};
+    using Index = StepIndex;
+    const std::array<const std::vector<int32_t>*, Index::parts> index{&h_tokens,    &h_pos,          &h_seq,   &h_pick,
+                                                                      &h_row_split, &h_launch_tiles, &h_tables};
+    std::array<std::size_t, Index::parts> index_sizes{};
+    for (int k = 0; k < Index::parts; ++k) index_sizes[k] = index[k]->size();
+    d_index.place(index_sizes);
+    const std::size_t index_bytes = (d_index.at[Index::tables] - d_index.at[0] + h_tables.size()) * 4;
+    step_in.reset(index_bytes, stream);
+    std::byte* staged = step_in.take_to(d_index.at[0], index_bytes);
+    for (int k = 0; k < Index::parts; ++k)
+      std::memcpy(staged + (d_index.at[k] - d_index.at[0]) * 4, index[k]->data(), index[k]->size() * 4);
+    step_in.copy_queued(stream);
+    const int32_t *d_tokens = d_index.at[Index::tokens], *d_pos = d_index.at[Index::pos],
+                  *d_seq = d_index.at[Index::seq], *d_pick = d_index.at[Index::pick],
+                  *d_tiles = d_index.at[Index::tiles];
+    const cuda::KeySplits splits{key_split, d_index.at[Index::row_split], part_o.get(), part_ml.get()};
 
     const FalconConfig::QkvLayout layout = plan.qkv_layout(cfg);
     cuda::AttentionShape as{static_cast<int32_t>(nq),
@@ -754,7 +808,7 @@ struct CudaEngine::Impl {
                             split,
                             bf16_cache,
                             split};
-    cuda::RowMeta meta{d_seq.get(), d_pos.get(), d_tables.get()};
+    cuda::RowMeta meta{d_seq, d_pos, d_index.at[Index::tables]};
     const float eps = static_cast<float>(cfg.layer_norm_epsilon);
     const std::size_t layer_cache =
         static_cast<std::size_t>(spec.num_blocks + 1) * nkv * spec.block_size * cfg.head_dim;
@@ -766,7 +820,7 @@ struct CudaEngine::Impl {
     // from a CUDA graph for decode steps (one launch instead of ~10 per layer).
     auto forward = [&] {
     prof.mark("embed", stream);
-    cuda::embed_rows(embed.get(), d_tokens.get(), n, h, x.get(), stream);
+    cuda::embed_rows(embed.get(), d_tokens, n, h, x.get(), stream);
     // A block's residual add waits to be done by the next LayerNorm, in the same pass over x
     // (tensor-parallel shards add an all-reduced sum instead).
     cuda::PendingResidual pending;
@@ -793,7 +847,7 @@ struct CudaEngine::Impl {
       prof.mark("rotary_kv", stream);
       cuda::qkv_to_cache(qkv.get(), L.qkv.bias(), n, as, meta, q.get(), kc, vc, stream);
       prof.mark("attention", stream);
-      cuda::paged_attention(q.get(), kc, vc, n, static_cast<int32_t>(h_launch_tiles.size() / cuda::kAttentionTileInts), d_tiles.get(), as,
+      cuda::paged_attention(q.get(), kc, vc, n, static_cast<int32_t>(h_launch_tiles.size() / cuda::kAttentionTileInts), d_tiles, as,
                             meta, alibi_slopes.get(), attn.get(), splits, stream);
       prof.mark("gemm_dense", stream);
       gemm_rows(attn.get(), n, L.dense.w.get(), h, L.dense.in, o.get());
@@ -822,9 +876,10 @@ struct CudaEngine::Impl {
         pending = res;
       else
         add_to_residual(res.a, res.a_bias, res.c, res.c_bias, n);
+      if (li == 0) graph_cut();
     }
     prof.mark("lm_head", stream);
-    cuda::layer_norm(x.get(), d_pick.get(), np, h, ln_f.w.get(), ln_f.b.get(), eps, lnf.get(), stream, split);
+    cuda::layer_norm(x.get(), d_pick, np, h, ln_f.w.get(), ln_f.b.get(), eps, lnf.get(), stream, split);
     // A whole vocabulary without halves to add goes straight to the logits.
     gemm_rows(lnf.get(), np, lm_head, vocab_rows, h, comm || split ? logits_split.get() : logits.get());
     if (comm)
@@ -862,14 +917,10 @@ struct CudaEngine::Impl {
     const auto picked = static_cast<std::size_t>(np - pad_rows);
     step_out.reset((3 * picked + 2 * batch.seqs.size()) * 4, stream);
     choose_tokens(batch, out);
-    auto fetch = [&](const void* d) {
-      std::byte* staged = step_out.take(picked * 4);
-      EYRIE_CUDA_CHECK(cudaMemcpyAsync(staged, d, picked * 4, cudaMemcpyDeviceToHost, stream));
-      return staged;
-    };
-    const std::byte* h_lse = fetch(lse.get());
-    const std::byte* h_argmax = fetch(argmax.get());
-    const std::byte* h_max = fetch(rowmax.get());
+    const std::byte* h_lse = step_out.take_from(lse.get(), picked * 4);
+    const std::byte* h_argmax = step_out.take_from(argmax.get(), picked * 4);
+    const std::byte* h_max = step_out.take_from(rowmax.get(), picked * 4);
+    step_out.copy_queued(stream);
     prof.mark("end", stream);
     EYRIE_CUDA_CHECK(cudaStreamSynchronize(stream));
     std::memcpy(out.all_logsumexp(), h_lse, picked * 4);
@@ -881,7 +932,7 @@ struct CudaEngine::Impl {
   }
 
   // Launches the token choices the batch asks for on the last rows of their sequences; the ids
-  // and logprobs arrive in h_choice_* once the stream is synchronised.
+  // and logprobs arrive in h_choice_* once step_out's copies are made and the stream is synchronised.
   void choose_tokens(const StepBatch& batch, const StepOutput& out) {
     h_sample.clear();
     h_history.clear();
@@ -912,21 +963,15 @@ struct CudaEngine::Impl {
     d_choice_logprob.resize(n);
     sample_work.resize(static_cast<std::size_t>(n) * cfg.vocab_size);
     choice_in.reset(n * sizeof(cuda::SampleRow) + h_history.size() * 4, stream);
-    auto put = [&](void* d, const void* h, std::size_t bytes) {
-      std::byte* staged = choice_in.take(bytes);
-      std::memcpy(staged, h, bytes);
-      EYRIE_CUDA_CHECK(cudaMemcpyAsync(d, staged, bytes, cudaMemcpyHostToDevice, stream));
-    };
+    auto put = [&](void* d, const void* h, std::size_t bytes) { std::memcpy(choice_in.take_to(d, bytes), h, bytes); };
     put(d_sample.get(), h_sample.data(), n * sizeof(cuda::SampleRow));
     if (!h_history.empty()) put(d_history.get(), h_history.data(), h_history.size() * 4);
+    choice_in.copy_queued(stream);
     cuda::sample_rows(logits.get(), lse.get(), cfg.vocab_size, d_sample.get(), n, d_history.get(), sample_work.get(),
                       d_choice_id.get(), d_choice_logprob.get(), stream);
-    std::byte* ids = step_out.take(n * 4);
-    std::byte* logprobs = step_out.take(n * 4);
-    EYRIE_CUDA_CHECK(cudaMemcpyAsync(ids, d_choice_id.get(), n * 4, cudaMemcpyDeviceToHost, stream));
-    EYRIE_CUDA_CHECK(cudaMemcpyAsync(logprobs, d_choice_logprob.get(), n * 4, cudaMemcpyDeviceToHost, stream));
-    h_choice_id = reinterpret_cast<const int32_t*>(ids);
-    h_choice_logprob = reinterpret_cast<const float*>(logprobs);
+    // Fetched with the row statistics, in the step's one batch of copies to the host.
+    h_choice_id = reinterpret_cast<const int32_t*>(step_out.take_from(d_choice_id.get(), n * 4));
+    h_choice_logprob = reinterpret_cast<const float*>(step_out.take_from(d_choice_logprob.get(), n * 4));
     prof.mark("to_host", stream);
   }
 };
