@@ -27,12 +27,28 @@ __device__ __forceinline__ bf16 row_gelu(float sum, const float* bias, int64_t o
   return __float2bfloat16(bias_gelu_value(sum, 0.f, bias ? bias[o] : 0.f));
 }
 
-// Weights are read once per step: keep them out of L1, where the activations stay.
-__device__ __forceinline__ uint4 load_weights(const uint4* p) {
+// Weights are read once per step: keep them out of L1, where the activations stay, and first
+// out of L2 (evict_first), where what the attention chain reads beside the products (the KV
+// cache, the step's activations) then stays.
+__device__ __forceinline__ uint64_t weight_policy() {
+  uint64_t policy = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+#endif
+  return policy;
+}
+
+__device__ __forceinline__ uint4 load_weights(const uint4* p, uint64_t policy) {
   uint4 v;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p), "l"(policy));
+#else
   asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
       : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
       : "l"(p));
+#endif
   return v;
 }
 
@@ -62,13 +78,14 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   const uint4* wv = reinterpret_cast<const uint4*>(w);
   const int64_t stride = static_cast<int64_t>(blockDim.x) * kUnroll;
   uint4 wc[kUnroll][kOutPerBlock];
+  const uint64_t policy = weight_policy();
   auto load = [&](int64_t c0) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t c = c0 + u * blockDim.x;
 #pragma unroll
       for (int j = 0; j < kOutPerBlock; ++j)
-        wc[u][j] = c < chunks && o0 + j < out_dim ? load_weights(wv + (o0 + j) * chunks + c) : make_uint4(0, 0, 0, 0);
+        wc[u][j] = c < chunks && o0 + j < out_dim ? load_weights(wv + (o0 + j) * chunks + c, policy) : make_uint4(0, 0, 0, 0);
     }
   };
   allow_dependents();
@@ -219,6 +236,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   const uint4* w_hi = w_lo + 8 * row_chunks;
   const uint4* xv = reinterpret_cast<const uint4*>(x) + gid * row_chunks + tig;
   const uint4 zero = make_uint4(0, 0, 0, 0);
+  const uint64_t policy = weight_policy();
   allow_dependents();
   // The first weights head for L2 while the kernel before this one finishes.
 #pragma unroll
@@ -240,8 +258,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
       const bool in = sl < slices;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        a_lo[u][h] = in && lo_ok ? load_weights(w_lo + sl * 8 + 4 * h) : zero;
-        a_hi[u][h] = in && hi_ok ? load_weights(w_hi + sl * 8 + 4 * h) : zero;
+        a_lo[u][h] = in && lo_ok ? load_weights(w_lo + sl * 8 + 4 * h, policy) : zero;
+        a_hi[u][h] = in && hi_ok ? load_weights(w_hi + sl * 8 + 4 * h, policy) : zero;
       }
     }
 #pragma unroll

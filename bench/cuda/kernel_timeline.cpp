@@ -3,7 +3,7 @@
 // concurrent timeline that per-kernel profilers (ncu serializes kernels) cannot show, on
 // machines without Nsight Systems. Loaded by the CUDA driver at context creation:
 //   CUDA_INJECTION64_PATH=libeyrie_kernel_timeline.so EYRIE_TIMELINE=kernels.csv bench_cuda ...
-// Columns: start_ns,end_ns,stream,graph_node,grid,block,"name" (demangled). Summary:
+// Columns: start_ns,end_ns,stream (device.stream),graph_node,grid,block,"name" (demangled). Summary:
 // tools/timeline_summary.py. With EYRIE_TIMELINE_LEVEL=graphs, each CUDA graph launch is one
 // record ("graph N") and its kernels none: tracing then costs too little to hide the idle time
 // between decode steps, which kernel-level tracing inflates. With graphs,api the host's CUDA
@@ -35,8 +35,8 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
   while (out && cuptiActivityGetNextRecord(buffer, valid, &record) == CUPTI_SUCCESS) {
     if (record->kind == CUPTI_ACTIVITY_KIND_GRAPH_TRACE) {
       const auto* g = reinterpret_cast<const CUpti_ActivityGraphTrace2*>(record);
-      std::fprintf(out, "%llu,%llu,%u,0,0,0,\"graph %u\"\n", static_cast<unsigned long long>(g->start),
-                   static_cast<unsigned long long>(g->end), g->streamId, g->graphId);
+      std::fprintf(out, "%llu,%llu,%u.%u,0,0,0,\"graph %u\"\n", static_cast<unsigned long long>(g->start),
+                   static_cast<unsigned long long>(g->end), g->deviceId, g->streamId, g->graphId);
       continue;
     }
     if (record->kind == CUPTI_ACTIVITY_KIND_RUNTIME) {
@@ -51,8 +51,8 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
     const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(record);
     int status = -1;
     char* readable = k->name ? abi::__cxa_demangle(k->name, nullptr, nullptr, &status) : nullptr;
-    std::fprintf(out, "%llu,%llu,%u,%llu,%d,%d,\"%s\"\n", static_cast<unsigned long long>(k->start),
-                 static_cast<unsigned long long>(k->end), k->streamId,
+    std::fprintf(out, "%llu,%llu,%u.%u,%llu,%d,%d,\"%s\"\n", static_cast<unsigned long long>(k->start),
+                 static_cast<unsigned long long>(k->end), k->deviceId, k->streamId,
                  static_cast<unsigned long long>(k->graphNodeId), k->gridX * k->gridY * k->gridZ,
                  k->blockX * k->blockY * k->blockZ, status == 0 ? readable : k->name ? k->name : "?");
     std::free(readable);
