@@ -8,8 +8,10 @@ order with its stream, so that concurrent branches and idle stretches show.
     python3 tools/timeline_summary.py kernels.csv [--step-marker embed] [--last 20] [--kernels 80]
 
 A timeline of graph launches (EYRIE_TIMELINE_LEVEL=graphs or graphs,api) takes --step-marker
-graph; with graphs,api it also lists the host's CUDA runtime calls from the end of the median
-step's graph to the start of the next.
+graph, and --pieces 2 where a decode step is launched as two graphs (the engine's are); with
+graphs,api it also lists the host's CUDA runtime calls from the end of the median step's graphs
+to the start of the next. Streams are named device.stream; --device 1 keeps the second GPU's
+kernels alone (a tensor-parallel run records every rank's).
 """
 import argparse
 import collections
@@ -42,15 +44,19 @@ def main():
     ap.add_argument("--step-marker", default="embed")
     ap.add_argument("--last", type=int, default=20)
     ap.add_argument("--kernels", type=int, default=80, help="kernels of the chosen step to list")
+    ap.add_argument("--pieces", type=int, default=1, help="step markers per step")
+    ap.add_argument("--device", help="keep this device's kernels alone")
     args = ap.parse_args()
+    if args.pieces < 1:
+        raise SystemExit("--pieces: at least 1")
 
     opener = gzip.open if args.csv.endswith(".gz") else open
     with opener(args.csv, "rt") as f:
         rows = [(int(r["start_ns"]), int(r["end_ns"]), r["stream"], int(r["grid"]), int(r["block"]),
                  short_name(r["name"])) for r in csv.DictReader(f)]
     host = sorted(r for r in rows if r[2] == "host")
-    rows = sorted(r for r in rows if r[2] != "host")
-    starts = [i for i, r in enumerate(rows) if args.step_marker in r[5]]
+    rows = sorted(r for r in rows if r[2] != "host" and (args.device is None or r[2].split(".")[0] == args.device))
+    starts = [i for i, r in enumerate(rows) if args.step_marker in r[5]][::args.pieces]
     if len(starts) < 2:
         raise SystemExit(f"fewer than two kernels named like '{args.step_marker}': no whole step to show")
     steps = list(zip(starts, starts[1:]))[-args.last:]
