@@ -847,8 +847,8 @@ struct CudaEngine::Impl {
       prof.mark("rotary_kv", stream);
       cuda::qkv_to_cache(qkv.get(), L.qkv.bias(), n, as, meta, q.get(), kc, vc, stream);
       prof.mark("attention", stream);
-      cuda::paged_attention(q.get(), kc, vc, n, static_cast<int32_t>(h_launch_tiles.size() / cuda::kAttentionTileInts), d_tiles, as,
-                            meta, alibi_slopes.get(), attn.get(), splits, stream);
+      cuda::paged_attention(q.get(), kc, vc, n, static_cast<int32_t>(h_launch_tiles.size() / cuda::kAttentionTileInts),
+                            d_tiles, as, meta, alibi_slopes.get(), attn.get(), splits, stream);
       prof.mark("gemm_dense", stream);
       gemm_rows(attn.get(), n, L.dense.w.get(), h, L.dense.in, o.get());
       prof.mark("other", stream);

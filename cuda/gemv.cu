@@ -85,7 +85,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
       const int64_t c = c0 + u * blockDim.x;
 #pragma unroll
       for (int j = 0; j < kOutPerBlock; ++j)
-        wc[u][j] = c < chunks && o0 + j < out_dim ? load_weights(wv + (o0 + j) * chunks + c, policy) : make_uint4(0, 0, 0, 0);
+        wc[u][j] = c < chunks && o0 + j < out_dim ? load_weights(wv + (o0 + j) * chunks + c, policy)
+                                                  : make_uint4(0, 0, 0, 0);
     }
   };
   allow_dependents();
