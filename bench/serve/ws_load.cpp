@@ -195,6 +195,15 @@ double percentile(std::vector<double> v, double p) {
   return v[std::min(v.size() - 1, static_cast<std::size_t>(p * (v.size() - 1) + 0.5))];
 }
 
+// The middle value, or the mean of the two middle values of an even count (two runs give their
+// mean, not the larger).
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t h = v.size() / 2;
+  return v.size() % 2 ? v[h] : (v[h - 1] + v[h]) / 2;
+}
+
 // Engine steps and the sequences they carried, summed over replicas.
 struct StepCount {
   int64_t steps = 0;
@@ -438,6 +447,6 @@ int main(int argc, char** argv) {
   if (repeat > 1)
     std::printf("median of %d runs: server overhead %.1f%% in tokens/s, %.1f%% per output token; the server's own "
                 "CPU %.1f%% of the engine's\n",
-                repeat, percentile(overheads, 0.5), percentile(tpot_overheads, 0.5), percentile(server_cpu, 0.5));
+                repeat, median(overheads), median(tpot_overheads), median(server_cpu));
   return errors == 0 ? 0 : 1;
 }
