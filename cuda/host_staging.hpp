@@ -45,23 +45,17 @@ class HostStaging {
     EYRIE_CUDA_CHECK(cudaMallocHost(&p_, grown));
     cap_ = grown;
   }
-  // The next `bytes`, 16-byte aligned; at most kPieces pieces per reset.
-  std::byte* take(std::size_t bytes) {
-    const std::size_t at = (used_ + kAlign - 1) / kAlign * kAlign;
-    if (at + bytes > cap_) throw Error("step staging: " + std::to_string(at + bytes) + " bytes past its " +
-                                       std::to_string(cap_) + " reserved");
-    used_ = at + bytes;
-    return static_cast<std::byte*>(p_) + at;
-  }
 
-  // take(bytes) for the host to fill, copied to `device` by the next copy_queued.
+  // The next `bytes` (16-byte aligned; at most kPieces pieces per reset) for the host to fill,
+  // copied to `device` by the next copy_queued.
   std::byte* take_to(void* device, std::size_t bytes) {
     std::byte* staged = take(bytes);
     queue(device, staged, bytes);
     return staged;
   }
 
-  // take(bytes), filled from `device` by the next copy_queued; read it once the stream is synchronised.
+  // The next `bytes`, filled from `device` by the next copy_queued; read them once the stream
+  // is synchronised.
   const std::byte* take_from(const void* device, std::size_t bytes) {
     std::byte* staged = take(bytes);
     queue(staged, device, bytes);
@@ -87,6 +81,14 @@ class HostStaging {
   static constexpr std::size_t kAlign = 16, kPieces = 8;
 
  private:
+  std::byte* take(std::size_t bytes) {
+    const std::size_t at = (used_ + kAlign - 1) / kAlign * kAlign;
+    if (at + bytes > cap_) throw Error("step staging: " + std::to_string(at + bytes) + " bytes past its " +
+                                       std::to_string(cap_) + " reserved");
+    used_ = at + bytes;
+    return static_cast<std::byte*>(p_) + at;
+  }
+
   void queue(void* dst, const void* src, std::size_t bytes) {
     if (bytes == 0) return;
     dsts_.push_back(dst);
