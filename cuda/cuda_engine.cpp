@@ -646,8 +646,32 @@ struct CudaEngine::Impl {
     ++graph_replays;
   }
 
-  // y = dense_4h_to_h(gelu(dense_h_to_4h(in))), on the main stream or the MLP branch.
-  void mlp(const Layer& L, const bf16* in, int64_t n, bool on_mlp_stream) {
+  // Whether a parallel block's two output products (attention's dense, the MLP's dense_4h_to_h)
+  // run as one weight-streaming product of both terms (see sum_outputs).
+  bool summed_outputs(const Layer& L, int64_t n) const {
+    if (!opt.summed_output_products || !cfg.parallel_attn) return false;
+    const int64_t rows = split ? 2 * n : n;
+    const auto t = streaming_tiling(rows, ffn, fb.get(), L.h4_to_h.w.get());
+    const auto td = streaming_tiling(rows, L.dense.in, attn.get(), L.dense.w.get());
+    return t && td && !t->tensor_cores && !td->tensor_cores;
+  }
+
+  // y = dense(attn) + dense_4h_to_h(gelu) with both biases, in one launch: one ramp and one tail
+  // in place of two, and one output for the residual (or the all-reduce) to read.
+  void sum_outputs(const Layer& L, int64_t n) {
+    const int64_t rows = split ? 2 * n : n;
+    const cuda::GemvProduct p{.term = {attn.get(), L.dense.w.get(), L.dense.in},
+                              .term2 = {fb.get(), L.h4_to_h.w.get(), ffn},
+                              .out_dim = cfg.hidden_size,
+                              .y = y.get(),
+                              .bias = L.dense.bias(),
+                              .bias2 = L.h4_to_h.bias()};
+    cuda::gemv_products(rows, split, p, nullptr, stream, *streaming_tiling(rows, ffn, fb.get(), L.h4_to_h.w.get()));
+  }
+
+  // y = dense_4h_to_h(gelu(dense_h_to_4h(in))), on the main stream or the MLP branch; without
+  // `output`, the GELU values alone, in fb.
+  void mlp(const Layer& L, const bf16* in, int64_t n, bool on_mlp_stream, bool output = true) {
     prof.mark("gemm_mlp", stream);
     const int64_t rows = split ? 2 * n : n;
     if (const auto t = streaming_tiling(rows, cfg.hidden_size, in, L.h_to_4h.w.get())) {
@@ -666,6 +690,7 @@ struct CudaEngine::Impl {
       prof.mark("gelu", stream);
       cuda::bias_gelu(f.get(), L.h_to_4h.bias(), n, ffn, fb.get(), on_mlp_stream ? mlp_stream : stream, split);
     }
+    if (!output) return;
     prof.mark("gemm_mlp", stream);
     gemm_rows(fb.get(), n, L.h4_to_h.w.get(), cfg.hidden_size, ffn, y.get(), on_mlp_stream);
   }
@@ -832,12 +857,13 @@ struct CudaEngine::Impl {
                                 two ? L.ln_mlp.w.get() : nullptr, two ? L.ln_mlp.b.get() : nullptr, eps, a.get(),
                                 two ? m.get() : nullptr, stream, split);
       pending = {};
+      const bool summed = summed_outputs(L, n);
       // Parallel blocks: the MLP needs only the normed input, so it can start now.
       const bool fork = mlp_stream && n <= opt.concurrent_mlp_rows_max && !prof.on();
       if (fork) {
         EYRIE_CUDA_CHECK(cudaEventRecord(fork_event, stream));
         EYRIE_CUDA_CHECK(cudaStreamWaitEvent(mlp_stream, fork_event, 0));
-        mlp(L, cfg.two_layernorms() ? m.get() : a.get(), n, true);
+        mlp(L, cfg.two_layernorms() ? m.get() : a.get(), n, true, !summed);
         EYRIE_CUDA_CHECK(cudaEventRecord(join_event, mlp_stream));
       }
       prof.mark("gemm_qkv", stream);
@@ -849,8 +875,10 @@ struct CudaEngine::Impl {
       prof.mark("attention", stream);
       cuda::paged_attention(q.get(), kc, vc, n, static_cast<int32_t>(h_launch_tiles.size() / cuda::kAttentionTileInts),
                             d_tiles, as, meta, alibi_slopes.get(), attn.get(), splits, stream);
-      prof.mark("gemm_dense", stream);
-      gemm_rows(attn.get(), n, L.dense.w.get(), h, L.dense.in, o.get());
+      if (!summed) {
+        prof.mark("gemm_dense", stream);
+        gemm_rows(attn.get(), n, L.dense.w.get(), h, L.dense.in, o.get());
+      }
       prof.mark("other", stream);
       const bf16* mlp_in = a.get();
       if (cfg.parallel_attn) {
@@ -867,11 +895,16 @@ struct CudaEngine::Impl {
       if (fork)
         EYRIE_CUDA_CHECK(cudaStreamWaitEvent(stream, join_event, 0));
       else
-        mlp(L, mlp_in, n, false);
+        mlp(L, mlp_in, n, false, !summed);
+      if (summed) {
+        prof.mark("gemm_out", stream);
+        sum_outputs(L, n);
+      }
       prof.mark("residual", stream);
       const cuda::PendingResidual res =
-          cfg.parallel_attn ? cuda::PendingResidual{o.get(), L.dense.bias(), y.get(), L.h4_to_h.bias(), split}
-                            : cuda::PendingResidual{y.get(), L.h4_to_h.bias(), nullptr, nullptr, split};
+          summed              ? cuda::PendingResidual{y.get(), nullptr, nullptr, nullptr, split}
+          : cfg.parallel_attn ? cuda::PendingResidual{o.get(), L.dense.bias(), y.get(), L.h4_to_h.bias(), split}
+                              : cuda::PendingResidual{y.get(), L.h4_to_h.bias(), nullptr, nullptr, split};
       if (!comm && li + 1 < layers.size())
         pending = res;
       else

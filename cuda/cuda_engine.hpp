@@ -57,6 +57,9 @@ struct CudaEngineOptions {
   // H200 with Falcon-7B, batch-2 / 4 decode (4 / 8 rows, tensor-core kernel) ran 1-3% faster
   // with it; batch 1 (2 rows) ran 5% slower with it (3.84 -> 4.03 ms per token).
   int64_t gemv_early_start_rows_min = 3;
+  // Where a parallel block's attention and MLP output products both run on the weight-streaming
+  // kernel, they run as one launch summing both terms (cuda::gemv_products).
+  bool summed_output_products = true;
   // Decode steps with fewer attention tiles than this many per SM split their rows' keys into
   // ranges on blocks of their own, up to that many tiles. On the H200 with Falcon-7B, 2, 4 and
   // 8 ran batch 16-256 decode up to 13% slower than 1: the partial writes and the merge cost

@@ -12,15 +12,11 @@ namespace {
 
 constexpr int kMaxWarps = 8;
 
-// What a product writes. rows: y, a row per input row. pairs: the input rows are split-bf16
-// pairs (the high halves, then the low, as the GEMMs take them) and y's two halves of each row
-// sum to W (x_hi + x_lo): the FMA kernel adds the halves before its multiply-adds (half as many)
-// and writes the low halves as zeros; the tensor-core kernel multiplies each half.
-// gelu_rows / gelu_pairs: bf16 GELU values to g instead of y, as bias_gelu writes them from
-// what rows / pairs would have written to y.
-enum class Epilogue { rows, pairs, gelu_rows, gelu_pairs };
-
-__host__ __device__ constexpr bool on_pairs(Epilogue e) { return e == Epilogue::pairs || e == Epilogue::gelu_pairs; }
+// What the tensor-core kernel writes. rows: y, a row per input row; on split-bf16 pairs (the
+// high halves, then the low, as the GEMMs take them) each half's product, which sum to W (x_hi +
+// x_lo). gelu_rows / gelu_pairs: bf16 GELU values to g instead, as bias_gelu writes them from
+// what the rows would have given y.
+enum class Epilogue { rows, gelu_rows, gelu_pairs };
 
 // gelu(sum + bias) as bias_gelu writes it for unsplit rows.
 __device__ __forceinline__ bf16 row_gelu(float sum, const float* bias, int64_t o) {
@@ -63,67 +59,102 @@ __device__ __forceinline__ void widen(const uint4& v, float (&f)[8]) {
   }
 }
 
-// Block b computes outputs b*kOutPerBlock.. of all R input rows (on pairs, of their A = R/2
-// sums); its threads stride over the reduction dimension in 16-byte chunks, kUnroll chunks of
-// each weight row in flight, then sum across the block in a fixed order (the same bits on
+// One product of a launch, on blocks first_block.. of its grid: the sum of one or two terms,
+// each x (rows as the launch says, split pairs included) times a weight matrix of out_dim rows,
+// over a reduction of `chunks` 16-byte chunks of its own. Written as y (plus the biases) or, with
+// g, as bf16 GELU values (bias before the GELU).
+struct Term {
+  const bf16* x;
+  const bf16* w;
+  int64_t chunks;
+};
+
+struct Part {
+  Term term[2];
+  int terms;
+  unsigned first_block;
+  int64_t out_dim;
+  float* y;
+  bf16* g;
+  const float *bias, *bias2;
+};
+
+struct Job {
+  Part part[2];
+  int parts;
+};
+
+// Block b of its part computes outputs b*kOutPerBlock.. of all R input rows (on pairs, of their
+// A = R/2 sums); its threads stride over each term's reduction in 16-byte chunks, kUnroll chunks
+// of each weight row in flight, then sum across the block in a fixed order (the same bits on
 // every run, so graph replays match direct launches).
-template <int R, int kOutPerBlock, int kUnroll, Epilogue kOut>
-__global__ void __launch_bounds__(kMaxWarps * 32)
-    gemv_kernel(const bf16* x, const bf16* w, int64_t out_dim, int64_t chunks, float* y, const float* bias, bf16* g) {
-  constexpr bool kPairs = on_pairs(kOut);
+template <int R, int kOutPerBlock, int kUnroll, bool kPairs>
+__global__ void __launch_bounds__(kMaxWarps * 32) gemv_kernel(const Job job) {
   static_assert(!kPairs || R % 2 == 0, "split-bf16 pairs come in twos");
   constexpr int A = kPairs ? R / 2 : R;  // accumulated rows
-  const int64_t o0 = static_cast<int64_t>(blockIdx.x) * kOutPerBlock;
-  const uint4* xv = reinterpret_cast<const uint4*>(x);
-  const uint4* wv = reinterpret_cast<const uint4*>(w);
+  // Read from the parameters where used (a reference, not a copy): held in registers, the two
+  // parts' pointers would cost the loop registers it needs for weights in flight.
+  const Part& p = job.part[job.parts > 1 && blockIdx.x >= job.part[1].first_block ? 1 : 0];
+  const int64_t o0 = static_cast<int64_t>(blockIdx.x - p.first_block) * kOutPerBlock;
   const int64_t stride = static_cast<int64_t>(blockDim.x) * kUnroll;
   uint4 wc[kUnroll][kOutPerBlock];
   const uint64_t policy = weight_policy();
-  auto load = [&](int64_t c0) {
+  auto load = [&](const Term& t, int64_t c0) {
+    const uint4* wv = reinterpret_cast<const uint4*>(t.w);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t c = c0 + u * blockDim.x;
 #pragma unroll
       for (int j = 0; j < kOutPerBlock; ++j)
-        wc[u][j] = c < chunks && o0 + j < out_dim ? load_weights(wv + (o0 + j) * chunks + c, policy)
-                                                  : make_uint4(0, 0, 0, 0);
+        wc[u][j] = c < t.chunks && o0 + j < p.out_dim ? load_weights(wv + (o0 + j) * t.chunks + c, policy)
+                                                      : make_uint4(0, 0, 0, 0);
     }
   };
   allow_dependents();
   // The first weights are on their way while the kernel before this one finishes; each pass
-  // then asks for the next pass's weights as soon as it is done with its own.
-  load(threadIdx.x);
+  // then asks for the next pass's weights (the next term's first) as soon as it is done with its own.
+  load(p.term[0], threadIdx.x);
   wait_for_prerequisites();
   float acc[kOutPerBlock][A] = {};
-  for (int64_t c0 = threadIdx.x; c0 < chunks; c0 += stride) {
+  for (int ti = 0; ti < p.terms; ++ti) {
+    const Term& t = p.term[ti];
+    // A thread past the first term's chunks never reached the load of the second's.
+    if (ti && threadIdx.x >= p.term[0].chunks) load(t, threadIdx.x);
+    const uint4* xv = reinterpret_cast<const uint4*>(t.x);
+    const int64_t chunks = t.chunks;
+    for (int64_t c0 = threadIdx.x; c0 < chunks; c0 += stride) {
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t c = c0 + u * blockDim.x;
-      if (c >= chunks) break;
-      float xf[A][8];
+      for (int u = 0; u < kUnroll; ++u) {
+        const int64_t c = c0 + u * blockDim.x;
+        if (c >= chunks) break;
+        float xf[A][8];
 #pragma unroll
-      for (int r = 0; r < A; ++r) widen(__ldg(xv + r * chunks + c), xf[r]);
-      if constexpr (kPairs) {
-        // hi + lo is exact in fp32: the pair's value, multiplied once.
+        for (int r = 0; r < A; ++r) widen(__ldg(xv + r * chunks + c), xf[r]);
+        if constexpr (kPairs) {
+          // hi + lo is exact in fp32: the pair's value, multiplied once.
 #pragma unroll
-        for (int r = 0; r < A; ++r) {
-          float lo[8];
-          widen(__ldg(xv + (A + r) * chunks + c), lo);
+          for (int r = 0; r < A; ++r) {
+            float lo[8];
+            widen(__ldg(xv + (A + r) * chunks + c), lo);
 #pragma unroll
-          for (int e = 0; e < 8; ++e) xf[r][e] += lo[e];
+            for (int e = 0; e < 8; ++e) xf[r][e] += lo[e];
+          }
+        }
+#pragma unroll
+        for (int j = 0; j < kOutPerBlock; ++j) {
+          float wf[8];
+          widen(wc[u][j], wf);
+#pragma unroll
+          for (int r = 0; r < A; ++r)
+#pragma unroll
+            for (int e = 0; e < 8; ++e) acc[j][r] = fmaf(wf[e], xf[r][e], acc[j][r]);
         }
       }
-#pragma unroll
-      for (int j = 0; j < kOutPerBlock; ++j) {
-        float wf[8];
-        widen(wc[u][j], wf);
-#pragma unroll
-        for (int r = 0; r < A; ++r)
-#pragma unroll
-          for (int e = 0; e < 8; ++e) acc[j][r] = fmaf(wf[e], xf[r][e], acc[j][r]);
-      }
+      if (c0 + stride < chunks)
+        load(t, c0 + stride);
+      else if (ti + 1 < p.terms)
+        load(p.term[1], threadIdx.x);
     }
-    if (c0 + stride < chunks) load(c0 + stride);
   }
   __shared__ float partial[kMaxWarps][kOutPerBlock * A];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -138,73 +169,51 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   __syncthreads();
   if (threadIdx.x < kOutPerBlock * A) {
     const int j = threadIdx.x / A, r = threadIdx.x % A;
-    const int64_t o = o0 + j;
+    const int64_t o = o0 + j, out_dim = p.out_dim;
     float s = 0.f;
     for (unsigned wi = 0; wi < blockDim.x / 32; ++wi) s += partial[wi][threadIdx.x];
     if (o < out_dim) {
-      if constexpr (kOut == Epilogue::rows) {
-        y[r * out_dim + o] = s;
-      } else if constexpr (kOut == Epilogue::pairs) {
-        y[r * out_dim + o] = s;
-        y[(A + r) * out_dim + o] = 0.f;
-      } else if constexpr (kOut == Epilogue::gelu_rows) {
-        g[r * out_dim + o] = row_gelu(s, bias, o);
+      if (p.g) {
+        if constexpr (kPairs)
+          split_bias_gelu(s, 0.f, p.bias ? p.bias[o] : 0.f, p.g + r * out_dim + o, p.g + (A + r) * out_dim + o);
+        else
+          p.g[r * out_dim + o] = row_gelu(s, p.bias, o);
       } else {
-        split_bias_gelu(s, 0.f, bias ? bias[o] : 0.f, g + r * out_dim + o, g + (A + r) * out_dim + o);
+        if (p.bias) s += p.bias[o];
+        if (p.bias2) s += p.bias2[o];
+        p.y[r * out_dim + o] = s;
+        if constexpr (kPairs) p.y[(A + r) * out_dim + o] = 0.f;
       }
     }
   }
 }
 
-// Where a launch writes: y, or with the GELU epilogue g (bias optional).
-struct GemvOut {
-  float* y = nullptr;
-  const float* bias = nullptr;
-  bf16* g = nullptr;
-  bool pairs = false;  // the input rows are split-bf16 pairs (see Epilogue)
-};
-
 template <int R, int kOutPerBlock, int kUnroll>
-void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, const GemvOut& out, int threads, bool early,
-            cudaStream_t s) {
-  const auto blocks = static_cast<unsigned>((out_dim + kOutPerBlock - 1) / kOutPerBlock);
+void launch(const Job& job, unsigned blocks, int threads, bool pairs, bool early, cudaStream_t s) {
   const auto block = static_cast<unsigned>(threads);
   if constexpr (R % 2 == 0) {
-    if (out.pairs && out.g) {
-      launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, Epilogue::gelu_pairs>, blocks, block, s, x,
-                           w, out_dim, in_dim / 8, static_cast<float*>(nullptr), out.bias, out.g);
-      return;
-    }
-    if (out.pairs) {
-      launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, Epilogue::pairs>, blocks, block, s, x, w,
-                           out_dim, in_dim / 8, out.y, static_cast<const float*>(nullptr), static_cast<bf16*>(nullptr));
+    if (pairs) {
+      launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, true>, blocks, block, s, job);
       return;
     }
   }
-  if (out.g)
-    launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, Epilogue::gelu_rows>, blocks, block, s, x, w,
-                         out_dim, in_dim / 8, static_cast<float*>(nullptr), out.bias, out.g);
-  else
-    launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, Epilogue::rows>, blocks, block, s, x, w,
-                         out_dim, in_dim / 8, out.y, static_cast<const float*>(nullptr), static_cast<bf16*>(nullptr));
+  launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, false>, blocks, block, s, job);
 }
 
 template <int R, int kOutPerBlock>
-void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, const GemvOut& out, const GemvTiling& t,
-            cudaStream_t s) {
+void launch(const Job& job, unsigned blocks, const GemvTiling& t, bool pairs, cudaStream_t s) {
   if (t.unroll == 4)
-    launch<R, kOutPerBlock, 4>(x, w, out_dim, in_dim, out, t.threads, t.early_start, s);
+    launch<R, kOutPerBlock, 4>(job, blocks, t.threads, pairs, t.early_start, s);
   else
-    launch<R, kOutPerBlock, 2>(x, w, out_dim, in_dim, out, t.threads, t.early_start, s);
+    launch<R, kOutPerBlock, 2>(job, blocks, t.threads, pairs, t.early_start, s);
 }
 
 template <int R>
-void launch(const bf16* x, const bf16* w, int64_t out_dim, int64_t in_dim, const GemvOut& out, const GemvTiling& t,
-            cudaStream_t s) {
+void launch(const Job& job, unsigned blocks, const GemvTiling& t, bool pairs, cudaStream_t s) {
   switch (t.outputs_per_block) {
-    case 1: launch<R, 1>(x, w, out_dim, in_dim, out, t, s); break;
-    case 2: launch<R, 2>(x, w, out_dim, in_dim, out, t, s); break;
-    default: launch<R, 4>(x, w, out_dim, in_dim, out, t, s); break;
+    case 1: launch<R, 1>(job, blocks, t, pairs, s); break;
+    case 2: launch<R, 2>(job, blocks, t, pairs, s); break;
+    default: launch<R, 4>(job, blocks, t, pairs, s); break;
   }
 }
 
@@ -306,12 +315,19 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   }
 }
 
+// Where a tensor-core launch writes: y, or with the GELU epilogue g (bias optional).
+struct GemvOut {
+  float* y = nullptr;
+  const float* bias = nullptr;
+  bf16* g = nullptr;
+  bool pairs = false;  // the input rows are split-bf16 pairs (see Epilogue)
+};
+
 template <int kUnroll>
 void launch_mma(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, const GemvOut& out,
                 int warps, bool early, cudaStream_t s) {
   const auto blocks = static_cast<unsigned>((out_dim + 15) / 16);
   const auto threads = static_cast<unsigned>(warps * 32);
-  // On pairs without GELU it writes each half's product: the halves still sum as Epilogue says.
   if (out.g && out.pairs)
     launch_after_trigger(early, gemv_mma_kernel<kUnroll, Epilogue::gelu_pairs>, blocks, threads, s, x,
                          static_cast<int>(rows), w, out_dim, in_dim / 64, static_cast<float*>(nullptr), out.bias,
@@ -358,24 +374,76 @@ void launch_mma_rows(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim
   }
 }
 
-void launch_rows(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, const GemvOut& out,
-                 cudaStream_t s, const GemvTiling& t) {
-  if (t.tensor_cores) {
-    launch_mma_rows(x, rows, w, out_dim, in_dim, out, s, t);
-    return;
-  }
+void check_tiling(const GemvTiling& t) {
   if (t.threads < 32 || t.threads > kMaxWarps * 32 || t.threads % 32 ||
       (t.outputs_per_block != 1 && t.outputs_per_block != 2 && t.outputs_per_block != 4) ||
       (t.unroll != 2 && t.unroll != 4))
     throw InvalidArgument("gemv: tiling of " + std::to_string(t.threads) + " threads, " +
                           std::to_string(t.outputs_per_block) + " outputs per block, unroll " +
                           std::to_string(t.unroll) + " is not one the kernel has");
+}
+
+unsigned blocks_for(const GemvProduct& p, const GemvTiling& t) {
+  return static_cast<unsigned>((p.out_dim + t.outputs_per_block - 1) / t.outputs_per_block);
+}
+
+Part part_of(const GemvProduct& p, unsigned first_block) {
+  const bool two = p.term2.w != nullptr;
+  return Part{.term = {Term{p.term.x, p.term.w, p.term.in_dim / 8},
+                       two ? Term{p.term2.x, p.term2.w, p.term2.in_dim / 8} : Term{nullptr, nullptr, 0}},
+              .terms = two ? 2 : 1,
+              .first_block = first_block,
+              .out_dim = p.out_dim,
+              .y = p.y,
+              .g = p.g,
+              .bias = p.bias,
+              .bias2 = p.bias2};
+}
+
+// The FMA kernel over one or two products (second may be null), already checked.
+void launch_products(int64_t rows, bool halves, const GemvProduct& first, const GemvProduct* second, cudaStream_t s,
+                     const GemvTiling& t) {
+  check_tiling(t);
+  Job job{};
+  const unsigned first_blocks = blocks_for(first, t);
+  job.part[0] = part_of(first, 0);
+  job.parts = 1;
+  unsigned blocks = first_blocks;
+  if (second) {
+    job.part[1] = part_of(*second, first_blocks);
+    job.parts = 2;
+    blocks += blocks_for(*second, t);
+  }
   switch (rows) {
-    case 1: launch<1>(x, w, out_dim, in_dim, out, t, s); break;
-    case 2: launch<2>(x, w, out_dim, in_dim, out, t, s); break;
-    case 3: launch<3>(x, w, out_dim, in_dim, out, t, s); break;
-    case 4: launch<4>(x, w, out_dim, in_dim, out, t, s); break;
+    case 1: launch<1>(job, blocks, t, halves, s); break;
+    case 2: launch<2>(job, blocks, t, halves, s); break;
+    case 3: launch<3>(job, blocks, t, halves, s); break;
+    case 4: launch<4>(job, blocks, t, halves, s); break;
     default: throw InvalidArgument("gemv: " + std::to_string(rows) + " rows, at most " + std::to_string(kGemvRowsMax));
+  }
+}
+
+void launch_rows(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, const GemvOut& out,
+                 cudaStream_t s, const GemvTiling& t) {
+  if (t.tensor_cores) {
+    launch_mma_rows(x, rows, w, out_dim, in_dim, out, s, t);
+    return;
+  }
+  const GemvProduct p{.term = {x, w, in_dim}, .out_dim = out_dim, .y = out.y, .g = out.g, .bias = out.bias};
+  launch_products(rows, out.pairs, p, nullptr, s, t);
+}
+
+void check_product(const GemvProduct& p, int64_t rows, const char* which) {
+  const std::string at = std::string("gemv_products: the ") + which + " product";
+  if (p.out_dim < 1) throw InvalidArgument(at + " has " + std::to_string(p.out_dim) + " outputs");
+  if ((p.y == nullptr) == (p.g == nullptr)) throw InvalidArgument(at + " needs exactly one of y and g");
+  if (p.g && p.term2.w) throw InvalidArgument(at + ": a GELU output takes one term");
+  if (p.g && p.bias2) throw InvalidArgument(at + ": a GELU output takes one bias");
+  for (const GemvTerm* term : {&p.term, &p.term2}) {
+    if (term == &p.term2 && !term->w) continue;
+    if (!term->x || !term->w || term->in_dim < 1 || !gemv_fits(rows, term->in_dim, term->x, term->w))
+      throw InvalidArgument(at + ": a term of reduction " + std::to_string(term->in_dim) +
+                            " that the kernel cannot read (a positive multiple of 8, 16-byte aligned x and W)");
   }
 }
 
@@ -400,6 +468,17 @@ void gemv_bias_gelu(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim,
     throw InvalidArgument("gemv_bias_gelu: " + std::to_string(rows) + " rows; split-bf16 rows come in pairs");
   if (rows == 0 || out_dim == 0) return;
   launch_rows(x, rows, w, out_dim, in_dim, GemvOut{.bias = bias, .g = g, .pairs = halves}, s, t);
+}
+
+void gemv_products(int64_t rows, bool halves, const GemvProduct& first, const GemvProduct* second, cudaStream_t s,
+                   const GemvTiling& t) {
+  if (rows < 1 || rows > kGemvRowsMax || (halves && rows % 2))
+    throw InvalidArgument("gemv_products: " + std::to_string(rows) + " rows; the kernel takes 1 to " +
+                          std::to_string(kGemvRowsMax) + (halves ? ", in split-bf16 pairs" : ""));
+  if (t.tensor_cores) throw InvalidArgument("gemv_products: runs on the FMA kernel, not the tensor-core one");
+  check_product(first, rows, "first");
+  if (second) check_product(*second, rows, "second");
+  launch_products(rows, halves, first, second, s, t);
 }
 
 }  // namespace eyrie::cuda

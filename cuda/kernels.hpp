@@ -169,6 +169,29 @@ void gemv_pairs(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int
 // memory or a second launch. bias may be null.
 void gemv_bias_gelu(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, const float* bias,
                     bf16* g, cudaStream_t s, const GemvTiling& tiling = {}, bool halves = true);
+// One term of a gemv_products product: x [rows, in_dim] times W [out_dim, in_dim]^T.
+struct GemvTerm {
+  const bf16* x = nullptr;
+  const bf16* w = nullptr;
+  int64_t in_dim = 0;
+};
+// A product of gemv_products: term, plus term2 where its w is set, summed in fp32 (each row of
+// both terms' x is the same row of the step), then written to y (+ bias + bias2, either may be
+// null) as gemv / gemv_pairs lay it out, or to g as gemv_bias_gelu writes it (one term, bias).
+struct GemvProduct {
+  GemvTerm term, term2;
+  int64_t out_dim = 0;
+  float* y = nullptr;
+  bf16* g = nullptr;
+  const float* bias = nullptr;
+  const float* bias2 = nullptr;
+};
+// One or two products (second may be null) over the same rows, in one launch of the FMA
+// kernel, each on blocks of its own: a decode layer's products in two kernels instead of four,
+// with one tail each. halves: the rows are split-bf16 pairs, as for gemv_pairs. The tiling
+// must not ask for tensor cores.
+void gemv_products(int64_t rows, bool halves, const GemvProduct& first, const GemvProduct* second, cudaStream_t s,
+                   const GemvTiling& tiling = {});
 
 // x += a + a_bias (+ c + c_bias when c is given): the block's residual adds; a and c are
 // [2 x rows, cols] GEMM outputs whose halves are summed (with halves false, [rows, cols]).

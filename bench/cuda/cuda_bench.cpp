@@ -8,6 +8,7 @@
 //              [--gemv-rows-max 3] [--gemv-mma-rows-max 8] [--gemv-early-start-rows-min 3]
 //              [--key-split-blocks-per-sm 1]
 //              [--decode-head-split-rows-max 8] [--bf16-kv-cache on|off] [--peer-exchange on|off]
+//              [--summed-output-products on|off]
 //              [--prompts 128,2048] [--tpot on|off] [--sampling greedy|device|host]
 //              [--profile-last-step on|off]
 // ("none" for an empty list: --batches none --prompts none --tpot off runs nothing but setup)
@@ -161,6 +162,7 @@ int main(int argc, char** argv) {
   int64_t decode_head_split_rows_max = CudaEngineOptions{}.decode_head_split_rows_max;
   bool bf16_kv_cache = CudaEngineOptions{}.bf16_kv_cache;
   bool peer_exchange = true;
+  bool summed_output_products = CudaEngineOptions{}.summed_output_products;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--config")) config_path = argv[i + 1];
     if (!std::strcmp(argv[i], "--tp")) tp = std::stoi(argv[i + 1]);
@@ -173,6 +175,8 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--key-split-blocks-per-sm")) key_split_blocks_per_sm = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--decode-head-split-rows-max")) decode_head_split_rows_max = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--peer-exchange")) peer_exchange = std::strcmp(argv[i + 1], "off") != 0;
+    if (!std::strcmp(argv[i], "--summed-output-products"))
+      summed_output_products = std::strcmp(argv[i + 1], "off") != 0;
     if (!std::strcmp(argv[i], "--bf16-kv-cache")) bf16_kv_cache = std::strcmp(argv[i + 1], "off") != 0;
     if (!std::strcmp(argv[i], "--batches")) batches = int_list(argv[i + 1]);
     if (!std::strcmp(argv[i], "--prompts")) prompts = int_list(argv[i + 1]);
@@ -212,6 +216,7 @@ int main(int argc, char** argv) {
       o.key_split_blocks_per_sm = key_split_blocks_per_sm;
       o.decode_head_split_rows_max = decode_head_split_rows_max;
       o.bf16_kv_cache = bf16_kv_cache;
+      o.summed_output_products = summed_output_products;
       o.peer_exchange = peers;
       auto shard = std::make_shared<CudaEngine>(cfg, 7, o, comms[r]);
       wbytes = std::max(wbytes, static_cast<double>(shard->weight_bytes()));

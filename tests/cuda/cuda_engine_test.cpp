@@ -32,29 +32,33 @@ std::vector<int32_t> blocks_for(const KvCacheSpec& spec, int64_t n, int32_t firs
   return b;
 }
 
+// Decode at batch 1 runs on the weight-streaming products: a parallel block's two output
+// products summed in one launch, and as two.
 TEST_P(CudaReference, LogprobsAndGreedyWithinBf16Tolerance) {
   auto model = FalconModel::load(GetParam());
-  CudaEngine engine(model, {.block_size = 16, .kv_tokens = 2048});
-  for (const auto& rc : test::load_reference(GetParam() + "/reference.json")) {
-    SCOPED_TRACE(rc.prompt.substr(0, 30));
-    std::vector<int32_t> seq = rc.ids;
-    auto blocks = blocks_for(engine.kv_spec(), seq.size() + rc.greedy_ids.size());
-    StepBatch batch;
-    batch.seqs.push_back({1, 0, seq, blocks, true});
-    StepOutput out;
-    engine.step(batch, out);
-    for (std::size_t i = 1; i < seq.size(); ++i)
-      EXPECT_NEAR(out.row(0, i - 1)[seq[i]] - out.logsumexp(0, i - 1), *rc.logprobs[i], kBf16LogprobTol);
-    for (std::size_t step = 0; step < rc.greedy_ids.size(); ++step) {
-      const int32_t want = rc.greedy_ids[step];
-      if (rc.greedy_margins[step] > 0.1) {
-        EXPECT_EQ(out.last_argmax(0), want) << "greedy step " << step;
-      }
-      EXPECT_NEAR(out.last(0)[want] - out.last_logsumexp(0), rc.greedy_logprobs[step], kBf16LogprobTol);
-      const int32_t tok[1] = {want};
-      batch.seqs[0] = {1, static_cast<int32_t>(seq.size()), std::span<const int32_t>(tok, 1), blocks, false};
+  for (bool summed : {true, false}) {
+    CudaEngine engine(model, {.block_size = 16, .kv_tokens = 2048, .summed_output_products = summed});
+    for (const auto& rc : test::load_reference(GetParam() + "/reference.json")) {
+      SCOPED_TRACE(rc.prompt.substr(0, 30) + (summed ? " (output products summed)" : ""));
+      std::vector<int32_t> seq = rc.ids;
+      auto blocks = blocks_for(engine.kv_spec(), seq.size() + rc.greedy_ids.size());
+      StepBatch batch;
+      batch.seqs.push_back({1, 0, seq, blocks, true});
+      StepOutput out;
       engine.step(batch, out);
-      seq.push_back(want);
+      for (std::size_t i = 1; i < seq.size(); ++i)
+        EXPECT_NEAR(out.row(0, i - 1)[seq[i]] - out.logsumexp(0, i - 1), *rc.logprobs[i], kBf16LogprobTol);
+      for (std::size_t step = 0; step < rc.greedy_ids.size(); ++step) {
+        const int32_t want = rc.greedy_ids[step];
+        if (rc.greedy_margins[step] > 0.1) {
+          EXPECT_EQ(out.last_argmax(0), want) << "greedy step " << step;
+        }
+        EXPECT_NEAR(out.last(0)[want] - out.last_logsumexp(0), rc.greedy_logprobs[step], kBf16LogprobTol);
+        const int32_t tok[1] = {want};
+        batch.seqs[0] = {1, static_cast<int32_t>(seq.size()), std::span<const int32_t>(tok, 1), blocks, false};
+        engine.step(batch, out);
+        seq.push_back(want);
+      }
     }
   }
 }
@@ -88,20 +92,26 @@ TEST_P(CudaReference, PromptLogprobsWithAndWithoutSplitActivations) {
 }
 
 // Decode steps replayed from CUDA graphs, the MLP run on its own stream beside the attention
-// chain, and weight-streaming products started early give the same bits as the same kernels
-// launched one by one, in order, on one stream, across graph capture, replay, and sequences
-// growing past a block-table stride.
+// chain, and weight-streaming products started early (with a parallel block's output products
+// summed in one launch or not) give the same bits as the same kernels launched one by one, in
+// order, on one stream, across graph capture, replay, and sequences growing past a block-table
+// stride.
 TEST_P(CudaReference, DecodeGraphsAndConcurrentMlpGiveTheSameLogitsAsDirectLaunches) {
   auto model = FalconModel::load(GetParam());
   auto cases = test::load_reference(GetParam() + "/reference.json");
   // Weight-streaming products that start early (programmatic dependent launch) only change
   // when their blocks run, never what they compute: on for none, the default or all row counts.
+  // summed: the four rows on the FMA streaming kernel, where a parallel block's two output
+  // products run as one launch; compared with the first summed variant.
   struct Variant {
     bool graphs, concurrent_mlp;
     int64_t early_start_rows_min = CudaEngineOptions{}.gemv_early_start_rows_min;
+    bool summed = false;
   };
-  const Variant variants[] = {{false, false, 1 << 20}, {false, true}, {true, true}, {true, false},
-                              {true, true, 1 << 20},   {true, true, 1}, {false, true, 1}};
+  const Variant variants[] = {
+      {false, false, 1 << 20}, {false, true},          {true, true},          {true, false},
+      {true, true, 1 << 20},   {true, true, 1},        {false, true, 1},      {false, false, 1 << 20, true},
+      {true, true, 4, true},   {true, false, 1, true}, {false, true, 1, true}};
   constexpr int kVariants = sizeof variants / sizeof variants[0];
   std::vector<std::vector<float>> runs[kVariants];
   for (int v = 0; v < kVariants; ++v) {
@@ -113,6 +123,7 @@ TEST_P(CudaReference, DecodeGraphsAndConcurrentMlpGiveTheSameLogitsAsDirectLaunc
     // Two split rows a sequence: the steps' four GEMM rows run on the tensor-core streaming
     // kernel, which starts early, rather than on cuBLAS, which does not.
     o.gemv_mma_rows_max = 8;
+    if (variants[v].summed) o.gemv_rows_max = 4;
     CudaEngine engine(model, o);
     const auto& a = cases[1].ids;
     const auto& b = cases[2].ids;
@@ -134,12 +145,17 @@ TEST_P(CudaReference, DecodeGraphsAndConcurrentMlpGiveTheSameLogitsAsDirectLaunc
       runs[v].emplace_back(out.last(1).begin(), out.last(1).end());
     }
   }
+  int first_summed = 0;
+  while (!variants[first_summed].summed) ++first_summed;
   for (int v = 1; v < kVariants; ++v) {
-    ASSERT_EQ(runs[0].size(), runs[v].size());
-    for (std::size_t i = 0; i < runs[0].size(); ++i)
-      ASSERT_EQ(runs[0][i], runs[v][i]) << "graphs " << variants[v].graphs << ", concurrent MLP "
-                                        << variants[v].concurrent_mlp << ", early start from "
-                                        << variants[v].early_start_rows_min << " rows, row " << i;
+    if (v == first_summed) continue;
+    const auto& base = runs[variants[v].summed ? first_summed : 0];
+    ASSERT_EQ(base.size(), runs[v].size());
+    for (std::size_t i = 0; i < base.size(); ++i)
+      ASSERT_EQ(base[i], runs[v][i]) << "graphs " << variants[v].graphs << ", concurrent MLP "
+                                     << variants[v].concurrent_mlp << ", early start from "
+                                     << variants[v].early_start_rows_min << " rows, summed " << variants[v].summed
+                                     << ", row " << i;
   }
 }
 

@@ -6,6 +6,7 @@
 #if EYRIE_HAS_CUDA
 #include <cmath>
 #include <random>
+#include <tuple>
 
 #include "cuda/check.hpp"
 #include "cuda/cuda_engine.hpp"
@@ -157,6 +158,116 @@ TEST(CudaGemvKernel, GeluEpilogueMatchesSeparateKernels) {
   EXPECT_THROW(cuda::gemv_bias_gelu(x.p, 3, w.p, 1, 8, nullptr, g.p, nullptr), InvalidArgument);
   Device<float> y(64);
   EXPECT_THROW(cuda::gemv_pairs(x.p, 3, w.p, 1, 8, y.p, nullptr), InvalidArgument);
+}
+
+// Rows of random fp32 values as the kernels take them: plain bf16 rows, or split-bf16 pairs
+// (the high halves, then the low). value[r * in_dim + k] is what row r's element k stands for.
+struct Rows {
+  std::vector<cuda::bf16> x;
+  std::vector<double> value;
+};
+
+Rows random_rows(int64_t rows, int64_t in_dim, bool halves, std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  const int64_t n = halves ? rows / 2 : rows;
+  Rows r{std::vector<cuda::bf16>(rows * in_dim), std::vector<double>(n * in_dim)};
+  for (int64_t i = 0; i < n * in_dim; ++i) {
+    const float f = u(rng);
+    const cuda::bf16 hi = __float2bfloat16(f);
+    r.x[i] = hi;
+    r.value[i] = __bfloat162float(hi);
+    if (halves) {
+      const cuda::bf16 lo = __float2bfloat16(f - __bfloat162float(hi));
+      r.x[n * in_dim + i] = lo;
+      r.value[i] += __bfloat162float(lo);
+    }
+  }
+  return r;
+}
+
+// Two products in one launch: a GELU output (the same bits as gemv_bias_gelu alone) beside a
+// sum of two terms of different reductions with both biases (the float64 sum, the low halves of
+// split rows zero), on every row count, plain and split, for tilings whose blocks leave the
+// products' last blocks part-empty and whose threads outnumber a term's chunks.
+TEST(CudaGemvKernel, ProductsInOneLaunchMatchFloat64AndSeparateLaunches) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(77);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (bool halves : {false, true})
+    for (int64_t rows = 1; rows <= cuda::kGemvRowsMax; ++rows)
+      for (const auto& [in1, in2] : {std::pair<int64_t, int64_t>{64, 4544}, {4544, 184}, {8, 18176}})
+        for (const cuda::GemvTiling& t : {cuda::GemvTiling{}, cuda::GemvTiling{128, 4, 4}, cuda::GemvTiling{32, 1, 2},
+                                          cuda::GemvTiling{256, 2, 2}}) {
+          if (halves && rows % 2) continue;
+          const int64_t n = halves ? rows / 2 : rows, out_sum = 37, out_gelu = 131;
+          SCOPED_TRACE("rows " + std::to_string(rows) + " in " + std::to_string(in1) + " + " + std::to_string(in2) +
+                       " threads " + std::to_string(t.threads) + " halves " + std::to_string(halves));
+          const Rows x1 = random_rows(rows, in1, halves, rng), x2 = random_rows(rows, in2, halves, rng);
+          const auto w1 = random_bf16(out_sum * in1, rng), w2 = random_bf16(out_sum * in2, rng);
+          const auto wg = random_bf16(out_gelu * in1, rng);
+          std::vector<float> b1(out_sum), b2(out_sum), bg(out_gelu);
+          for (auto* b : {&b1, &b2, &bg})
+            for (float& v : *b) v = u(rng);
+          Device<cuda::bf16> dx1(x1.x), dx2(x2.x), dw1(w1), dw2(w2), dwg(wg), g(rows * out_gelu),
+              g_alone(rows * out_gelu);
+          Device<float> db1(b1), db2(b2), dbg(bg), y(rows * out_sum);
+          const cuda::GemvProduct gelu{
+              .term = {dx1.p, dwg.p, in1}, .term2 = {}, .out_dim = out_gelu, .g = g.p, .bias = dbg.p};
+          const cuda::GemvProduct sum{.term = {dx1.p, dw1.p, in1},
+                                      .term2 = {dx2.p, dw2.p, in2},
+                                      .out_dim = out_sum,
+                                      .y = y.p,
+                                      .bias = db1.p,
+                                      .bias2 = db2.p};
+          cuda::gemv_products(rows, halves, gelu, &sum, nullptr, t);
+          cuda::gemv_bias_gelu(dx1.p, rows, dwg.p, out_gelu, in1, dbg.p, g_alone.p, nullptr, t, halves);
+          const auto got_g = g.get(rows * out_gelu), want_g = g_alone.get(rows * out_gelu);
+          for (int64_t i = 0; i < rows * out_gelu; ++i)
+            ASSERT_EQ(__bfloat16_as_ushort(got_g[i]), __bfloat16_as_ushort(want_g[i])) << "GELU element " << i;
+          const auto got = y.get(rows * out_sum);
+          for (int64_t r = 0; r < n; ++r)
+            for (int64_t o = 0; o < out_sum; ++o) {
+              double exact = static_cast<double>(b1[o]) + b2[o], magnitude = std::fabs(exact);
+              for (const auto& [x, w, in] : {std::tuple{&x1, &w1, in1}, std::tuple{&x2, &w2, in2}})
+                for (int64_t k = 0; k < in; ++k) {
+                  const double p = x->value[r * in + k] * __bfloat162float((*w)[o * in + k]);
+                  exact += p;
+                  magnitude += std::fabs(p);
+                }
+              ASSERT_NEAR(got[r * out_sum + o], exact, 1e-5 * magnitude + 1e-6) << "row " << r << " output " << o;
+              if (halves) {
+                ASSERT_EQ(got[(n + r) * out_sum + o], 0.f) << "low half of row " << r << " output " << o;
+              }
+            }
+        }
+}
+
+TEST(CudaGemvKernel, ProductsInOneLaunchRefuseWhatTheKernelCannotDo) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  Device<cuda::bf16> x(64), w(64), g(64);
+  Device<float> y(64);
+  const cuda::GemvProduct ok{.term = {x.p, w.p, 8}, .term2 = {}, .out_dim = 1, .y = y.p};
+  EXPECT_NO_THROW(cuda::gemv_products(2, true, ok, &ok, nullptr));
+  EXPECT_THROW(cuda::gemv_products(3, true, ok, nullptr, nullptr), InvalidArgument);  // halves come in pairs
+  EXPECT_THROW(cuda::gemv_products(cuda::kGemvRowsMax + 1, false, ok, nullptr, nullptr), InvalidArgument);
+  EXPECT_THROW(cuda::gemv_products(1, false, ok, nullptr, nullptr, cuda::kGemvMmaTiling), InvalidArgument);
+  auto bad = ok;
+  bad.g = g.p;  // both outputs
+  EXPECT_THROW(cuda::gemv_products(1, false, ok, &bad, nullptr), InvalidArgument);
+  bad = ok;
+  bad.term.in_dim = 12;  // not whole 16-byte chunks
+  EXPECT_THROW(cuda::gemv_products(1, false, bad, nullptr, nullptr), InvalidArgument);
+  bad = ok;
+  bad.term2 = {x.p + 1, w.p, 8};  // misaligned
+  EXPECT_THROW(cuda::gemv_products(1, false, bad, nullptr, nullptr), InvalidArgument);
+  bad = ok;
+  bad.y = nullptr;
+  bad.g = g.p;
+  bad.term2 = {x.p, w.p, 8};  // a GELU of two terms
+  EXPECT_THROW(cuda::gemv_products(1, false, bad, nullptr, nullptr), InvalidArgument);
+  bad = ok;
+  bad.out_dim = 0;
+  EXPECT_THROW(cuda::gemv_products(1, false, bad, nullptr, nullptr), InvalidArgument);
 }
 
 TEST(CudaGemvKernel, RefusesShapesItCannotRead) {
