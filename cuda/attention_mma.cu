@@ -379,7 +379,8 @@ template <int HD, int kSlots, bool kSplit, bool kBf16Cache>
 void launch(const float* q, const void* k_cache, const void* v_cache, int32_t num_tiles, const int32_t* tiles,
             const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out, int64_t lo_offset,
             float* part_o, float* part_ml, cudaStream_t s) {
-  constexpr size_t bytes = Smem<HD>::bytes;
+  // A bf16 cache's stages alone: the fp32 stages' place, and not the split tiles after them.
+  constexpr size_t bytes = kBf16Cache ? 4 * Smem<HD>::kTile * sizeof(bf16) : Smem<HD>::bytes;
   thread_local bool configured = false;  // each worker thread drives one device
   if (!configured) {
     EYRIE_CUDA_CHECK(cudaFuncSetAttribute(attention_mma_kernel<HD, kSlots, kSplit, kBf16Cache>,
