@@ -22,16 +22,18 @@ namespace {
 constexpr int kKeys = 64;  // keys per pass
 
 // Key and value tiles as bf16 halves, [key][HD] with rows padded by 16 bytes so the eight rows
-// an ldmatrix reads fall in different banks; before them, two stages of the fp32 tiles as they
-// arrive from the cache, [K | V][key][HD], so the next tile's copy overlaps this tile's MMAs.
-// A bf16 cache is copied straight into the padded tiles instead, in two stages of K and V
-// (kBf16Cache below; they fit in the fp32 stages' place).
+// an ldmatrix reads fall in different banks; before them, one stage of the fp32 tiles as they
+// arrive from the cache, [K | V][key][HD]: each thread converts its own copies and then asks for
+// the next tile's in their place, so the copy overlaps this tile's MMAs. A bf16 cache is copied
+// straight into padded tiles instead, in two stages of K and V from the start of the space
+// (kBf16Cache below), and takes no more. Less shared memory per block lets one find room sooner
+// on an SM that the weight-streaming products keep busy.
 template <int HD>
 struct Smem {
   static constexpr int kLd = HD + 8;
   static constexpr int kTile = kKeys * kLd;  // elements per half tile
   static constexpr int kRaw = kKeys * HD;    // floats per fp32 tile
-  static constexpr size_t raw_bytes = sizeof(float) * 2 * 2 * kRaw;
+  static constexpr size_t raw_bytes = sizeof(float) * 2 * kRaw;
   static constexpr size_t bytes = raw_bytes + sizeof(bf16) * 4 * kTile;
 };
 
@@ -133,7 +135,7 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
   extern __shared__ __align__(128) unsigned char smem[];
   float* raw = reinterpret_cast<float*>(smem);
   static_assert(!(kSplit && kBf16Cache), "a bf16 cache has no low halves to multiply");
-  static_assert(4 * L::kTile * sizeof(bf16) <= L::raw_bytes, "bf16 stages must fit in the fp32 stages' place");
+  static_assert(4 * L::kTile * sizeof(bf16) <= L::bytes, "bf16 stages must fit in the block's space");
   bf16* sKh = reinterpret_cast<bf16*>(smem + L::raw_bytes);
   bf16* sKl = sKh + L::kTile;
   bf16* sVh = sKl + L::kTile;
@@ -189,8 +191,9 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
   const int v_row = (lane % 8) + ((lane / 8) % 2) * 8, v_col = ((lane / 16) % 2) * 8;
   // Keys past the range and head-dim padding load as zeros: their probabilities are zero and
   // 0 * 0 stays finite.
-  // Copies key tile k0 into raw stage `stage`: each thread its own float4s of the tile, which
-  // it alone converts below (so waiting for its own copies is enough before converting).
+  // Copies key tile k0: fp32 into the raw stage, each thread its own float4s of the tile, which
+  // it alone converts below (so waiting for its own copies is enough before converting and
+  // refilling them); bf16 into stage `stage`.
   auto fetch = [&](int k0, int stage) {
     const int nk = min(kKeys, t.key_end - k0);
     if constexpr (kBf16Cache) {
@@ -210,7 +213,7 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
         copy_async16(sk + L::kTile + kk * L::kLd + d, static_cast<const bf16*>(v_cache) + at, valid);
       }
     } else {
-      float* rk = raw + stage * 2 * L::kRaw;
+      float* rk = raw;
 #pragma unroll
       for (int i = 0; i < kVecs; ++i) {
         const int e = threadIdx.x + i * kThreads, kk = e / (HD / 4), d = (e % (HD / 4)) * 4;
@@ -230,7 +233,8 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
   int stage = 0;
   for (int k0 = t.key_begin; k0 < t.key_end; k0 += kKeys, stage ^= 1) {
     const int nk = min(kKeys, t.key_end - k0);
-    if (k0 + kKeys < t.key_end) {
+    const bool more = k0 + kKeys < t.key_end;
+    if (kBf16Cache && more) {
       fetch(k0 + kKeys, stage ^ 1);
       copy_async_wait<1>();
     } else {
@@ -243,7 +247,7 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
       kt = cached + stage * 2 * L::kTile;
       vt = kt + L::kTile;
     } else {
-      const float* rk = raw + stage * 2 * L::kRaw;
+      const float* rk = raw;
 #pragma unroll
       for (int i = 0; i < kVecs; ++i) {
         const int e = threadIdx.x + i * kThreads, kk = e / (HD / 4), d = (e % (HD / 4)) * 4;
@@ -256,6 +260,7 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
           put_bf16x4(&sVh[at], *reinterpret_cast<const float4*>(rk + L::kRaw + e * 4));
         }
       }
+      if (more) fetch(k0 + kKeys, 0);
     }
     __syncthreads();
     if (active) {
@@ -379,7 +384,7 @@ template <int HD, int kSlots, bool kSplit, bool kBf16Cache>
 void launch(const float* q, const void* k_cache, const void* v_cache, int32_t num_tiles, const int32_t* tiles,
             const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out, int64_t lo_offset,
             float* part_o, float* part_ml, cudaStream_t s) {
-  // A bf16 cache's stages alone: the fp32 stages' place, and not the split tiles after them.
+  // A bf16 cache's two stages alone, not the split tiles.
   constexpr size_t bytes = kBf16Cache ? 4 * Smem<HD>::kTile * sizeof(bf16) : Smem<HD>::bytes;
   thread_local bool configured = false;  // each worker thread drives one device
   if (!configured) {
