@@ -141,11 +141,12 @@ struct CudaEngine::Impl {
   KvCacheSpec spec;
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;
-  // The concurrent MLP branch: its stream, cuBLAS handle and workspace, and the fork and join.
+  // The concurrent MLP branch: its stream, cuBLAS handle and workspace, the fork and join, and
+  // the end of query_key_value where that runs on the branch too.
   cudaStream_t mlp_stream = nullptr;
   cublasHandle_t mlp_blas = nullptr;
   DeviceArray<uint8_t> mlp_workspace;
-  cudaEvent_t fork_event = nullptr, join_event = nullptr;
+  cudaEvent_t fork_event = nullptr, join_event = nullptr, qkv_event = nullptr;
   int32_t sm_count = 1;
   // Attention tiling for this head dim: the tensor-core kernel gives each warp 16 queries, so
   // its tiles take heads in multiples of 16; at most tile_queries (row, head) queries a tile.
@@ -242,6 +243,7 @@ struct CudaEngine::Impl {
       EYRIE_CUBLAS_CHECK(cublasSetWorkspace(mlp_blas, mlp_workspace.get(), mlp_workspace.size()));
       EYRIE_CUDA_CHECK(cudaEventCreateWithFlags(&fork_event, cudaEventDisableTiming));
       EYRIE_CUDA_CHECK(cudaEventCreateWithFlags(&join_event, cudaEventDisableTiming));
+      EYRIE_CUDA_CHECK(cudaEventCreateWithFlags(&qkv_event, cudaEventDisableTiming));
     }
     if (opt.block_size <= 0 || (opt.block_size & (opt.block_size - 1)) != 0)
       throw InvalidArgument("the CUDA engine's KV block size must be a power of two (kv_block_size), not " +
@@ -671,11 +673,14 @@ struct CudaEngine::Impl {
 
   // y = dense_4h_to_h(gelu(dense_h_to_4h(in))), on the main stream or the MLP branch; without
   // `output`, the GELU values alone, in fb.
-  void mlp(const Layer& L, const bf16* in, int64_t n, bool on_mlp_stream, bool output = true) {
+  void mlp(const Layer& L, const bf16* in, int64_t n, bool on_mlp_stream, bool output = true,
+           bool beside_qkv = false) {
     prof.mark("gemm_mlp", stream);
     const int64_t rows = split ? 2 * n : n;
-    if (const auto t = streaming_tiling(rows, cfg.hidden_size, in, L.h_to_4h.w.get())) {
-      // A few decode rows: the GELU rides on the weight-streaming kernel's epilogue.
+    if (auto t = streaming_tiling(rows, cfg.hidden_size, in, L.h_to_4h.w.get())) {
+      // A few decode rows: the GELU rides on the weight-streaming kernel's epilogue. Beside
+      // query_key_value, which read the same normed input and started after it was complete.
+      t->beside_previous = beside_qkv;
       cuda::gemv_bias_gelu(in, rows, L.h_to_4h.w.get(), ffn, cfg.hidden_size, L.h_to_4h.bias(), fb.get(),
                            on_mlp_stream ? mlp_stream : stream, *t, split);
     } else if (!split) {
@@ -860,14 +865,25 @@ struct CudaEngine::Impl {
       const bool summed = summed_outputs(L, n);
       // Parallel blocks: the MLP needs only the normed input, so it can start now.
       const bool fork = mlp_stream && n <= opt.concurrent_mlp_rows_max && !prof.on();
+      // With the output products summed, both products of the normed input go on the branch,
+      // query_key_value first and dense_h_to_4h launched to run beside it, so that the one the
+      // attention chain waits for gets its blocks on the SMs first.
+      const bool products_first = fork && summed;
       if (fork) {
         EYRIE_CUDA_CHECK(cudaEventRecord(fork_event, stream));
         EYRIE_CUDA_CHECK(cudaStreamWaitEvent(mlp_stream, fork_event, 0));
-        mlp(L, cfg.two_layernorms() ? m.get() : a.get(), n, true, !summed);
+        if (products_first) {
+          gemm_rows(a.get(), n, L.qkv.w.get(), L.qkv.out, h, qkv.get(), true);
+          EYRIE_CUDA_CHECK(cudaEventRecord(qkv_event, mlp_stream));
+          EYRIE_CUDA_CHECK(cudaStreamWaitEvent(stream, qkv_event, 0));
+        }
+        mlp(L, cfg.two_layernorms() ? m.get() : a.get(), n, true, !summed, products_first);
         EYRIE_CUDA_CHECK(cudaEventRecord(join_event, mlp_stream));
       }
-      prof.mark("gemm_qkv", stream);
-      gemm_rows(a.get(), n, L.qkv.w.get(), L.qkv.out, h, qkv.get());
+      if (!products_first) {
+        prof.mark("gemm_qkv", stream);
+        gemm_rows(a.get(), n, L.qkv.w.get(), L.qkv.out, h, qkv.get());
+      }
       uint8_t* kc = k_cache.get() + li * layer_cache * cache_elem_bytes();
       uint8_t* vc = v_cache.get() + li * layer_cache * cache_elem_bytes();
       prof.mark("rotary_kv", stream);
@@ -1040,6 +1056,7 @@ CudaEngine::~CudaEngine() {
   if (impl_->mlp_stream) cudaStreamDestroy(impl_->mlp_stream);
   if (impl_->fork_event) cudaEventDestroy(impl_->fork_event);
   if (impl_->join_event) cudaEventDestroy(impl_->join_event);
+  if (impl_->qkv_event) cudaEventDestroy(impl_->qkv_event);
   if (impl_->stream) cudaStreamDestroy(impl_->stream);
 }
 

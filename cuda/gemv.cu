@@ -82,6 +82,7 @@ struct Part {
 struct Job {
   Part part[2];
   int parts;
+  bool wait;  // for the kernels ahead in the stream (see GemvTiling::beside_previous)
 };
 
 // Block b of its part computes outputs b*kOutPerBlock.. of all R input rows (on pairs, of their
@@ -114,7 +115,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32) gemv_kernel(const Job job) {
   // The first weights are on their way while the kernel before this one finishes; each pass
   // then asks for the next pass's weights (the next term's first) as soon as it is done with its own.
   load(p.term[0], threadIdx.x);
-  wait_for_prerequisites();
+  if (job.wait) wait_for_prerequisites();
   float acc[kOutPerBlock][A] = {};
   for (int ti = 0; ti < p.terms; ++ti) {
     const Term& t = p.term[ti];
@@ -203,9 +204,9 @@ void launch(const Job& job, unsigned blocks, int threads, bool pairs, bool early
 template <int R, int kOutPerBlock>
 void launch(const Job& job, unsigned blocks, const GemvTiling& t, bool pairs, cudaStream_t s) {
   if (t.unroll == 4)
-    launch<R, kOutPerBlock, 4>(job, blocks, t.threads, pairs, t.early_start, s);
+    launch<R, kOutPerBlock, 4>(job, blocks, t.threads, pairs, t.early_start || t.beside_previous, s);
   else
-    launch<R, kOutPerBlock, 2>(job, blocks, t.threads, pairs, t.early_start, s);
+    launch<R, kOutPerBlock, 2>(job, blocks, t.threads, pairs, t.early_start || t.beside_previous, s);
 }
 
 template <int R>
@@ -405,6 +406,7 @@ void launch_products(int64_t rows, bool halves, const GemvProduct& first, const 
                      const GemvTiling& t) {
   check_tiling(t);
   Job job{};
+  job.wait = !t.beside_previous;
   const unsigned first_blocks = blocks_for(first, t);
   job.part[0] = part_of(first, 0);
   job.parts = 1;

@@ -154,6 +154,10 @@ struct GemvTiling {
   // Launched to start reading weights while the kernel before it in the stream finishes (see
   // cuda/dependent_launch.cuh); else after it, as an ordinary launch.
   bool early_start = false;
+  // The inputs were complete before the kernel ahead of this one in the stream started, and
+  // nothing it writes is read or written by that kernel: launched early, it runs beside that
+  // kernel throughout instead of waiting for it (FMA kernel only).
+  bool beside_previous = false;
 };
 inline constexpr GemvTiling kGemvMmaTiling{.threads = 256, .outputs_per_block = 16, .unroll = 2, .tensor_cores = true};
 void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s,
