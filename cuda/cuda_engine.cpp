@@ -497,10 +497,11 @@ struct CudaEngine::Impl {
   // y = x W^T over split-bf16 rows (see cuda/kernels.hpp): both halves of the n rows when the
   // step is split, else only the high halves, and y has no low halves (its consumers are told).
   // On the main stream, or on the MLP branch's stream and cuBLAS handle.
+  // early: on the weight-streaming kernel, start reading weights while the kernel before finishes.
   void gemm_rows(const bf16* xin, int64_t n, const bf16* w, int64_t out_dim, int64_t in_dim, float* yout,
-                 bool on_mlp_stream = false) {
+                 bool on_mlp_stream = false, bool early = false) {
     product(on_mlp_stream ? mlp_blas : blas, on_mlp_stream ? mlp_stream : stream, xin, split ? 2 * n : n, w, out_dim,
-            in_dim, yout, split);
+            in_dim, yout, split, early);
   }
 
   // The weight-streaming kernel that takes a product of this many rows, if one does.
@@ -518,8 +519,9 @@ struct CudaEngine::Impl {
   // weight-streaming kernel (split-bf16 pairs added before their products: cuda::gemv_pairs),
   // more by cuBLAS.
   void product(cublasHandle_t handle, cudaStream_t s, const bf16* xin, int64_t rows, const bf16* w, int64_t out_dim,
-               int64_t in_dim, float* yout, bool pairs) {
-    if (const auto t = streaming_tiling(rows, in_dim, xin, w)) {
+               int64_t in_dim, float* yout, bool pairs, bool early = false) {
+    if (auto t = streaming_tiling(rows, in_dim, xin, w)) {
+      t->early_start = t->early_start || early;
       if (pairs)
         cuda::gemv_pairs(xin, rows, w, out_dim, in_dim, yout, s, *t);
       else
@@ -679,7 +681,7 @@ struct CudaEngine::Impl {
     const int64_t rows = split ? 2 * n : n;
     if (auto t = streaming_tiling(rows, cfg.hidden_size, in, L.h_to_4h.w.get())) {
       // A few decode rows: the GELU rides on the weight-streaming kernel's epilogue. Beside
-      // query_key_value, which read the same normed input and started after it was complete.
+      // query_key_value, which reads the same normed input (see GemvTiling::beside_previous).
       t->beside_previous = beside_qkv;
       cuda::gemv_bias_gelu(in, rows, L.h_to_4h.w.get(), ffn, cfg.hidden_size, L.h_to_4h.bias(), fb.get(),
                            on_mlp_stream ? mlp_stream : stream, *t, split);
@@ -858,22 +860,29 @@ struct CudaEngine::Impl {
       const Layer& L = layers[li];
       prof.mark("norm", stream);
       const bool two = cfg.two_layernorms();
-      cuda::residual_layer_norm(x.get(), pending, n, h, L.ln_attn.w.get(), L.ln_attn.b.get(),
-                                two ? L.ln_mlp.w.get() : nullptr, two ? L.ln_mlp.b.get() : nullptr, eps, a.get(),
-                                two ? m.get() : nullptr, stream, split);
-      pending = {};
       const bool summed = summed_outputs(L, n);
       // Parallel blocks: the MLP needs only the normed input, so it can start now.
       const bool fork = mlp_stream && n <= opt.concurrent_mlp_rows_max && !prof.on();
-      // With the output products summed, both products of the normed input go on the branch,
-      // query_key_value first and dense_h_to_4h launched to run beside it, so that the one the
-      // attention chain waits for gets its blocks on the SMs first.
+      // With the output products summed, the norm and both products of its output go on the
+      // branch: query_key_value, launched to read its first weights during the norm, then
+      // dense_h_to_4h, launched to run beside it, so that the product the attention chain waits
+      // for has its blocks on the SMs first.
       const bool products_first = fork && summed;
-      if (fork) {
+      if (products_first) {
         EYRIE_CUDA_CHECK(cudaEventRecord(fork_event, stream));
         EYRIE_CUDA_CHECK(cudaStreamWaitEvent(mlp_stream, fork_event, 0));
+      }
+      cuda::residual_layer_norm(x.get(), pending, n, h, L.ln_attn.w.get(), L.ln_attn.b.get(),
+                                two ? L.ln_mlp.w.get() : nullptr, two ? L.ln_mlp.b.get() : nullptr, eps, a.get(),
+                                two ? m.get() : nullptr, products_first ? mlp_stream : stream, split);
+      pending = {};
+      if (fork) {
+        if (!products_first) {
+          EYRIE_CUDA_CHECK(cudaEventRecord(fork_event, stream));
+          EYRIE_CUDA_CHECK(cudaStreamWaitEvent(mlp_stream, fork_event, 0));
+        }
         if (products_first) {
-          gemm_rows(a.get(), n, L.qkv.w.get(), L.qkv.out, h, qkv.get(), true);
+          gemm_rows(a.get(), n, L.qkv.w.get(), L.qkv.out, h, qkv.get(), true, true);
           EYRIE_CUDA_CHECK(cudaEventRecord(qkv_event, mlp_stream));
           EYRIE_CUDA_CHECK(cudaStreamWaitEvent(stream, qkv_event, 0));
         }

@@ -111,11 +111,13 @@ __global__ void __launch_bounds__(kMaxWarps * 32) gemv_kernel(const Job job) {
                                                       : make_uint4(0, 0, 0, 0);
     }
   };
-  allow_dependents();
   // The first weights are on their way while the kernel before this one finishes; each pass
   // then asks for the next pass's weights (the next term's first) as soon as it is done with its own.
   load(p.term[0], threadIdx.x);
   if (job.wait) wait_for_prerequisites();
+  // Dependents launch once this kernel's inputs are complete, so that a product launched
+  // beside this one (GemvTiling::beside_previous) finds the inputs they share complete too.
+  allow_dependents();
   float acc[kOutPerBlock][A] = {};
   for (int ti = 0; ti < p.terms; ++ti) {
     const Term& t = p.term[ti];
@@ -248,7 +250,6 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   const uint4* xv = reinterpret_cast<const uint4*>(x) + gid * row_chunks + tig;
   const uint4 zero = make_uint4(0, 0, 0, 0);
   const uint64_t policy = weight_policy();
-  allow_dependents();
   // The first weights head for L2 while the kernel before this one finishes.
 #pragma unroll
   for (int u = 0; u < kUnroll; ++u) {
@@ -260,6 +261,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     }
   }
   wait_for_prerequisites();
+  allow_dependents();  // as in gemv_kernel: once the inputs are complete
   float c[4] = {};
   for (int64_t s0 = warp; s0 < slices; s0 += static_cast<int64_t>(warps) * kUnroll) {
     uint4 a_lo[kUnroll][2], a_hi[kUnroll][2];

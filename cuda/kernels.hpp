@@ -154,9 +154,11 @@ struct GemvTiling {
   // Launched to start reading weights while the kernel before it in the stream finishes (see
   // cuda/dependent_launch.cuh); else after it, as an ordinary launch.
   bool early_start = false;
-  // The inputs were complete before the kernel ahead of this one in the stream started, and
-  // nothing it writes is read or written by that kernel: launched early, it runs beside that
-  // kernel throughout instead of waiting for it (FMA kernel only).
+  // Launched early and never waiting for the kernel ahead of it in the stream, a weight-
+  // streaming product itself (which lets dependents launch only once its own inputs are
+  // complete): the two run side by side throughout. Only for a product that reads nothing that
+  // kernel writes and writes nothing it reads or writes, and whose inputs are that kernel's
+  // inputs or older (FMA kernel only; the tensor-core one waits).
   bool beside_previous = false;
 };
 inline constexpr GemvTiling kGemvMmaTiling{.threads = 256, .outputs_per_block = 16, .unroll = 2, .tensor_cores = true};
