@@ -1,6 +1,7 @@
 // The weight-streaming product against cuBLAS on Falcon-7B's decode GEMM shapes, for each
 // activation row count and each tiling the kernel has: microseconds and weight bytes read per
-// second. The weights rotate over copies larger than L2 together, as a model's layers do.
+// second. The weights rotate over copies larger than L2 together, as a model's layers do. Then
+// a layer's products launched as the engine launches them at batch 1 (cuda::gemv_products).
 //
 //   bench_gemv [--rows 1,2,3,4,6,8] [--iters 40]
 #include <cublas_v2.h>
@@ -95,6 +96,78 @@ int main(int argc, char** argv) {
       cudaFree(x);
       cudaFree(y);
     }
+    // A decode layer's products as the engine launches them at batch 1: query_key_value beside
+    // dense_h_to_4h (GELU epilogue) in one launch, and dense + dense_4h_to_h summed in one; each
+    // tiling of the FMA kernel, the default tiling first, against the two products launched
+    // apart with the default tiling.
+    const int64_t h = 4544, qkv = 4672, ffn = 18176;
+    const std::size_t layer_bytes = static_cast<std::size_t>(qkv * h + ffn * h) * 2;
+    const int copies = static_cast<int>((std::size_t{512} << 20) / layer_bytes + 2);
+    std::vector<cuda::bf16*> wq(copies), wf(copies), wd(copies), wo(copies);
+    for (int c = 0; c < copies; ++c) {
+      for (auto* v : {&wq, &wf, &wd, &wo}) {
+        const int64_t n = v == &wq ? qkv * h : v == &wd ? h * h : ffn * h;
+        EYRIE_CUDA_CHECK(cudaMalloc(&(*v)[c], n * 2));
+        cuda::fill_random_bf16((*v)[c], n, 21 + c, 0.05f, 0.f, nullptr);
+      }
+    }
+    cuda::bf16 *x, *xf, *g;
+    float* y;
+    EYRIE_CUDA_CHECK(cudaMalloc(&x, 8 * h * 2));
+    EYRIE_CUDA_CHECK(cudaMalloc(&xf, 8 * ffn * 2));
+    EYRIE_CUDA_CHECK(cudaMalloc(&g, 8 * ffn * 2));
+    EYRIE_CUDA_CHECK(cudaMalloc(&y, 8 * qkv * 4));
+    cuda::fill_random_bf16(x, 8 * h, 3, 1.f, 0.f, nullptr);
+    cuda::fill_random_bf16(xf, 8 * ffn, 4, 1.f, 0.f, nullptr);
+    std::vector<cuda::GemvTiling> fma{cuda::GemvTiling{}};
+    for (const auto& t : tilings)
+      if (!t.tensor_cores) fma.push_back(t);
+    for (int rows : rows_list) {
+      if (rows > cuda::kGemvRowsMax) continue;
+      for (bool outputs : {false, true}) {
+        const double bytes = outputs ? static_cast<double>(h * h + h * ffn) * 2 : static_cast<double>(layer_bytes);
+        const auto tb = [&](double us) { return bytes / (us * 1e-6) / 1e12; };
+        const auto run = [&](int c, const cuda::GemvTiling& t) {
+          if (outputs) {
+            const cuda::GemvProduct p{.term = {x, wd[c], h}, .term2 = {xf, wo[c], ffn}, .out_dim = h, .y = y};
+            cuda::gemv_products(rows, false, p, nullptr, nullptr, t);
+          } else {
+            const cuda::GemvProduct a{.term = {x, wq[c], h}, .term2 = {}, .out_dim = qkv, .y = y};
+            const cuda::GemvProduct b{.term = {x, wf[c], h}, .term2 = {}, .out_dim = ffn, .g = g};
+            cuda::gemv_products(rows, false, a, &b, nullptr, t);
+          }
+        };
+        const double apart = time_us(copies, iters, [&](int c) {
+          if (outputs) {
+            cuda::gemv(x, rows, wd[c], h, h, y, nullptr);
+            cuda::gemv(xf, rows, wo[c], h, ffn, y, nullptr);
+          } else {
+            cuda::gemv(x, rows, wq[c], qkv, h, y, nullptr);
+            cuda::gemv_bias_gelu(x, rows, wf[c], ffn, h, nullptr, g, nullptr, {}, false);
+          }
+        });
+        std::vector<std::pair<double, std::string>> results;
+        for (std::size_t i = 0; i < fma.size(); ++i) {
+          const auto& t = fma[i];
+          const double us = time_us(copies, iters, [&](int c) { run(c, t); });
+          results.push_back({us, std::to_string(t.threads) + "/" + std::to_string(t.outputs_per_block) + "/" +
+                                     std::to_string(t.unroll)});
+        }
+        std::printf("%-13s rows %d: apart %.1f us %.2f TB/s | one launch, default %s %.1f us %.2f TB/s |",
+                    outputs ? "dense+4h_to_h" : "qkv+h_to_4h", rows, apart, tb(apart), results[0].second.c_str(),
+                    results[0].first, tb(results[0].first));
+        std::sort(results.begin(), results.end());
+        for (std::size_t i = 0; i < 3 && i < results.size(); ++i)
+          std::printf(" %s %.1f us %.2f TB/s;", results[i].second.c_str(), results[i].first, tb(results[i].first));
+        std::printf("\n");
+      }
+    }
+    for (auto* v : {&wq, &wf, &wd, &wo})
+      for (auto* p : *v) cudaFree(p);
+    cudaFree(x);
+    cudaFree(xf);
+    cudaFree(g);
+    cudaFree(y);
     cublasDestroy(blas);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_gemv: %s\n", e.what());
