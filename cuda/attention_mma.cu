@@ -234,11 +234,13 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
   for (int k0 = t.key_begin; k0 < t.key_end; k0 += kKeys, stage ^= 1) {
     const int nk = min(kKeys, t.key_end - k0);
     const bool more = k0 + kKeys < t.key_end;
-    if (kBf16Cache && more) {
-      fetch(k0 + kKeys, stage ^ 1);
-      copy_async_wait<1>();
-    } else {
-      copy_async_wait<0>();
+    copy_async_wait<0>();
+    if constexpr (kBf16Cache) {
+      // One barrier a pass: past it every thread's copies of this stage have landed and every
+      // warp is done with the other stage, which the next tile's copy then refills during this
+      // pass's MMAs.
+      __syncthreads();
+      if (more) fetch(k0 + kKeys, stage ^ 1);
     }
     // The tiles the MMAs read: this stage's bf16 copies, or the fp32 stage converted.
     const bf16* kt = sKh;
@@ -261,8 +263,8 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
         }
       }
       if (more) fetch(k0 + kKeys, 0);
+      __syncthreads();
     }
-    __syncthreads();
     if (active) {
       // Scores: s[j] is keys 8j..8j+7 of the warp's 16 queries.
       float s[kKeys / 8][4];
@@ -358,7 +360,7 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
         }
       }
     }
-    __syncthreads();
+    if constexpr (!kBf16Cache) __syncthreads();  // the converted tiles are rewritten next pass
   }
   if (!active) return;
 #pragma unroll
