@@ -496,8 +496,8 @@ struct CudaEngine::Impl {
 
   // y = x W^T over split-bf16 rows (see cuda/kernels.hpp): both halves of the n rows when the
   // step is split, else only the high halves, and y has no low halves (its consumers are told).
-  // On the main stream, or on the MLP branch's stream and cuBLAS handle.
-  // early: on the weight-streaming kernel, start reading weights while the kernel before finishes.
+  // On the main stream, or on the MLP branch's stream and cuBLAS handle; early: on the
+  // weight-streaming kernel, reading its first weights while the kernel before it finishes.
   void gemm_rows(const bf16* xin, int64_t n, const bf16* w, int64_t out_dim, int64_t in_dim, float* yout,
                  bool on_mlp_stream = false, bool early = false) {
     product(on_mlp_stream ? mlp_blas : blas, on_mlp_stream ? mlp_stream : stream, xin, split ? 2 * n : n, w, out_dim,
@@ -876,16 +876,15 @@ struct CudaEngine::Impl {
                                 two ? L.ln_mlp.w.get() : nullptr, two ? L.ln_mlp.b.get() : nullptr, eps, a.get(),
                                 two ? m.get() : nullptr, products_first ? mlp_stream : stream, split);
       pending = {};
+      if (products_first) {
+        gemm_rows(a.get(), n, L.qkv.w.get(), L.qkv.out, h, qkv.get(), true, true);
+        EYRIE_CUDA_CHECK(cudaEventRecord(qkv_event, mlp_stream));
+        EYRIE_CUDA_CHECK(cudaStreamWaitEvent(stream, qkv_event, 0));
+      } else if (fork) {
+        EYRIE_CUDA_CHECK(cudaEventRecord(fork_event, stream));
+        EYRIE_CUDA_CHECK(cudaStreamWaitEvent(mlp_stream, fork_event, 0));
+      }
       if (fork) {
-        if (!products_first) {
-          EYRIE_CUDA_CHECK(cudaEventRecord(fork_event, stream));
-          EYRIE_CUDA_CHECK(cudaStreamWaitEvent(mlp_stream, fork_event, 0));
-        }
-        if (products_first) {
-          gemm_rows(a.get(), n, L.qkv.w.get(), L.qkv.out, h, qkv.get(), true, true);
-          EYRIE_CUDA_CHECK(cudaEventRecord(qkv_event, mlp_stream));
-          EYRIE_CUDA_CHECK(cudaStreamWaitEvent(stream, qkv_event, 0));
-        }
         mlp(L, cfg.two_layernorms() ? m.get() : a.get(), n, true, !summed, products_first);
         EYRIE_CUDA_CHECK(cudaEventRecord(join_event, mlp_stream));
       }
