@@ -52,11 +52,18 @@ __global__ void qkv_kernel(const float* qkv, const float* bias, int64_t rows, At
   auto value = [&](int64_t c) {
     return (qkv[r * width + c] + (a.qkv_halves ? qkv[(rows + r) * width + c] : 0.f)) + (bias ? bias[c] : 0.f);
   };
-  auto put = [&](void* cache, int64_t e, float v) {
-    if (a.bf16_cache)
-      static_cast<bf16*>(cache)[e] = __float2bfloat16(v);
-    else
-      static_cast<float*>(cache)[e] = v;
+  // Element i of the cache row at `row` (an fp32 row's index).
+  auto put = [&](void* cache, int64_t row, int i, float v) {
+    if (a.halves_cache) {
+      bf16* h = static_cast<bf16*>(cache) + 2 * row;
+      const bf16 hi = __float2bfloat16(v);
+      h[i] = hi;
+      h[hd + i] = __float2bfloat16(v - __bfloat162float(hi));
+    } else if (a.bf16_cache) {
+      static_cast<bf16*>(cache)[row + i] = __float2bfloat16(v);
+    } else {
+      static_cast<float*>(cache)[row + i] = v;
+    }
   };
   int angle_of = -1;
   float sn = 0.f, cs = 1.f;
@@ -86,11 +93,11 @@ __global__ void qkv_kernel(const float* qkv, const float* bias, int64_t rows, At
     }
     // Head j's slot lies j * block_size * hd past head 0's (cache_index).
     const int64_t at = at0 + static_cast<int64_t>(h - a.num_heads) * a.block_size * hd;
-    put(k_cache, at + i, o1);
-    put(v_cache, at + i, value(off + hd + i));
+    put(k_cache, at, i, o1);
+    put(v_cache, at, i, value(off + hd + i));
     if (second) {
-      put(k_cache, at + i + half, o2);
-      put(v_cache, at + i + half, value(off + hd + i + half));
+      put(k_cache, at, i + half, o2);
+      put(v_cache, at, i + half, value(off + hd + i + half));
     }
   }
 }
@@ -251,6 +258,9 @@ void paged_attention(const float* q, const void* k_cache, const void* v_cache, i
   if (a.bf16_cache && (!bf16_cache_supports(a.head_dim) || !a.bf16_products))
     throw InvalidArgument("paged_attention: a bf16 KV cache needs bf16 products and a head dim in multiples of 8 up "
                           "to 128, not " + std::to_string(a.head_dim));
+  if (a.halves_cache && (!bf16_cache_supports(a.head_dim) || a.bf16_products || a.bf16_cache))
+    throw InvalidArgument("paged_attention: a halves KV cache needs split products and a head dim in multiples of 8 "
+                          "up to 128, not " + std::to_string(a.head_dim));
   const int64_t lo_offset = rows * a.num_heads * a.head_dim;
   if (attention_mma_supports(a.head_dim)) {
     attention_mma(q, k_cache, v_cache, num_tiles, tiles, a, m, slopes, out, lo_offset, splits.part_o, splits.part_ml,

@@ -24,9 +24,9 @@ constexpr int kKeys = 64;  // keys per pass
 // Key and value tiles as bf16 halves, [key][HD] with rows padded by 16 bytes so the eight rows
 // an ldmatrix reads fall in different banks; before them, one stage of the fp32 tiles as they
 // arrive from the cache, [K | V][key][HD]: each thread converts its own copies and then asks for
-// the next tile's in their place, so the copy overlaps this tile's MMAs. A bf16 cache is copied
-// straight into padded tiles instead, in two stages of K and V from the start of the space
-// (kBf16Cache below), and takes no more. Less shared memory per block lets one find room sooner
+// the next tile's in their place, so the copy overlaps this tile's MMAs. A cache of bf16 rows is
+// copied straight into padded tiles instead, in two stages from the start of the space
+// (kBf16Rows below), and takes no more. Less shared memory per block lets one find room sooner
 // on an SM that the weight-streaming products keep busy.
 template <int HD>
 struct Smem {
@@ -122,9 +122,10 @@ __device__ inline void ldmatrix4_trans(uint32_t (&r)[4], const bf16* p) {
 // layout, lane = 4g + c holds rows g and g + 8 of its warp's 16 slots ("a" and "b" below) and,
 // of every 8 columns, columns 2c and 2c + 1. Up to head dim 64, two blocks share an SM (128
 // registers, a few spilled): on the H100 that beat one block at 195 registers by 4-7% at
-// batch 16-256 decode. Without kSplit the low halves are neither made nor multiplied; with
-// kBf16Cache (only without kSplit) keys and values arrive as bf16 and need no conversion.
-template <int HD, int kSlots, bool kSplit, bool kBf16Cache>
+// batch 16-256 decode. Without kSplit the low halves are neither made nor multiplied. With
+// kBf16Rows keys and values arrive as bf16 rows and need no conversion: a bf16 cache, or with
+// kSplit a halves cache (AttentionShape::halves_cache).
+template <int HD, int kSlots, bool kSplit, bool kBf16Rows>
 __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
     attention_mma_kernel(const float* q, const void* k_cache, const void* v_cache, AttentionShape a, RowMeta m,
                          const int32_t* tiles, const float* slopes, bf16* out, int64_t lo_offset, float* part_o,
@@ -134,14 +135,13 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
   constexpr int kThreads = kSlots * 2;
   extern __shared__ __align__(128) unsigned char smem[];
   float* raw = reinterpret_cast<float*>(smem);
-  static_assert(!(kSplit && kBf16Cache), "a bf16 cache has no low halves to multiply");
-  static_assert(4 * L::kTile * sizeof(bf16) <= L::bytes, "bf16 stages must fit in the block's space");
   bf16* sKh = reinterpret_cast<bf16*>(smem + L::raw_bytes);
   bf16* sKl = sKh + L::kTile;
   bf16* sVh = sKl + L::kTile;
   bf16* sVl = sVh + L::kTile;
-  // kBf16Cache: stage s holds K at cached + 2s kTile, V after it.
+  // kBf16Rows: stage s holds, from cached + s kStage, K then V (then K's and V's low halves).
   bf16* const cached = reinterpret_cast<bf16*>(smem);
+  constexpr int kStage = (kSplit ? 4 : 2) * L::kTile;
 
   // Tiles run last to first: a prompt's tiles come in row order, each reading all keys up to its
   // last row, so the longest start first and the short ones fill in behind them instead of the
@@ -196,10 +196,13 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
   // refilling them); bf16 into stage `stage`.
   auto fetch = [&](int k0, int stage) {
     const int nk = min(kKeys, t.key_end - k0);
-    if constexpr (kBf16Cache) {
-      // 16 bytes are 8 bf16: straight into the padded tile rows the MMAs read.
+    if constexpr (kBf16Rows) {
+      // 16 bytes are 8 bf16: straight into the padded tile rows the MMAs read. A halves cache's
+      // row is hd high halves, then hd low halves.
       constexpr int kChunks = kKeys * (HD / 8);
-      bf16* sk = cached + stage * 2 * L::kTile;
+      bf16* sk = cached + stage * kStage;
+      const auto* kc = static_cast<const bf16*>(k_cache);
+      const auto* vc = static_cast<const bf16*>(v_cache);
 #pragma unroll
       for (int e = threadIdx.x; e < kChunks; e += kThreads) {
         const int kk = e / (HD / 8), d = (e % (HD / 8)) * 8;
@@ -207,10 +210,15 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
         int64_t at = 0;
         if (valid) {
           const int p = k0 + kk;
-          at = cache_index(a, table[p >> block_shift], t.kv, p & block_mask) + d;
+          at = cache_index(a, table[p >> block_shift], t.kv, p & block_mask) * (kSplit ? 2 : 1) + d;
         }
-        copy_async16(sk + kk * L::kLd + d, static_cast<const bf16*>(k_cache) + at, valid);
-        copy_async16(sk + L::kTile + kk * L::kLd + d, static_cast<const bf16*>(v_cache) + at, valid);
+        const int to = kk * L::kLd + d;
+        copy_async16(sk + to, kc + at, valid);
+        copy_async16(sk + L::kTile + to, vc + at, valid);
+        if constexpr (kSplit) {
+          copy_async16(sk + 2 * L::kTile + to, kc + at + hd, valid);
+          copy_async16(sk + 3 * L::kTile + to, vc + at + hd, valid);
+        }
       }
     } else {
       float* rk = raw;
@@ -235,7 +243,7 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
     const int nk = min(kKeys, t.key_end - k0);
     const bool more = k0 + kKeys < t.key_end;
     copy_async_wait<0>();
-    if constexpr (kBf16Cache) {
+    if constexpr (kBf16Rows) {
       // One barrier a pass: past it every thread's copies of this stage have landed and every
       // warp is done with the other stage, which the next tile's copy then refills during this
       // pass's MMAs.
@@ -245,9 +253,13 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
     // The tiles the MMAs read: this stage's bf16 copies, or the fp32 stage converted.
     const bf16* kt = sKh;
     const bf16* vt = sVh;
-    if constexpr (kBf16Cache) {
-      kt = cached + stage * 2 * L::kTile;
+    const bf16* klt = sKl;
+    const bf16* vlt = sVl;
+    if constexpr (kBf16Rows) {
+      kt = cached + stage * kStage;
       vt = kt + L::kTile;
+      klt = kt + 2 * L::kTile;
+      vlt = kt + 3 * L::kTile;
     } else {
       const float* rk = raw;
 #pragma unroll
@@ -277,7 +289,7 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
           uint32_t kh[4], kl[4] = {};
           const int at = (jp * 16 + k_row) * L::kLd + kb * 16 + k_col;
           ldmatrix4(kh, kt + at);
-          if constexpr (kSplit) ldmatrix4(kl, sKl + at);
+          if constexpr (kSplit) ldmatrix4(kl, klt + at);
           mma3<kSplit>(s[2 * jp], qh[kb], ql[kb], kh[0], kh[1], kl[0], kl[1]);
           mma3<kSplit>(s[2 * jp + 1], qh[kb], ql[kb], kh[2], kh[3], kl[2], kl[3]);
         }
@@ -354,13 +366,13 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
           uint32_t vh[4], vl[4] = {};
           const int at = (kb * 16 + v_row) * L::kLd + jp * 16 + v_col;
           ldmatrix4_trans(vh, vt + at);
-          if constexpr (kSplit) ldmatrix4_trans(vl, sVl + at);
+          if constexpr (kSplit) ldmatrix4_trans(vl, vlt + at);
           mma3<kSplit>(o[2 * jp], ph, pl, vh[0], vh[1], vl[0], vl[1]);
           mma3<kSplit>(o[2 * jp + 1], ph, pl, vh[2], vh[3], vl[2], vl[3]);
         }
       }
     }
-    if constexpr (!kBf16Cache) __syncthreads();  // the converted tiles are rewritten next pass
+    if constexpr (!kBf16Rows) __syncthreads();  // the converted tiles are rewritten next pass
   }
   if (!active) return;
 #pragma unroll
@@ -382,19 +394,19 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
   }
 }
 
-template <int HD, int kSlots, bool kSplit, bool kBf16Cache>
+template <int HD, int kSlots, bool kSplit, bool kBf16Rows>
 void launch(const float* q, const void* k_cache, const void* v_cache, int32_t num_tiles, const int32_t* tiles,
             const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out, int64_t lo_offset,
             float* part_o, float* part_ml, cudaStream_t s) {
-  // A bf16 cache's two stages alone, not the split tiles.
-  constexpr size_t bytes = kBf16Cache ? 4 * Smem<HD>::kTile * sizeof(bf16) : Smem<HD>::bytes;
+  // Rows of bf16: their two stages alone, in place of the fp32 stage and the converted tiles.
+  constexpr size_t bytes = kBf16Rows ? 2 * (kSplit ? 4 : 2) * Smem<HD>::kTile * sizeof(bf16) : Smem<HD>::bytes;
   thread_local bool configured = false;  // each worker thread drives one device
   if (!configured) {
-    EYRIE_CUDA_CHECK(cudaFuncSetAttribute(attention_mma_kernel<HD, kSlots, kSplit, kBf16Cache>,
+    EYRIE_CUDA_CHECK(cudaFuncSetAttribute(attention_mma_kernel<HD, kSlots, kSplit, kBf16Rows>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
     configured = true;
   }
-  attention_mma_kernel<HD, kSlots, kSplit, kBf16Cache><<<static_cast<unsigned>(num_tiles), kSlots * 2, bytes, s>>>(
+  attention_mma_kernel<HD, kSlots, kSplit, kBf16Rows><<<static_cast<unsigned>(num_tiles), kSlots * 2, bytes, s>>>(
       q, k_cache, v_cache, a, m, tiles, slopes, out, lo_offset, part_o, part_ml);
   EYRIE_CUDA_LAUNCHED();
 }
@@ -403,7 +415,10 @@ template <int HD, int kSlots>
 void launch(const float* q, const void* k_cache, const void* v_cache, int32_t num_tiles, const int32_t* tiles,
             const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out, int64_t lo_offset,
             float* part_o, float* part_ml, cudaStream_t s) {
-  if (!a.bf16_products)
+  if (!a.bf16_products && a.halves_cache)
+    launch<HD, kSlots, true, true>(q, k_cache, v_cache, num_tiles, tiles, a, m, slopes, out, lo_offset, part_o,
+                                   part_ml, s);
+  else if (!a.bf16_products)
     launch<HD, kSlots, true, false>(q, k_cache, v_cache, num_tiles, tiles, a, m, slopes, out, lo_offset, part_o,
                                     part_ml, s);
   else if (!a.bf16_cache)

@@ -163,7 +163,8 @@ struct CudaEngine::Impl {
   // The block-table stride of a step: a power of two from that of a context of
   // max_position_embeddings up, so decode steps keep one graph as their sequences grow.
   int32_t table_stride = 8;
-  bool bf16_cache = false;
+  // The KV cache's element: fp32, bf16 (bf16_cache) or a pair of bf16 halves (halves_cache).
+  bool bf16_cache = false, halves_cache = false;
   std::size_t cache_elem_bytes() const { return bf16_cache ? 2 : 4; }
   DeviceArray<float> alibi_slopes;
   std::size_t weight_bytes = 0;
@@ -251,6 +252,10 @@ struct CudaEngine::Impl {
     spec.block_size = opt.block_size;
     bf16_cache = opt.bf16_kv_cache && opt.split_rows_max <= 0 &&
                  cuda::bf16_cache_supports(static_cast<int32_t>(cfg.head_dim));
+    // Where every step is split, keys and values are cached as the halves its attention
+    // multiplies, in the bytes of fp32.
+    halves_cache =
+        opt.split_rows_max >= opt.max_step_tokens && cuda::bf16_cache_supports(static_cast<int32_t>(cfg.head_dim));
     plan_memory();
     pad_block = spec.num_blocks;
     const std::size_t cache = static_cast<std::size_t>(cfg.num_layers) * (spec.num_blocks + 1) * nkv *
@@ -839,6 +844,7 @@ struct CudaEngine::Impl {
                             !split,
                             split,
                             bf16_cache,
+                            halves_cache,
                             split};
     cuda::RowMeta meta{d_seq, d_pos, d_index.at[Index::tables]};
     const float eps = static_cast<float>(cfg.layer_norm_epsilon);

@@ -67,6 +67,10 @@ struct AttentionShape {
   // whose attention takes bf16 products anyway (with bf16_products; tensor-core head dims in
   // multiples of 8, see bf16_cache_supports()).
   bool bf16_cache = false;
+  // Keys and values cached as split-bf16 halves, each cache row's hd high halves then its hd low
+  // halves (the bytes of an fp32 row): what split products multiply, with no conversion of fp32
+  // rows on every pass, and the same bits (without bf16_products; head dims as bf16_cache).
+  bool halves_cache = false;
   // The attention output gets low halves (split activations); else high halves alone, all the
   // bf16 product after it reads.
   bool out_halves = true;
@@ -84,8 +88,8 @@ struct RowMeta {
 
 // Splits qkv (two halves, + bias) into fp32 queries [rows, heads, hd] (rotated) and writes
 // rotated keys and values into the layer's cache [block, kv_head, slot, hd]. The cache is fp32
-// (bf16 keys alone move the reference fixtures' logprobs by up to 0.37), or bf16 when
-// a.bf16_cache.
+// (bf16 keys alone move the reference fixtures' logprobs by up to 0.37), split-bf16 halves when
+// a.halves_cache, or bf16 when a.bf16_cache.
 void qkv_to_cache(const float* qkv, const float* bias, int64_t rows, const AttentionShape& a,
                   const RowMeta& m, float* q, void* k_cache, void* v_cache, cudaStream_t s);
 

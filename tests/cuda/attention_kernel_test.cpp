@@ -114,6 +114,32 @@ void check_attention(const Shape& sh, bool split_keys, uint32_t seed, bool bf16_
     EXPECT_EQ(bits_f, bits_b) << "bf16 cache against fp32 cache";
   }
 
+  if (!bf16_products && cuda::bf16_cache_supports(hd)) {
+    // The same keys and values cached as split-bf16 halves (each row's high halves, then its
+    // low): the products split them the same way either way, so the output has the same bits.
+    std::vector<uint16_t> kh(2 * kc.size()), vh(2 * vc.size());
+    for (std::size_t row = 0; row < kc.size() / hd; ++row)
+      for (int32_t d = 0; d < hd; ++d)
+        for (auto [src, dst] : {std::pair{&kc, &kh}, std::pair{&vc, &vh}}) {
+          const float x = (*src)[row * hd + d];
+          const uint16_t hi = f32_to_bf16(x);
+          (*dst)[2 * row * hd + d] = hi;
+          (*dst)[2 * row * hd + hd + d] = f32_to_bf16(x - bf16_to_f32(hi));
+        }
+    Device<uint16_t> d_kh(kh), d_vh(vh);
+    Device<cuda::bf16> d_out_h(2 * rows * sh.heads * hd);
+    cuda::AttentionShape ah = a;
+    ah.halves_cache = true;
+    cuda::paged_attention(d_q.p, d_kh.p, d_vh.p, rows, static_cast<int32_t>(launch.size() / cuda::kAttentionTileInts),
+                          d_tiles.p, ah, meta, d_slopes.p, d_out_h.p, splits, nullptr);
+    EYRIE_CUDA_CHECK(cudaDeviceSynchronize());
+    const auto out_h = d_out_h.get(2 * rows * sh.heads * hd);
+    std::vector<uint16_t> bits_f(out.size()), bits_h(out.size());
+    std::memcpy(bits_f.data(), out.data(), out.size() * 2);
+    std::memcpy(bits_h.data(), out_h.data(), out.size() * 2);
+    EXPECT_EQ(bits_f, bits_h) << "halves cache against fp32 cache";
+  }
+
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   double worst = 0;
   for (int64_t r = 0; r < rows; ++r)
