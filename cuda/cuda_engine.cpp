@@ -658,7 +658,7 @@ struct CudaEngine::Impl {
   // Whether a parallel block's two output products (attention's dense, the MLP's dense_4h_to_h)
   // run as one weight-streaming product of both terms (see sum_outputs).
   bool summed_outputs(const Layer& L, int64_t n) const {
-    if (!opt.summed_output_products || !cfg.parallel_attn) return false;
+    if (!opt.summed_output_products || !cfg.parallel_attn || comm) return false;
     const int64_t rows = split ? 2 * n : n;
     const auto t = streaming_tiling(rows, ffn, fb.get(), L.h4_to_h.w.get());
     const auto td = streaming_tiling(rows, L.dense.in, attn.get(), L.dense.w.get());

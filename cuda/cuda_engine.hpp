@@ -58,7 +58,10 @@ struct CudaEngineOptions {
   // with it; batch 1 (2 rows) ran 5% slower with it (3.84 -> 4.03 ms per token).
   int64_t gemv_early_start_rows_min = 3;
   // Where a parallel block's attention and MLP output products both run on the weight-streaming
-  // kernel, they run as one launch summing both terms (cuda::gemv_products).
+  // kernel, they run as one launch summing both terms (cuda::gemv_products), after the norm and
+  // both products of its output on the MLP branch. Not for tensor-parallel shards, whose halved
+  // products leave the attention chain longer than them: at degree 2 on two H200s (Falcon-7B),
+  // batch-1 decode took 2.59 ms per token with it against 2.42-2.45 without.
   bool summed_output_products = true;
   // Decode steps with fewer attention tiles than this many per SM split their rows' keys into
   // ranges on blocks of their own, up to that many tiles. On the H200 with Falcon-7B, 2, 4 and
