@@ -197,9 +197,9 @@ struct GemvProduct {
   const float* bias2 = nullptr;
 };
 // One or two products (second may be null) over the same rows, in one launch of the FMA
-// kernel, each on blocks of its own: a decode layer's products in two kernels instead of four,
-// with one tail each. halves: the rows are split-bf16 pairs, as for gemv_pairs. The tiling
-// must not ask for tensor cores.
+// kernel, each on blocks of its own: one ramp and one tail where separate launches have two.
+// halves: the rows are split-bf16 pairs, as for gemv_pairs. The tiling must not ask for tensor
+// cores.
 void gemv_products(int64_t rows, bool halves, const GemvProduct& first, const GemvProduct* second, cudaStream_t s,
                    const GemvTiling& tiling = {});
 
