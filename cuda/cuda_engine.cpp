@@ -155,8 +155,9 @@ struct CudaEngine::Impl {
   Norm ln_f;
   DeviceArray<bf16> embed, lm_head_own;
   const bf16* lm_head = nullptr;
-  // [layer][block][kv_head][slot][hd], fp32, or bf16 for an engine whose every step runs on bf16
-  // activations (its attention rounds keys and values to bf16 anyway); one block more than
+  // [layer][block][kv_head][slot][hd], fp32; split-bf16 halves in the same bytes for an engine
+  // whose every step is split; or bf16 for one whose every step runs on bf16 activations (its
+  // attention rounds keys and values to bf16 anyway). One block more than
   // spec.num_blocks, pad_block, for the rows that pad a decode step up to its bucket.
   DeviceArray<uint8_t> k_cache, v_cache;
   int32_t pad_block = 0;
@@ -655,27 +656,28 @@ struct CudaEngine::Impl {
     ++graph_replays;
   }
 
-  // Whether a parallel block's two output products (attention's dense, the MLP's dense_4h_to_h)
-  // run as one weight-streaming product of both terms (see sum_outputs).
-  bool summed_outputs(const Layer& L, int64_t n) const {
-    if (!opt.summed_output_products || !cfg.parallel_attn || comm) return false;
+  // The tiling on which a parallel block's two output products (attention's dense, the MLP's
+  // dense_4h_to_h) run as one weight-streaming product of both terms (see sum_outputs), where
+  // they do.
+  std::optional<cuda::GemvTiling> summed_outputs(const Layer& L, int64_t n) const {
+    if (!opt.summed_output_products || !cfg.parallel_attn || comm) return std::nullopt;
     const int64_t rows = split ? 2 * n : n;
     const auto t = streaming_tiling(rows, ffn, fb.get(), L.h4_to_h.w.get());
     const auto td = streaming_tiling(rows, L.dense.in, attn.get(), L.dense.w.get());
-    return t && td && !t->tensor_cores && !td->tensor_cores;
+    if (!t || !td || t->tensor_cores || td->tensor_cores) return std::nullopt;
+    return t;
   }
 
   // y = dense(attn) + dense_4h_to_h(gelu) with both biases, in one launch: one ramp and one tail
   // in place of two, and one output for the residual (or the all-reduce) to read.
-  void sum_outputs(const Layer& L, int64_t n) {
-    const int64_t rows = split ? 2 * n : n;
+  void sum_outputs(const Layer& L, int64_t n, const cuda::GemvTiling& t) {
     const cuda::GemvProduct p{.term = {attn.get(), L.dense.w.get(), L.dense.in},
                               .term2 = {fb.get(), L.h4_to_h.w.get(), ffn},
                               .out_dim = cfg.hidden_size,
                               .y = y.get(),
                               .bias = L.dense.bias(),
                               .bias2 = L.h4_to_h.bias()};
-    cuda::gemv_products(rows, split, p, nullptr, stream, *streaming_tiling(rows, ffn, fb.get(), L.h4_to_h.w.get()));
+    cuda::gemv_products(split ? 2 * n : n, split, p, nullptr, stream, t);
   }
 
   // y = dense_4h_to_h(gelu(dense_h_to_4h(in))), on the main stream or the MLP branch; without
@@ -866,7 +868,8 @@ struct CudaEngine::Impl {
       const Layer& L = layers[li];
       prof.mark("norm", stream);
       const bool two = cfg.two_layernorms();
-      const bool summed = summed_outputs(L, n);
+      const auto summed_tiling = summed_outputs(L, n);
+      const bool summed = summed_tiling.has_value();
       // Parallel blocks: the MLP needs only the normed input, so it can start now.
       const bool fork = mlp_stream && n <= opt.concurrent_mlp_rows_max && !prof.on();
       // With the output products summed, the norm and both products of its output go on the
@@ -928,7 +931,7 @@ struct CudaEngine::Impl {
         mlp(L, mlp_in, n, false, !summed);
       if (summed) {
         prof.mark("gemm_out", stream);
-        sum_outputs(L, n);
+        sum_outputs(L, n, *summed_tiling);
       }
       prof.mark("residual", stream);
       const cuda::PendingResidual res =
