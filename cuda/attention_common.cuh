@@ -55,21 +55,34 @@ __device__ inline void write_attention_out(const AttentionTile& t, const Attenti
   if (a.out_halves) out[lo_offset + at] = __float2bfloat16(v - __bfloat162float(hi));
 }
 
-// write_attention_out of elements d and d + 1 (d even) in one store each.
-__device__ inline void write_attention_out2(const AttentionTile& t, const AttentionShape& a, int qi, int d, float o0,
-                                            float o1, float l, bf16* out, int64_t lo_offset, float* part_o) {
-  const int hd = a.head_dim;
+// Where query slot qi's row of head_dim elements starts, both in the queries and in the output
+// (or, for a split decode row, in this key range's partials).
+__device__ inline int64_t attention_slot_row(const AttentionTile& t, const AttentionShape& a, int qi) {
+  if (t.nsplit > 1)  // nr == 1: query qi is head h0 + qi
+    return (static_cast<int64_t>(t.slot + t.split) * a.num_heads + t.h0 + qi) * a.head_dim;
+  return (static_cast<int64_t>(t.r0 + qi / t.nh) * a.num_heads + t.h0 + qi % t.nh) * a.head_dim;
+}
+
+// Where query slot qi's queries start: its row in the output but for split decode rows.
+__device__ inline int64_t attention_query_row(const AttentionTile& t, const AttentionShape& a, int qi) {
+  return (static_cast<int64_t>(t.r0 + qi / t.nh) * a.num_heads + t.h0 + qi % t.nh) * a.head_dim;
+}
+
+// Elements d and d + 1 (d even) of the output row that starts at `row` (attention_slot_row), o
+// the unnormalised sums and inv_l the reciprocal of their softmax mass (0 where it is 0), one
+// store each.
+__device__ inline void write_attention_out2(const AttentionTile& t, const AttentionShape& a, int64_t row, int d,
+                                            float o0, float o1, float inv_l, bf16* out, int64_t lo_offset,
+                                            float* part_o) {
+  const float v0 = o0 * inv_l, v1 = o1 * inv_l;
   if (t.nsplit > 1) {
-    const float2 v = l > 0.f ? make_float2(o0 / l, o1 / l) : make_float2(0.f, 0.f);
-    *reinterpret_cast<float2*>(part_o + (static_cast<int64_t>(t.slot + t.split) * a.num_heads + t.h0 + qi) * hd + d) = v;
+    *reinterpret_cast<float2*>(part_o + row + d) = make_float2(v0, v1);
     return;
   }
-  const float v0 = o0 / l, v1 = o1 / l;
-  const int64_t at = (static_cast<int64_t>(t.r0 + qi / t.nh) * a.num_heads + t.h0 + qi % t.nh) * hd + d;
   const __nv_bfloat162 hi = __floats2bfloat162_rn(v0, v1);
-  *reinterpret_cast<__nv_bfloat162*>(out + at) = hi;
+  *reinterpret_cast<__nv_bfloat162*>(out + row + d) = hi;
   if (a.out_halves)
-    *reinterpret_cast<__nv_bfloat162*>(out + lo_offset + at) =
+    *reinterpret_cast<__nv_bfloat162*>(out + lo_offset + row + d) =
         __floats2bfloat162_rn(v0 - __low2float(hi), v1 - __high2float(hi));
 }
 

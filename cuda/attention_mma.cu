@@ -54,6 +54,10 @@ __device__ inline uint32_t as_u32(__nv_bfloat162 v) { return *reinterpret_cast<c
 
 constexpr float kLog2e = 1.4426950408889634f;
 
+// How far (in natural-log units) a score may exceed its row's softmax base before the base
+// moves: probabilities stay below e^8 = 2981, well inside bf16 and fp32 range.
+constexpr float kSlack = 8.f;
+
 // 2^x, the MUFU approximation __expf itself ends in.
 __device__ inline float exp2_approx(float x) {
   float y;
@@ -162,6 +166,10 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
   const int last_a = live_a ? t.last_key(qa) : -1, last_b = live_b ? t.last_key(qb) : -1;
   const float slope_a = a.alibi && live_a ? slopes[t.h0 + qa % t.nh] : 0.f;
   const float slope_b = a.alibi && live_b ? slopes[t.h0 + qb % t.nh] : 0.f;
+  // Each of the thread's two query slots' rows, worked out once: the divisions by the tile's
+  // head count cost more than the loads they address.
+  const float* q_a = live_a ? q + attention_query_row(t, a, qa) : nullptr;
+  const float* q_b = live_b ? q + attention_query_row(t, a, qb) : nullptr;
 
   // This thread's share of the warp's queries (pre-scaled), as A fragments of 16 dims each.
   uint32_t qh[HD / 16][4], ql[HD / 16][4];
@@ -169,11 +177,10 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
   for (int kb = 0; kb < HD / 16; ++kb) {
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
-      const int qi = r % 2 ? qb : qa, d = kb * 16 + (r / 2) * 8 + c2;
+      const float* qr = r % 2 ? q_b : q_a;
+      const int d = kb * 16 + (r / 2) * 8 + c2;
       float2 v = make_float2(0.f, 0.f);
-      if (qi < nq && d < hd)
-        v = *reinterpret_cast<const float2*>(
-            q + (static_cast<int64_t>(t.r0 + qi / t.nh) * a.num_heads + t.h0 + qi % t.nh) * hd + d);
+      if (qr && d < hd) v = *reinterpret_cast<const float2*>(qr + d);
       split2(v.x * scale, v.y * scale, qh[kb][r], ql[kb][r]);
     }
   }
@@ -199,12 +206,15 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
     if constexpr (kBf16Rows) {
       // 16 bytes are 8 bf16: straight into the padded tile rows the MMAs read. A halves cache's
       // row is hd high halves, then hd low halves.
+      // A fixed count of chunks per thread, so the loop unrolls without a remainder.
       constexpr int kChunks = kKeys * (HD / 8);
       bf16* sk = cached + stage * kStage;
       const auto* kc = static_cast<const bf16*>(k_cache);
       const auto* vc = static_cast<const bf16*>(v_cache);
 #pragma unroll
-      for (int e = threadIdx.x; e < kChunks; e += kThreads) {
+      for (int i = 0; i < (kChunks + kThreads - 1) / kThreads; ++i) {
+        const int e = threadIdx.x + i * kThreads;
+        if (kChunks % kThreads != 0 && e >= kChunks) break;
         const int kk = e / (HD / 8), d = (e % (HD / 8)) * 8;
         const bool valid = kk < nk && d < hd;
         int64_t at = 0;
@@ -294,43 +304,65 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
           mma3<kSplit>(s[2 * jp + 1], qh[kb], ql[kb], kh[2], kh[3], kl[2], kl[3]);
         }
       }
-      // Online softmax over the row's four lanes; the running output is rescaled before the
-      // MMAs below add this tile's share. Only a tile past some query's last key, or short of
-      // keys, needs masking: in a long prompt that is the tiles on the diagonal.
+      // Online softmax over the row's four lanes. Only a tile past some query's last key, or
+      // short of keys, needs masking: in a long prompt that is the tiles on the diagonal.
       const bool edge = nk < kKeys || k0 + kKeys - 1 > t.p0;
+      if (a.alibi || edge) {
+#pragma unroll
+        for (int j = 0; j < kKeys / 8; ++j) {
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int col = j * 8 + c2 + e, p = k0 + col;
+            float xa = s[j][e], xb = s[j][2 + e];
+            if (a.alibi) {
+              xa += __bfloat162float(__float2bfloat16(slope_a * static_cast<float>(p))) * scale;
+              xb += __bfloat162float(__float2bfloat16(slope_b * static_cast<float>(p))) * scale;
+            }
+            if (edge) {
+              xa = col < nk && p <= last_a ? xa : -FLT_MAX;
+              xb = col < nk && p <= last_b ? xb : -FLT_MAX;
+            }
+            s[j][e] = xa;
+            s[j][2 + e] = xb;
+          }
+        }
+      }
       float mx_a = -FLT_MAX, mx_b = -FLT_MAX;
 #pragma unroll
       for (int j = 0; j < kKeys / 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int col = j * 8 + c2 + e, p = k0 + col;
-          float xa = s[j][e], xb = s[j][2 + e];
-          if (a.alibi) {
-            xa += __bfloat162float(__float2bfloat16(slope_a * static_cast<float>(p))) * scale;
-            xb += __bfloat162float(__float2bfloat16(slope_b * static_cast<float>(p))) * scale;
-          }
-          if (edge) {
-            xa = col < nk && p <= last_a ? xa : -FLT_MAX;
-            xb = col < nk && p <= last_b ? xb : -FLT_MAX;
-          }
-          s[j][e] = xa;
-          s[j][2 + e] = xb;
-          mx_a = fmaxf(mx_a, xa);
-          mx_b = fmaxf(mx_b, xb);
-        }
+        mx_a = fmaxf(mx_a, fmaxf(s[j][0], s[j][1]));
+        mx_b = fmaxf(mx_b, fmaxf(s[j][2], s[j][3]));
       }
 #pragma unroll
       for (int sh = 1; sh <= 2; sh *= 2) {
         mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, sh));
         mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, sh));
       }
-      const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
-      const float al_a = m_a == -FLT_MAX ? 0.f : __expf(m_a - mn_a);
-      const float al_b = m_b == -FLT_MAX ? 0.f : __expf(m_b - mn_b);
+      // The running output, mass and base move to a new maximum only when some row of the warp
+      // exceeds its base by more than kSlack: until then the probabilities, at most e^kSlack,
+      // stay relative to the old base, which the output and mass share, so the quotient is
+      // unchanged and most passes skip the rescaling. The warp decides as one, so the skipped
+      // path is a branch and not predicated work.
+      if (__any_sync(0xffffffffu, mx_a > m_a + kSlack || mx_b > m_b + kSlack)) {
+        const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
+        const float al_a = m_a == -FLT_MAX ? 0.f : __expf(m_a - mn_a);
+        const float al_b = m_b == -FLT_MAX ? 0.f : __expf(m_b - mn_b);
+        l_a *= al_a;
+        l_b *= al_b;
+        m_a = mn_a;
+        m_b = mn_b;
+#pragma unroll
+        for (int j = 0; j < HD / 8; ++j) {
+          o[j][0] *= al_a;
+          o[j][1] *= al_a;
+          o[j][2] *= al_b;
+          o[j][3] *= al_b;
+        }
+      }
       // exp(x - base) as 2^(x log2 e - base log2 e), one fused multiply-add before the exp2.
-      // Masked scores give 2^-inf = 0; a row masked throughout this tile has base 0 rather
-      // than -FLT_MAX, which would give 2^0.
-      const float nb_a = mn_a == -FLT_MAX ? 0.f : -mn_a * kLog2e, nb_b = mn_b == -FLT_MAX ? 0.f : -mn_b * kLog2e;
+      // Masked scores give 2^-inf = 0; a row with no key yet has base 0 rather than -FLT_MAX,
+      // which would give 2^0.
+      const float nb_a = m_a == -FLT_MAX ? 0.f : -m_a * kLog2e, nb_b = m_b == -FLT_MAX ? 0.f : -m_b * kLog2e;
       float sum_a = 0.f, sum_b = 0.f;
 #pragma unroll
       for (int j = 0; j < kKeys / 8; ++j) {
@@ -342,17 +374,8 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
           sum_b += s[j][2 + e];
         }
       }
-      l_a = l_a * al_a + sum_a;
-      l_b = l_b * al_b + sum_b;
-      m_a = mn_a;
-      m_b = mn_b;
-#pragma unroll
-      for (int j = 0; j < HD / 8; ++j) {
-        o[j][0] *= al_a;
-        o[j][1] *= al_a;
-        o[j][2] *= al_b;
-        o[j][3] *= al_b;
-      }
+      l_a += sum_a;
+      l_b += sum_b;
       // Output: the scores of keys 16kb..16kb+15 are, as they lie, the A fragment of P.
 #pragma unroll
       for (int kb = 0; kb < kKeys / 16; ++kb) {
@@ -381,12 +404,15 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
     l_b += __shfl_xor_sync(0xffffffffu, l_b, sh);
   }
   // Columns c2 and c2 + 1 of every 8 are this thread's: a pair per store (hd is a multiple of 4).
+  const int64_t row_a = live_a ? attention_slot_row(t, a, qa) : 0;
+  const int64_t row_b = live_b ? attention_slot_row(t, a, qb) : 0;
+  const float inv_a = l_a > 0.f ? 1.f / l_a : 0.f, inv_b = l_b > 0.f ? 1.f / l_b : 0.f;
 #pragma unroll
   for (int j = 0; j < HD / 8; ++j) {
     const int d = j * 8 + c2;
     if (d >= hd) continue;
-    if (live_a) write_attention_out2(t, a, qa, d, o[j][0], o[j][1], l_a, out, lo_offset, part_o);
-    if (live_b) write_attention_out2(t, a, qb, d, o[j][2], o[j][3], l_b, out, lo_offset, part_o);
+    if (live_a) write_attention_out2(t, a, row_a, d, o[j][0], o[j][1], inv_a, out, lo_offset, part_o);
+    if (live_b) write_attention_out2(t, a, row_b, d, o[j][2], o[j][3], inv_b, out, lo_offset, part_o);
   }
   if (c2 == 0) {
     if (live_a) write_attention_stats(t, a, qa, m_a, l_a, part_ml);
