@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #if EYRIE_HAS_CUDA
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -186,7 +187,8 @@ TEST(CudaNormKernel, LayerNormMatchesFloat64) {
 }
 
 // GELU in place on a bf16 product gives bias_gelu's bits for the same values as fp32 input,
-// with 16-byte accesses (widths in multiples of 8) and without.
+// with 16-byte accesses (widths in multiples of 8) and without; both, and bias_gelu's split-bf16
+// halves, are the exact (erf) GELU of float64 within what their bits hold.
 TEST(CudaNormKernel, GeluInPlaceOnBf16MatchesBiasGelu) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   std::mt19937 rng(13);
@@ -212,6 +214,19 @@ TEST(CudaNormKernel, GeluInPlaceOnBf16MatchesBiasGelu) {
       const double v = static_cast<double>(xf[i]) + b[i % cols];
       const double want = 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
       ASSERT_NEAR(__bfloat162float(got[i]), want, 1e-6 + std::abs(want) / 128) << "element " << i;
+    }
+    // As split-bf16 halves, about 16 significant bits: within 2^-15 of float64.
+    std::vector<float> x2(2 * n, 0.f);
+    std::copy(xf.begin(), xf.end(), x2.begin());
+    Device<float> dx2(x2);
+    Device<cuda::bf16> halves(2 * n);
+    cuda::bias_gelu(dx2.p, bias.p, rows, cols, halves.p, nullptr, true);
+    const auto hl = halves.get(2 * n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const double v = static_cast<double>(xf[i]) + b[i % cols];
+      const double want = 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
+      const double have = static_cast<double>(__bfloat162float(hl[i])) + __bfloat162float(hl[n + i]);
+      ASSERT_NEAR(have, want, 2e-6 + std::abs(want) / 32768) << "element " << i << " as halves";
     }
   }
 }
