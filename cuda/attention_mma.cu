@@ -187,7 +187,15 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
   float o[HD / 8][4];
 #pragma unroll
   for (int j = 0; j < HD / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
-  float m_a = -FLT_MAX, m_b = -FLT_MAX, l_a = 0.f, l_b = 0.f;  // l: this thread's columns only
+  float m_a = -FLT_MAX, m_b = -FLT_MAX;
+  float l_a = 0.f, l_b = 0.f;  // with kSplit: this thread's columns only
+  // Without kSplit, the rows' softmax masses are the MMA of the bf16 probabilities with a
+  // column of ones: the sums of the very probabilities the output's MMAs take, over all of a
+  // row's keys with no shuffles, in the tensor pipe's spare cycles instead of an add per
+  // probability. mass[0] and [1] are row a's, [2] and [3] row b's. With kSplit the adds stay:
+  // the tensor cores' fp32 sums keep fewer bits than the split products are there to give.
+  float mass[4] = {0.f, 0.f, 0.f, 0.f};
+  constexpr uint32_t kOnes = 0x3f803f80u;  // bf16 1.0 twice
 
   // Each thread's share of a key tile's float4s.
   constexpr int kVecs = kKeys * (HD / 4) / kThreads;
@@ -348,8 +356,15 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
         const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
         const float al_a = m_a == -FLT_MAX ? 0.f : __expf(m_a - mn_a);
         const float al_b = m_b == -FLT_MAX ? 0.f : __expf(m_b - mn_b);
-        l_a *= al_a;
-        l_b *= al_b;
+        if constexpr (kSplit) {
+          l_a *= al_a;
+          l_b *= al_b;
+        } else {
+          mass[0] *= al_a;
+          mass[1] *= al_a;
+          mass[2] *= al_b;
+          mass[3] *= al_b;
+        }
         m_a = mn_a;
         m_b = mn_b;
 #pragma unroll
@@ -371,8 +386,10 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
         for (int e = 0; e < 2; ++e) {
           s[j][e] = exp2_approx(fmaf(s[j][e], kLog2e, nb_a));
           s[j][2 + e] = exp2_approx(fmaf(s[j][2 + e], kLog2e, nb_b));
-          sum_a += s[j][e];
-          sum_b += s[j][2 + e];
+          if constexpr (kSplit) {
+            sum_a += s[j][e];
+            sum_b += s[j][2 + e];
+          }
         }
       }
       l_a += sum_a;
@@ -385,6 +402,7 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
         split2(s[2 * kb][2], s[2 * kb][3], ph[1], pl[1]);
         split2(s[2 * kb + 1][0], s[2 * kb + 1][1], ph[2], pl[2]);
         split2(s[2 * kb + 1][2], s[2 * kb + 1][3], ph[3], pl[3]);
+        if constexpr (!kSplit) mma(mass, ph, kOnes, kOnes);
 #pragma unroll
         for (int jp = 0; jp < HD / 16; ++jp) {
           uint32_t vh[4], vl[4] = {};
@@ -399,10 +417,15 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
     if constexpr (!kBf16Rows) __syncthreads();  // the converted tiles are rewritten next pass
   }
   if (!active) return;
+  if constexpr (kSplit) {
 #pragma unroll
-  for (int sh = 1; sh <= 2; sh *= 2) {
-    l_a += __shfl_xor_sync(0xffffffffu, l_a, sh);
-    l_b += __shfl_xor_sync(0xffffffffu, l_b, sh);
+    for (int sh = 1; sh <= 2; sh *= 2) {
+      l_a += __shfl_xor_sync(0xffffffffu, l_a, sh);
+      l_b += __shfl_xor_sync(0xffffffffu, l_b, sh);
+    }
+  } else {
+    l_a = mass[0];
+    l_b = mass[2];
   }
   // Columns c2 and c2 + 1 of every 8 are this thread's: a pair per store (hd is a multiple of 4).
   const int64_t row_a = live_a ? attention_slot_row(t, a, qa) : 0;
