@@ -55,17 +55,17 @@ __device__ inline void write_attention_out(const AttentionTile& t, const Attenti
   if (a.out_halves) out[lo_offset + at] = __float2bfloat16(v - __bfloat162float(hi));
 }
 
-// Where query slot qi's row of head_dim elements starts, both in the queries and in the output
-// (or, for a split decode row, in this key range's partials).
-__device__ inline int64_t attention_slot_row(const AttentionTile& t, const AttentionShape& a, int qi) {
-  if (t.nsplit > 1)  // nr == 1: query qi is head h0 + qi
-    return (static_cast<int64_t>(t.slot + t.split) * a.num_heads + t.h0 + qi) * a.head_dim;
+// Where query slot qi's row of head_dim elements starts in the queries, and in the output of
+// all but split decode rows.
+__device__ inline int64_t attention_query_row(const AttentionTile& t, const AttentionShape& a, int qi) {
   return (static_cast<int64_t>(t.r0 + qi / t.nh) * a.num_heads + t.h0 + qi % t.nh) * a.head_dim;
 }
 
-// Where query slot qi's queries start: its row in the output but for split decode rows.
-__device__ inline int64_t attention_query_row(const AttentionTile& t, const AttentionShape& a, int qi) {
-  return (static_cast<int64_t>(t.r0 + qi / t.nh) * a.num_heads + t.h0 + qi % t.nh) * a.head_dim;
+// Where query slot qi's output row starts: for a split decode row, in this key range's partials.
+__device__ inline int64_t attention_slot_row(const AttentionTile& t, const AttentionShape& a, int qi) {
+  if (t.nsplit > 1)  // nr == 1: query qi is head h0 + qi
+    return (static_cast<int64_t>(t.slot + t.split) * a.num_heads + t.h0 + qi) * a.head_dim;
+  return attention_query_row(t, a, qi);
 }
 
 // Elements d and d + 1 (d even) of the output row that starts at `row` (attention_slot_row), o
