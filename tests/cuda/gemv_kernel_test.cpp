@@ -47,6 +47,31 @@ void check_gemv(int64_t rows, int64_t out_dim, int64_t in_dim, uint32_t seed, co
     }
 }
 
+// Rows of random fp32 values as the kernels take them: plain bf16 rows, or split-bf16 pairs
+// (the high halves, then the low). value[r * in_dim + k] is what row r's element k stands for.
+struct Rows {
+  std::vector<cuda::bf16> x;
+  std::vector<double> value;
+};
+
+Rows random_rows(int64_t rows, int64_t in_dim, bool halves, std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  const int64_t n = halves ? rows / 2 : rows;
+  Rows r{std::vector<cuda::bf16>(rows * in_dim), std::vector<double>(n * in_dim)};
+  for (int64_t i = 0; i < n * in_dim; ++i) {
+    const float f = u(rng);
+    const cuda::bf16 hi = __float2bfloat16(f);
+    r.x[i] = hi;
+    r.value[i] = __bfloat162float(hi);
+    if (halves) {
+      const cuda::bf16 lo = __float2bfloat16(f - __bfloat162float(hi));
+      r.x[n * in_dim + i] = lo;
+      r.value[i] += __bfloat162float(lo);
+    }
+  }
+  return r;
+}
+
 // Split-bf16 pairs (each row of random fp32 values as bf16 high halves and the bf16 of what
 // they leave): the halves of y sum to the float64 product with the unsplit values; the FMA
 // kernel, which adds each pair before multiplying, leaves the low halves zero.
@@ -54,17 +79,7 @@ void check_gemv_pairs(int64_t pairs, int64_t out_dim, int64_t in_dim, uint32_t s
   SCOPED_TRACE("pairs " + std::to_string(pairs) + " out " + std::to_string(out_dim) + " in " +
                std::to_string(in_dim) + (t.tensor_cores ? " tensor cores" : ""));
   std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<cuda::bf16> x(2 * pairs * in_dim);
-  std::vector<double> v(pairs * in_dim);
-  for (int64_t i = 0; i < pairs * in_dim; ++i) {
-    const float f = u(rng);
-    const cuda::bf16 hi = __float2bfloat16(f);
-    const cuda::bf16 lo = __float2bfloat16(f - __bfloat162float(hi));
-    x[i] = hi;
-    x[pairs * in_dim + i] = lo;
-    v[i] = static_cast<double>(__bfloat162float(hi)) + __bfloat162float(lo);
-  }
+  const auto [x, v] = random_rows(2 * pairs, in_dim, true, rng);
   const auto w = random_bf16(out_dim * in_dim, rng);
   Device<cuda::bf16> dx(x), dw(w);
   Device<float> dy(2 * pairs * out_dim);
@@ -158,31 +173,6 @@ TEST(CudaGemvKernel, GeluEpilogueMatchesSeparateKernels) {
   EXPECT_THROW(cuda::gemv_bias_gelu(x.p, 3, w.p, 1, 8, nullptr, g.p, nullptr), InvalidArgument);
   Device<float> y(64);
   EXPECT_THROW(cuda::gemv_pairs(x.p, 3, w.p, 1, 8, y.p, nullptr), InvalidArgument);
-}
-
-// Rows of random fp32 values as the kernels take them: plain bf16 rows, or split-bf16 pairs
-// (the high halves, then the low). value[r * in_dim + k] is what row r's element k stands for.
-struct Rows {
-  std::vector<cuda::bf16> x;
-  std::vector<double> value;
-};
-
-Rows random_rows(int64_t rows, int64_t in_dim, bool halves, std::mt19937& rng) {
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  const int64_t n = halves ? rows / 2 : rows;
-  Rows r{std::vector<cuda::bf16>(rows * in_dim), std::vector<double>(n * in_dim)};
-  for (int64_t i = 0; i < n * in_dim; ++i) {
-    const float f = u(rng);
-    const cuda::bf16 hi = __float2bfloat16(f);
-    r.x[i] = hi;
-    r.value[i] = __bfloat162float(hi);
-    if (halves) {
-      const cuda::bf16 lo = __float2bfloat16(f - __bfloat162float(hi));
-      r.x[n * in_dim + i] = lo;
-      r.value[i] += __bfloat162float(lo);
-    }
-  }
-  return r;
 }
 
 // Two products in one launch: a GELU output (the same bits as gemv_bias_gelu alone) beside a
