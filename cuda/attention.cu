@@ -39,8 +39,8 @@ __device__ int64_t k_offset(const AttentionShape& a, int j) {
 // pair of the value. A decode step's row or few spread each row over many small blocks; a
 // prompt's many rows take few blocks per row, each thread then visiting several heads at the
 // same pair index i, whose angle it computes once.
-__global__ void qkv_kernel(const float* qkv, const float* bias, int64_t rows, AttentionShape a, RowMeta m,
-                           float* q, void* k_cache, void* v_cache) {
+__global__ void qkv_kernel(const void* qkv, const float* bias, int64_t rows, AttentionShape a, RowMeta m,
+                           void* q, void* k_cache, void* v_cache) {
   const int hd = a.head_dim, half = (hd + 1) / 2;
   const int64_t total = static_cast<int64_t>(a.num_heads + a.num_kv_heads) * half;
   const int64_t r = blockIdx.x;
@@ -49,9 +49,13 @@ __global__ void qkv_kernel(const float* qkv, const float* bias, int64_t rows, At
   const int64_t at0 =
       cache_index(a, m.block_tables[static_cast<int64_t>(m.seq[r]) * a.max_blocks_per_seq + pos / a.block_size], 0,
                   pos % a.block_size);
+  const float* qkv32 = static_cast<const float*>(qkv);
   auto value = [&](int64_t c) {
-    return (qkv[r * width + c] + (a.qkv_halves ? qkv[(rows + r) * width + c] : 0.f)) + (bias ? bias[c] : 0.f);
+    const float v = a.qkv_bf16 ? __bfloat162float(static_cast<const bf16*>(qkv)[r * width + c])
+                               : qkv32[r * width + c] + (a.qkv_halves ? qkv32[(rows + r) * width + c] : 0.f);
+    return v + (bias ? bias[c] : 0.f);
   };
+  const float q_scale = rsqrtf(static_cast<float>(hd));
   // Element i of the cache row at `row` (an fp32 row's index).
   auto put = [&](void* cache, int64_t row, int i, float v) {
     if (a.halves_cache) {
@@ -86,9 +90,16 @@ __global__ void qkv_kernel(const float* qkv, const float* bias, int64_t rows, At
       o2 = x2 * cs + x1 * sn;
     }
     if (query) {
-      float* qh = q + (r * a.num_heads + h) * hd;
-      qh[i] = o1;
-      if (second) qh[i + half] = o2;
+      const int64_t row = (r * a.num_heads + h) * hd;
+      if (a.q_bf16) {
+        bf16* qh = static_cast<bf16*>(q) + row;
+        qh[i] = __float2bfloat16(o1 * q_scale);
+        if (second) qh[i + half] = __float2bfloat16(o2 * q_scale);
+      } else {
+        float* qh = static_cast<float*>(q) + row;
+        qh[i] = o1;
+        if (second) qh[i + half] = o2;
+      }
       continue;
     }
     // Head j's slot lies j * block_size * hd past head 0's (cache_index).
@@ -232,11 +243,21 @@ __global__ void combine_splits_kernel(const float* part_o, const float* part_ml,
   }
 }
 
+// The queries' form as the attention kernels can read it.
+void check_query_form(const char* where, const AttentionShape& a) {
+  if (a.q_bf16 && (!a.bf16_products || !attention_mma_supports(a.head_dim)))
+    throw InvalidArgument(std::string(where) + ": bf16 queries need bf16 products and a tensor-core head dim, not " +
+                          std::to_string(a.head_dim));
+}
+
 }  // namespace
 
-void qkv_to_cache(const float* qkv, const float* bias, int64_t rows, const AttentionShape& a, const RowMeta& m,
-                  float* q, void* k_cache, void* v_cache, cudaStream_t s) {
+void qkv_to_cache(const void* qkv, const float* bias, int64_t rows, const AttentionShape& a, const RowMeta& m,
+                  void* q, void* k_cache, void* v_cache, cudaStream_t s) {
   if (rows == 0) return;
+  check_query_form("qkv_to_cache", a);
+  if (a.qkv_bf16 && a.qkv_halves)
+    throw InvalidArgument("qkv_to_cache: a bf16 query_key_value output has no low halves");
   constexpr int kThreads = 128;
   const int64_t pairs = static_cast<int64_t>(a.num_heads + a.num_kv_heads) * ((a.head_dim + 1) / 2);
   // Up to 64 rows, a thread per pair (the blocks of a decode step's rows fill the SMs); past
@@ -248,10 +269,11 @@ void qkv_to_cache(const float* qkv, const float* bias, int64_t rows, const Atten
   EYRIE_CUDA_LAUNCHED();
 }
 
-void paged_attention(const float* q, const void* k_cache, const void* v_cache, int64_t rows, int32_t num_tiles,
+void paged_attention(const void* q, const void* k_cache, const void* v_cache, int64_t rows, int32_t num_tiles,
                      const int32_t* tiles, const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out,
                      const KeySplits& splits, cudaStream_t s) {
   if (rows == 0) return;
+  check_query_form("paged_attention", a);
   if (a.block_size <= 0 || (a.block_size & (a.block_size - 1)) != 0)
     throw InvalidArgument("paged_attention: the KV block size must be a power of two, not " +
                           std::to_string(a.block_size));
@@ -276,7 +298,7 @@ void paged_attention(const float* q, const void* k_cache, const void* v_cache, i
       configured = true;
     }
     attention_kernel<<<static_cast<unsigned>(num_tiles), kAttnThreads, smem, s>>>(
-        q, static_cast<const float*>(k_cache), static_cast<const float*>(v_cache), a, m, tiles, slopes, out, lo_offset,
+        static_cast<const float*>(q), static_cast<const float*>(k_cache), static_cast<const float*>(v_cache), a, m, tiles, slopes, out, lo_offset,
         splits.part_o, splits.part_ml);
     EYRIE_CUDA_LAUNCHED();
   }

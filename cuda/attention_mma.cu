@@ -131,7 +131,7 @@ __device__ inline void ldmatrix4_trans(uint32_t (&r)[4], const bf16* p) {
 // kSplit a halves cache (AttentionShape::halves_cache).
 template <int HD, int kSlots, bool kSplit, bool kBf16Rows>
 __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
-    attention_mma_kernel(const float* q, const void* k_cache, const void* v_cache, AttentionShape a, RowMeta m,
+    attention_mma_kernel(const void* q, const void* k_cache, const void* v_cache, AttentionShape a, RowMeta m,
                          const int32_t* tiles, const float* slopes, bf16* out, int64_t lo_offset, float* part_o,
                          float* part_ml) {
   allow_dependents();  // the products after this kernel start reading their weights
@@ -168,8 +168,8 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
   const float slope_b = a.alibi && live_b ? slopes[t.h0 + qb % t.nh] : 0.f;
   // Each of the thread's two query slots' rows, worked out once: the divisions by the tile's
   // head count cost more than the loads they address.
-  const float* q_a = live_a ? q + attention_query_row(t, a, qa) : nullptr;
-  const float* q_b = live_b ? q + attention_query_row(t, a, qb) : nullptr;
+  const int64_t q_a = live_a ? attention_query_row(t, a, qa) : -1;
+  const int64_t q_b = live_b ? attention_query_row(t, a, qb) : -1;
 
   // This thread's share of the warp's queries (pre-scaled), as A fragments of 16 dims each.
   uint32_t qh[HD / 16][4], ql[HD / 16][4];
@@ -177,10 +177,16 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
   for (int kb = 0; kb < HD / 16; ++kb) {
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
-      const float* qr = r % 2 ? q_b : q_a;
+      const int64_t qr = r % 2 ? q_b : q_a;
       const int d = kb * 16 + (r / 2) * 8 + c2;
+      const bool valid = qr >= 0 && d < hd;
+      if (!kSplit && a.q_bf16) {
+        qh[kb][r] = valid ? *reinterpret_cast<const uint32_t*>(static_cast<const bf16*>(q) + qr + d) : 0u;
+        ql[kb][r] = 0u;
+        continue;
+      }
       float2 v = make_float2(0.f, 0.f);
-      if (qr && d < hd) v = *reinterpret_cast<const float2*>(qr + d);
+      if (valid) v = *reinterpret_cast<const float2*>(static_cast<const float*>(q) + qr + d);
       split2(v.x * scale, v.y * scale, qh[kb][r], ql[kb][r]);
     }
   }
@@ -445,7 +451,7 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
 }
 
 template <int HD, int kSlots, bool kSplit, bool kBf16Rows>
-void launch(const float* q, const void* k_cache, const void* v_cache, int32_t num_tiles, const int32_t* tiles,
+void launch(const void* q, const void* k_cache, const void* v_cache, int32_t num_tiles, const int32_t* tiles,
             const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out, int64_t lo_offset,
             float* part_o, float* part_ml, cudaStream_t s) {
   // Rows of bf16: their two stages alone, in place of the fp32 stage and the converted tiles.
@@ -462,7 +468,7 @@ void launch(const float* q, const void* k_cache, const void* v_cache, int32_t nu
 }
 
 template <int HD, int kSlots>
-void launch(const float* q, const void* k_cache, const void* v_cache, int32_t num_tiles, const int32_t* tiles,
+void launch(const void* q, const void* k_cache, const void* v_cache, int32_t num_tiles, const int32_t* tiles,
             const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out, int64_t lo_offset,
             float* part_o, float* part_ml, cudaStream_t s) {
   if (!a.bf16_products && a.halves_cache)
@@ -489,7 +495,7 @@ bool bf16_cache_supports(int32_t head_dim) { return attention_mma_supports(head_
 // output held in registers double.
 int32_t attention_mma_queries(int32_t head_dim) { return head_dim <= 64 ? 128 : 64; }
 
-void attention_mma(const float* q, const void* k_cache, const void* v_cache, int32_t num_tiles,
+void attention_mma(const void* q, const void* k_cache, const void* v_cache, int32_t num_tiles,
                    const int32_t* tiles, const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out,
                    int64_t lo_offset, float* part_o, float* part_ml, cudaStream_t s) {
   if (a.head_dim <= 16)

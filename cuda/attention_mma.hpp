@@ -11,8 +11,8 @@ bool attention_mma_supports(int32_t head_dim);
 // The most (row, head) queries one tile may hold.
 int32_t attention_mma_queries(int32_t head_dim);
 
-void attention_mma(const float* q, const void* k_cache, const void* v_cache, int32_t num_tiles,
-                   const int32_t* tiles, const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out,
-                   int64_t lo_offset, float* part_o, float* part_ml, cudaStream_t s);
+void attention_mma(const void* q, const void* k_cache, const void* v_cache, int32_t num_tiles, const int32_t* tiles,
+                   const AttentionShape& a, const RowMeta& m, const float* slopes, bf16* out, int64_t lo_offset,
+                   float* part_o, float* part_ml, cudaStream_t s);
 
 }  // namespace eyrie::cuda

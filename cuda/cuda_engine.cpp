@@ -537,10 +537,23 @@ struct CudaEngine::Impl {
     blas_product(handle, xin, rows, w, out_dim, in_dim, yout, CUDA_R_32F);
   }
 
-  // y = x W^T on cuBLAS, fp32 accumulation, y written as y_type (fp32 or bf16).
+  // Whether l's product over these rows can add itself into the residual stream x (cuBLAS's
+  // beta = 1): unsplit rows of a bias-free Linear on one GPU, on cuBLAS. The LayerNorm after
+  // it then reads x alone instead of x and the product's output; the product, compute-bound,
+  // reads x in its epilogue at little cost.
+  bool adds_into_x(const Linear& l, const bf16* xin, int64_t n) const {
+    return !split && !comm && !l.has_bias && !streaming_tiling(n, l.in, xin, l.w.get());
+  }
+
+  // x += xin l^T, for rows adds_into_x() allows.
+  void add_product_into_x(const bf16* xin, int64_t n, const Linear& l, bool on_mlp_stream = false) {
+    blas_product(on_mlp_stream ? mlp_blas : blas, xin, n, l.w.get(), l.out, l.in, x.get(), CUDA_R_32F, 1.f);
+  }
+
+  // y = x W^T (+ y when beta is 1) on cuBLAS, fp32 accumulation, y written as y_type (fp32 or bf16).
   static void blas_product(cublasHandle_t handle, const bf16* xin, int64_t rows, const bf16* w, int64_t out_dim,
-                           int64_t in_dim, void* y, cudaDataType y_type) {
-    const float alpha = 1.f, beta = 0.f;
+                           int64_t in_dim, void* y, cudaDataType y_type, float beta = 0.f) {
+    const float alpha = 1.f;
     EYRIE_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out_dim), static_cast<int>(rows),
                                     static_cast<int>(in_dim), &alpha, w, CUDA_R_16BF, static_cast<int>(in_dim), xin,
                                     CUDA_R_16BF, static_cast<int>(in_dim), &beta, y, y_type,
@@ -681,9 +694,10 @@ struct CudaEngine::Impl {
   }
 
   // y = dense_4h_to_h(gelu(dense_h_to_4h(in))), on the main stream or the MLP branch; without
-  // `output`, the GELU values alone, in fb.
-  void mlp(const Layer& L, const bf16* in, int64_t n, bool on_mlp_stream, bool output = true,
-           bool beside_qkv = false) {
+  // `output`, the GELU values alone, in fb; with into_x, x += that product instead of y (see
+  // adds_into_x()).
+  void mlp(const Layer& L, const bf16* in, int64_t n, bool on_mlp_stream, bool output = true, bool beside_qkv = false,
+           bool into_x = false) {
     prof.mark("gemm_mlp", stream);
     const int64_t rows = split ? 2 * n : n;
     if (auto t = streaming_tiling(rows, cfg.hidden_size, in, L.h_to_4h.w.get())) {
@@ -706,7 +720,10 @@ struct CudaEngine::Impl {
     }
     if (!output) return;
     prof.mark("gemm_mlp", stream);
-    gemm_rows(fb.get(), n, L.h4_to_h.w.get(), cfg.hidden_size, ffn, y.get(), on_mlp_stream);
+    if (into_x)
+      add_product_into_x(fb.get(), n, L.h4_to_h, on_mlp_stream);
+    else
+      gemm_rows(fb.get(), n, L.h4_to_h.w.get(), cfg.hidden_size, ffn, y.get(), on_mlp_stream);
   }
 
   // x += a + a_bias (+ c + c_bias). A shard's a and c are partial sums over its heads and MLP
@@ -848,6 +865,7 @@ struct CudaEngine::Impl {
                             bf16_cache,
                             halves_cache,
                             split};
+    as.q_bf16 = as.bf16_products && cuda::attention_mma_supports(as.head_dim);
     cuda::RowMeta meta{d_seq, d_pos, d_index.at[Index::tables]};
     const float eps = static_cast<float>(cfg.layer_norm_epsilon);
     const std::size_t layer_cache =
@@ -885,8 +903,18 @@ struct CudaEngine::Impl {
                                 two ? L.ln_mlp.w.get() : nullptr, two ? L.ln_mlp.b.get() : nullptr, eps, a.get(),
                                 two ? m.get() : nullptr, products_first ? mlp_stream : stream, split);
       pending = {};
+      // query_key_value's output in bf16 where the activations are and cuBLAS takes the product:
+      // rotary reads half the bytes, and its queries are rounded to bf16 anyway.
+      as.qkv_bf16 = !split && !streaming_tiling(n, h, a.get(), L.qkv.w.get());
+      auto qkv_product = [&](bool on_mlp_stream, bool early) {
+        if (as.qkv_bf16)
+          blas_product(on_mlp_stream ? mlp_blas : blas, a.get(), n, L.qkv.w.get(), L.qkv.out, h, qkv.get(),
+                       CUDA_R_16BF);
+        else
+          gemm_rows(a.get(), n, L.qkv.w.get(), L.qkv.out, h, qkv.get(), on_mlp_stream, early);
+      };
       if (products_first) {
-        gemm_rows(a.get(), n, L.qkv.w.get(), L.qkv.out, h, qkv.get(), true, true);
+        qkv_product(true, true);
         EYRIE_CUDA_CHECK(cudaEventRecord(qkv_event, mlp_stream));
         EYRIE_CUDA_CHECK(cudaStreamWaitEvent(stream, qkv_event, 0));
       } else if (fork) {
@@ -899,7 +927,7 @@ struct CudaEngine::Impl {
       }
       if (!products_first) {
         prof.mark("gemm_qkv", stream);
-        gemm_rows(a.get(), n, L.qkv.w.get(), L.qkv.out, h, qkv.get());
+        qkv_product(false, false);
       }
       uint8_t* kc = k_cache.get() + li * layer_cache * cache_elem_bytes();
       uint8_t* vc = v_cache.get() + li * layer_cache * cache_elem_bytes();
@@ -908,9 +936,16 @@ struct CudaEngine::Impl {
       prof.mark("attention", stream);
       cuda::paged_attention(q.get(), kc, vc, n, static_cast<int32_t>(h_launch_tiles.size() / cuda::kAttentionTileInts),
                             d_tiles, as, meta, alibi_slopes.get(), attn.get(), splits, stream);
+      // The output products that add themselves into x, with no output of their own for the
+      // residual to add; the MLP's only off the branch, whose product would race the chain's.
+      const bool dense_into_x = !summed && adds_into_x(L.dense, attn.get(), n);
+      const bool mlp_into_x = !summed && !fork && adds_into_x(L.h4_to_h, fb.get(), n);
       if (!summed) {
         prof.mark("gemm_dense", stream);
-        gemm_rows(attn.get(), n, L.dense.w.get(), h, L.dense.in, o.get());
+        if (dense_into_x)
+          add_product_into_x(attn.get(), n, L.dense);
+        else
+          gemm_rows(attn.get(), n, L.dense.w.get(), h, L.dense.in, o.get());
       }
       prof.mark("other", stream);
       const bf16* mlp_in = a.get();
@@ -921,26 +956,33 @@ struct CudaEngine::Impl {
         cuda::layer_norm(x.get(), nullptr, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream, split);
         mlp_in = m.get();
       } else {
-        cuda::residual_layer_norm(x.get(), {o.get(), L.dense.bias(), nullptr, nullptr, split}, n, h, L.ln_mlp.w.get(),
-                                  L.ln_mlp.b.get(), nullptr, nullptr, eps, m.get(), nullptr, stream, split);
+        const cuda::PendingResidual attn_res =
+            dense_into_x ? cuda::PendingResidual{}
+                         : cuda::PendingResidual{o.get(), L.dense.bias(), nullptr, nullptr, split};
+        cuda::residual_layer_norm(x.get(), attn_res, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), nullptr, nullptr, eps,
+                                  m.get(), nullptr, stream, split);
         mlp_in = m.get();
       }
       if (fork)
         EYRIE_CUDA_CHECK(cudaStreamWaitEvent(stream, join_event, 0));
       else
-        mlp(L, mlp_in, n, false, !summed);
+        mlp(L, mlp_in, n, false, !summed, false, mlp_into_x);
       if (summed) {
         prof.mark("gemm_out", stream);
         sum_outputs(L, n, *summed_tiling);
       }
       prof.mark("residual", stream);
+      // What is left to add: a product added into x has no bias (adds_into_x), so it drops out
+      // with its bias.
+      const float* dense_out = cfg.parallel_attn && !dense_into_x ? o.get() : nullptr;
+      const float* mlp_out = mlp_into_x ? nullptr : y.get();
       const cuda::PendingResidual res =
-          summed              ? cuda::PendingResidual{y.get(), nullptr, nullptr, nullptr, split}
-          : cfg.parallel_attn ? cuda::PendingResidual{o.get(), L.dense.bias(), y.get(), L.h4_to_h.bias(), split}
-                              : cuda::PendingResidual{y.get(), L.h4_to_h.bias(), nullptr, nullptr, split};
+          summed      ? cuda::PendingResidual{y.get(), nullptr, nullptr, nullptr, split}
+          : dense_out ? cuda::PendingResidual{dense_out, L.dense.bias(), mlp_out, L.h4_to_h.bias(), split}
+                      : cuda::PendingResidual{mlp_out, mlp_out ? L.h4_to_h.bias() : nullptr, nullptr, nullptr, split};
       if (!comm && li + 1 < layers.size())
         pending = res;
-      else
+      else if (res.a)
         add_to_residual(res.a, res.a_bias, res.c, res.c_bias, n);
       if (li == 0) graph_cut();
     }

@@ -74,6 +74,13 @@ struct AttentionShape {
   // The attention output gets low halves (split activations); else high halves alone, all the
   // bf16 product after it reads.
   bool out_halves = true;
+  // The query_key_value GEMM output is bf16 (without halves), as a product on bf16 activations
+  // may write it: half the bytes of fp32 to write and read again.
+  bool qkv_bf16 = false;
+  // Queries stored as bf16, already multiplied by 1/sqrt(head_dim): the very values the
+  // tensor-core attention's bf16 products take (with bf16_products, head dims
+  // attention_mma_supports() takes).
+  bool q_bf16 = false;
 };
 
 // Whether a bf16 KV cache can serve this head dim.
@@ -86,12 +93,13 @@ struct RowMeta {
   const int32_t* block_tables;  // [num_seqs, max_blocks_per_seq]
 };
 
-// Splits qkv (two halves, + bias) into fp32 queries [rows, heads, hd] (rotated) and writes
-// rotated keys and values into the layer's cache [block, kv_head, slot, hd]. The cache is fp32
-// (bf16 keys alone move the reference fixtures' logprobs by up to 0.37), split-bf16 halves when
-// a.halves_cache, or bf16 when a.bf16_cache.
-void qkv_to_cache(const float* qkv, const float* bias, int64_t rows, const AttentionShape& a,
-                  const RowMeta& m, float* q, void* k_cache, void* v_cache, cudaStream_t s);
+// Splits qkv (two halves, or bf16 when a.qkv_bf16; + bias) into queries [rows, heads, hd]
+// (rotated; fp32, or scaled bf16 when a.q_bf16) and writes rotated keys and values into the
+// layer's cache [block, kv_head, slot, hd]. The cache is fp32 (bf16 keys alone move the
+// reference fixtures' logprobs by up to 0.37), split-bf16 halves when a.halves_cache, or bf16
+// when a.bf16_cache.
+void qkv_to_cache(const void* qkv, const float* bias, int64_t rows, const AttentionShape& a, const RowMeta& m, void* q,
+                  void* k_cache, void* v_cache, cudaStream_t s);
 
 // Decode rows whose keys are split over several blocks (flash-decoding): a decode row alone
 // would otherwise walk its whole context in one block while most SMs idle. Each launched tile is
@@ -110,11 +118,11 @@ inline constexpr int32_t kMaxKeySplits = 16;
 inline constexpr int32_t kKeySplitSlots = 512;  // split ranges per step, over all rows
 inline constexpr int32_t kKeySplitUnit = 64;    // keys per range at least (one key tile)
 
-// Causal attention of each row over its sequence's cached keys 0..pos; out: split bf16
-// [2 x rows, heads*hd].
-void paged_attention(const float* q, const void* k_cache, const void* v_cache, int64_t rows,
-                     int32_t num_tiles, const int32_t* tiles, const AttentionShape& a, const RowMeta& m,
-                     const float* alibi_slopes, bf16* out, const KeySplits& splits, cudaStream_t s);
+// Causal attention of each row over its sequence's cached keys 0..pos (queries as
+// qkv_to_cache writes them); out: split bf16 [2 x rows, heads*hd].
+void paged_attention(const void* q, const void* k_cache, const void* v_cache, int64_t rows, int32_t num_tiles,
+                     const int32_t* tiles, const AttentionShape& a, const RowMeta& m, const float* alibi_slopes,
+                     bf16* out, const KeySplits& splits, cudaStream_t s);
 // The most (row, head) queries one attention tile may hold at this head dim.
 int32_t attention_tile_queries(int32_t head_dim);
 // Appends the attention tiles of `rows` consecutive rows of one sequence starting at first_row:

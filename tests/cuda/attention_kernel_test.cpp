@@ -11,10 +11,11 @@
 #include <random>
 
 #include "cuda/check.hpp"
-#include "tests/cuda/device_buffer.hpp"
 #include "cuda/cuda_engine.hpp"
 #include "cuda/kernels.hpp"
 #include "model/dtype.hpp"
+#include "model/error.hpp"
+#include "tests/cuda/device_buffer.hpp"
 
 namespace eyrie {
 namespace {
@@ -30,9 +31,11 @@ struct Seq {
   int32_t start, rows;
 };
 
-void check_attention(const Shape& sh, bool split_keys, uint32_t seed, bool bf16_products = false) {
+// q_bf16: the queries given as qkv_to_cache writes them for bf16 products (AttentionShape::q_bf16).
+void check_attention(const Shape& sh, bool split_keys, uint32_t seed, bool bf16_products = false, bool q_bf16 = false) {
   SCOPED_TRACE("heads " + std::to_string(sh.heads) + "/" + std::to_string(sh.kv_heads) + " hd " +
-               std::to_string(sh.head_dim) + (sh.alibi ? " alibi" : "") + (split_keys ? " split keys" : ""));
+               std::to_string(sh.head_dim) + (sh.alibi ? " alibi" : "") + (split_keys ? " split keys" : "") +
+               (q_bf16 ? " bf16 queries" : ""));
   constexpr int32_t kBlock = 16;
   // A prefill chunk from 0, one mid-sequence, two decode rows with long contexts and one with a
   // short context.
@@ -83,14 +86,20 @@ void check_attention(const Shape& sh, bool split_keys, uint32_t seed, bool bf16_
   }
   cuda::launch_tiles(tiles, row_split, launch);
 
+  std::vector<uint16_t> q_scaled(q.size());
+  const float q_scale = 1.f / std::sqrt(static_cast<float>(hd));
+  for (std::size_t i = 0; i < q.size(); ++i) q_scaled[i] = f32_to_bf16(q[i] * q_scale);
   Device<float> d_q(q), d_k(kc), d_v(vc), d_slopes(slopes);
+  Device<uint16_t> d_qb(q_scaled);
+  const void* qp = q_bf16 ? static_cast<const void*>(d_qb.p) : d_q.p;
   Device<int32_t> d_pos(pos), d_seq(seq_of), d_tables(tables), d_tiles(launch), d_split(row_split);
   Device<float> d_part_o(std::max<std::size_t>(1, slots) * sh.heads * hd), d_part_ml(std::max<std::size_t>(1, slots) * sh.heads * 2);
   Device<cuda::bf16> d_out(2 * rows * sh.heads * hd);
   cuda::AttentionShape a{sh.heads, sh.kv_heads, hd, 0, kBlock, max_blocks, 10000.f, sh.alibi, group, 0, bf16_products};
+  a.q_bf16 = q_bf16;
   const cuda::RowMeta meta{d_seq.p, d_pos.p, d_tables.p};
   const cuda::KeySplits splits{slots > 0, d_split.p, d_part_o.p, d_part_ml.p};
-  cuda::paged_attention(d_q.p, d_k.p, d_v.p, rows, static_cast<int32_t>(launch.size() / cuda::kAttentionTileInts),
+  cuda::paged_attention(qp, d_k.p, d_v.p, rows, static_cast<int32_t>(launch.size() / cuda::kAttentionTileInts),
                         d_tiles.p, a, meta, d_slopes.p, d_out.p, splits, nullptr);
   EYRIE_CUDA_CHECK(cudaDeviceSynchronize());
   const auto out = d_out.get(2 * rows * sh.heads * hd);
@@ -104,7 +113,7 @@ void check_attention(const Shape& sh, bool split_keys, uint32_t seed, bool bf16_
                              const std::vector<uint16_t>& v) {
     Device<uint16_t> d_kc(k), d_vc(v);
     Device<cuda::bf16> d_o(2 * rows * sh.heads * hd);
-    cuda::paged_attention(d_q.p, d_kc.p, d_vc.p, rows, static_cast<int32_t>(launch.size() / cuda::kAttentionTileInts),
+    cuda::paged_attention(qp, d_kc.p, d_vc.p, rows, static_cast<int32_t>(launch.size() / cuda::kAttentionTileInts),
                           d_tiles.p, as, meta, d_slopes.p, d_o.p, splits, nullptr);
     EYRIE_CUDA_CHECK(cudaDeviceSynchronize());
     return bits_of(d_o.get(2 * rows * sh.heads * hd));
@@ -192,7 +201,23 @@ TEST_F(AttentionKernel, Bf16ProductsStayWithinBf16RoundingOfFloat64) {
                                   {16, 2, 128, false}};
   uint32_t seed = 50;
   for (const auto& sh : shapes)
-    for (bool split : {false, true}) check_attention(sh, split, seed++, true);
+    for (bool split : {false, true})
+      for (bool q_bf16 : {false, true}) check_attention(sh, split, seed++, true, q_bf16);
+}
+
+TEST_F(AttentionKernel, RejectsBf16QueriesItCannotRead) {
+  Device<float> buf(64);
+  Device<cuda::bf16> out(64);
+  const std::vector<int32_t> zeros(8, 0);
+  Device<int32_t> meta_rows(zeros);
+  const cuda::RowMeta meta{meta_rows.p, meta_rows.p, meta_rows.p};
+  for (auto [hd, bf16_products] : {std::pair{64, false}, std::pair{160, true}}) {
+    cuda::AttentionShape a{2, 1, hd, 0, 16, 1, 10000.f, false, 2, 0, bf16_products};
+    a.q_bf16 = true;
+    EXPECT_THROW(cuda::qkv_to_cache(buf.p, nullptr, 1, a, meta, buf.p, buf.p, buf.p, nullptr), InvalidArgument);
+    EXPECT_THROW(cuda::paged_attention(buf.p, buf.p, buf.p, 1, 0, meta_rows.p, a, meta, nullptr, out.p, {}, nullptr),
+                 InvalidArgument);
+  }
 }
 
 }  // namespace
