@@ -181,6 +181,137 @@ void check_attention(const Shape& sh, bool split_keys, uint32_t seed, bool bf16_
   EXPECT_LT(worst, bf16_products ? 1e-2 : 5e-5) << "largest absolute difference from float64";
 }
 
+// Offsets of query head h and of KV head j's key (its value follows) in a fused
+// query_key_value row, for AttentionShape::layout.
+int64_t q_col(int32_t layout, int32_t heads, int32_t kv_heads, int32_t hd, int32_t h) {
+  const int32_t g = heads / kv_heads;
+  return layout == 0   ? static_cast<int64_t>((h / g) * (g + 2) + h % g) * hd
+         : layout == 1 ? static_cast<int64_t>(h) * hd
+                       : static_cast<int64_t>(3 * h) * hd;
+}
+int64_t k_col(int32_t layout, int32_t heads, int32_t kv_heads, int32_t hd, int32_t j) {
+  const int32_t g = heads / kv_heads;
+  return layout == 0   ? static_cast<int64_t>(j * (g + 2) + g) * hd
+         : layout == 1 ? static_cast<int64_t>(heads + 2 * j) * hd
+                       : static_cast<int64_t>(3 * j + 1) * hd;
+}
+
+struct QkvCase {
+  int32_t heads, kv_heads, head_dim, layout;
+  bool alibi;
+  int32_t rows;
+  bool qkv_bf16, q_bf16, bf16_cache;
+};
+
+// qkv_to_cache against a float64 rotary (NeoX halves, transformers' angles) of the same inputs:
+// every query element, and every key and value element in the cache slot of its row.
+void check_qkv_to_cache(const QkvCase& c, uint32_t seed) {
+  SCOPED_TRACE("heads " + std::to_string(c.heads) + "/" + std::to_string(c.kv_heads) + " hd " +
+               std::to_string(c.head_dim) + " layout " + std::to_string(c.layout) + " rows " + std::to_string(c.rows) +
+               (c.alibi ? " alibi" : "") + (c.qkv_bf16 ? " bf16 qkv" : " split qkv") + (c.q_bf16 ? " bf16 q" : "") +
+               (c.bf16_cache ? " bf16 cache" : ""));
+  constexpr int32_t kBlock = 16;
+  const int32_t hd = c.head_dim, half = hd / 2;
+  const int64_t width = static_cast<int64_t>(c.heads + 2 * c.kv_heads) * hd;
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-2.f, 2.f);
+  // Rows of one sequence at positions 5.., scattered over shuffled blocks.
+  const int32_t first_pos = 5, blocks = (first_pos + c.rows + kBlock - 1) / kBlock;
+  std::vector<int32_t> table(blocks);
+  std::iota(table.begin(), table.end(), 0);
+  std::shuffle(table.begin(), table.end(), rng);
+  std::vector<int32_t> pos(c.rows), seq(c.rows, 0);
+  for (int32_t r = 0; r < c.rows; ++r) pos[r] = first_pos + r;
+  // The product's output as both forms: split halves (fp32 hi rows, lo rows) or bf16.
+  std::vector<double> value(c.rows * width);
+  std::vector<float> split(2 * c.rows * width);
+  std::vector<uint16_t> packed(c.rows * width);
+  std::vector<float> bias(width);
+  for (auto& b : bias) b = 0.25f * u(rng);
+  for (int64_t e = 0; e < c.rows * width; ++e) {
+    const uint16_t b = f32_to_bf16(u(rng));
+    packed[e] = b;
+    split[e] = bf16_to_f32(b);  // high half; the low half stays 0
+    value[e] = static_cast<double>(bf16_to_f32(b)) + bias[e % width];
+  }
+  Device<float> d_split(split), d_bias(bias);
+  Device<uint16_t> d_packed(packed);
+  Device<int32_t> d_pos(pos), d_seq(seq), d_table(table);
+  const std::size_t cache_n = static_cast<std::size_t>(blocks) * c.kv_heads * kBlock * hd;
+  const std::size_t elem = c.bf16_cache ? 2 : 4;
+  Device<uint8_t> d_k(cache_n * elem), d_v(cache_n * elem);
+  Device<float> d_q(static_cast<std::size_t>(c.rows) * c.heads * hd);
+  cuda::AttentionShape a{c.heads,
+                         c.kv_heads,
+                         hd,
+                         c.layout,
+                         kBlock,
+                         blocks,
+                         10000.f,
+                         c.alibi,
+                         c.heads / c.kv_heads,
+                         0,
+                         c.q_bf16 || c.bf16_cache};
+  a.qkv_halves = !c.qkv_bf16;
+  a.qkv_bf16 = c.qkv_bf16;
+  a.q_bf16 = c.q_bf16;
+  a.bf16_cache = c.bf16_cache;
+  const void* qkv = c.qkv_bf16 ? static_cast<const void*>(d_packed.p) : d_split.p;
+  cuda::qkv_to_cache(qkv, d_bias.p, c.rows, a, {d_seq.p, d_pos.p, d_table.p}, d_q.p, d_k.p, d_v.p, nullptr);
+  EYRIE_CUDA_CHECK(cudaDeviceSynchronize());
+  const auto q = d_q.get(static_cast<std::size_t>(c.rows) * c.heads * hd);
+  const auto k = d_k.get(cache_n * elem), v = d_v.get(cache_n * elem);
+  auto cache_at = [&](const std::vector<uint8_t>& cache, std::size_t i) {
+    if (c.bf16_cache) {
+      uint16_t b;
+      std::memcpy(&b, cache.data() + 2 * i, 2);
+      return static_cast<double>(bf16_to_f32(b));
+    }
+    float f;
+    std::memcpy(&f, cache.data() + 4 * i, 4);
+    return static_cast<double>(f);
+  };
+  auto q_at = [&](std::size_t i) {
+    if (!c.q_bf16) return static_cast<double>(q[i]);
+    uint16_t b;
+    std::memcpy(&b, reinterpret_cast<const uint8_t*>(q.data()) + 2 * i, 2);
+    return static_cast<double>(bf16_to_f32(b)) * std::sqrt(static_cast<double>(hd));
+  };
+  // How far a value misses beyond a bf16 rounding (8 significant bits) where it was stored so.
+  auto miss = [](double got, double want, bool bf16) {
+    return std::abs(got - want) - (bf16 ? std::ldexp(std::abs(want), -8) : 0.0);
+  };
+  double worst_q = 0, worst_kv = 0;
+  for (int32_t r = 0; r < c.rows; ++r) {
+    const double* row = value.data() + r * width;
+    auto rotated = [&](int64_t off, int32_t d) {
+      if (c.alibi) return row[off + d];
+      const int32_t i = d % half;
+      const double angle = pos[r] / std::pow(10000.0, 2.0 * i / hd);
+      const double x1 = row[off + i], x2 = row[off + i + half];
+      return d < half ? x1 * std::cos(angle) - x2 * std::sin(angle) : x2 * std::cos(angle) + x1 * std::sin(angle);
+    };
+    for (int32_t h = 0; h < c.heads; ++h)
+      for (int32_t d = 0; d < hd; ++d) {
+        const double want = rotated(q_col(c.layout, c.heads, c.kv_heads, hd, h), d);
+        worst_q = std::max(worst_q, miss(q_at((static_cast<std::size_t>(r) * c.heads + h) * hd + d), want, c.q_bf16));
+      }
+    const std::size_t slot =
+        (static_cast<std::size_t>(table[pos[r] / kBlock]) * c.kv_heads * kBlock + pos[r] % kBlock) * hd;
+    for (int32_t j = 0; j < c.kv_heads; ++j)
+      for (int32_t d = 0; d < hd; ++d) {
+        const int64_t off = k_col(c.layout, c.heads, c.kv_heads, hd, j);
+        const std::size_t at = slot + static_cast<std::size_t>(j) * kBlock * hd + d;
+        worst_kv = std::max(worst_kv, miss(cache_at(k, at), rotated(off, d), c.bf16_cache));
+        worst_kv = std::max(worst_kv, miss(cache_at(v, at), row[off + hd + d], c.bf16_cache));
+      }
+  }
+  // fp32 angles as transformers computes them: up to 104 radians here, off by up to ~1.3e-5
+  // from float64's, on values below 3.2 in magnitude.
+  EXPECT_LT(worst_q, 1e-4) << "queries";
+  EXPECT_LT(worst_kv, 1e-4) << "keys and values";
+}
+
 class AttentionKernel : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -218,6 +349,22 @@ TEST_F(AttentionKernel, RejectsBf16QueriesItCannotRead) {
     EXPECT_THROW(cuda::paged_attention(buf.p, buf.p, buf.p, 1, 0, meta_rows.p, a, meta, nullptr, out.p, {}, nullptr),
                  InvalidArgument);
   }
+}
+
+TEST_F(AttentionKernel, QkvToCacheRotatesAsTransformersDoes) {
+  uint32_t seed = 100;
+  for (int32_t rows : {3, 100})
+    for (const auto& [heads, kv, hd, layout, alibi] :
+         {std::tuple{8, 1, 64, 1, false}, std::tuple{8, 2, 16, 0, false}, std::tuple{4, 4, 32, 2, false},
+          std::tuple{6, 3, 24, 0, false}, std::tuple{71, 1, 64, 1, false}, std::tuple{4, 4, 16, 2, true},
+          std::tuple{16, 2, 128, 0, false}, std::tuple{4, 4, 160, 2, false}})
+      for (bool qkv_bf16 : {false, true})
+        for (bool bf16_out : {false, true}) {
+          // bf16 queries and caches come with bf16 products, which the tensor cores take up to
+          // head dim 128.
+          if (bf16_out && hd > 128) continue;
+          check_qkv_to_cache({heads, kv, hd, layout, alibi, rows, qkv_bf16, bf16_out, bf16_out}, seed++);
+        }
 }
 
 }  // namespace
