@@ -6,6 +6,9 @@
 #include <nccl.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -19,6 +22,39 @@ std::string devices_text(const std::vector<int>& devices) {
   std::string s;
   for (int d : devices) s += (s.empty() ? "" : ",") + std::to_string(d);
   return s;
+}
+
+// Threads still aborting communicators, which the process waits for as it exits: one still
+// inside NCCL while the CUDA runtime and NCCL tear down crashes the process after its work is
+// done. Made at the first abort, after the CUDA runtime, so destroyed before it is.
+class AbortThreads {
+ public:
+  void start(std::function<void()> work) {
+    std::lock_guard lock(mu_);
+    ++running_;
+    std::thread([this, work = std::move(work)]() mutable {
+      work();
+      work = nullptr;  // what it holds goes before the exit may proceed
+      std::lock_guard done(mu_);
+      --running_;
+      idle_.notify_all();
+    }).detach();
+  }
+  ~AbortThreads() {
+    // Bounded: an abort waiting on a CUDA graph that is never destroyed must not hang the exit.
+    std::unique_lock lock(mu_);
+    idle_.wait_for(lock, std::chrono::seconds(30), [this] { return running_ == 0; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable idle_;
+  int running_ = 0;
+};
+
+AbortThreads& abort_threads() {
+  static AbortThreads threads;
+  return threads;
 }
 
 // The group's communicators, so that one rank's failure can abort all of them: a peer blocked
@@ -40,9 +76,9 @@ struct NcclGroup : std::enable_shared_from_this<NcclGroup> {
     // no CUDA graph holds collectives of its communicator any more; the engines drop theirs when
     // their next step finds the group stopped. So it runs apart from the ranks' threads, which
     // must get on to that step.
-    std::thread([self = shared_from_this()] {
+    abort_threads().start([self = shared_from_this()] {
       for (ncclComm_t c : self->comms) ncclCommAbort(c);
-    }).detach();
+    });
   }
   ~NcclGroup() {
     if (!aborted)
