@@ -63,10 +63,10 @@ __global__ void bias_gelu_kernel(const float* x, const float* bias, int64_t rows
 }
 
 // As bias_gelu_kernel without halves, on bf16 input written over in place; V = 8 moves 16 bytes.
-// A thread takes two rows at a time and loads both before working on either: a prompt's GELU
-// has as much arithmetic as memory traffic, and one row's arithmetic then overlaps the other's
-// load.
-template <int V>
+// With kPairs, a thread takes two rows at a time and loads both before working on either: a
+// prompt's GELU has as much arithmetic as memory traffic, and one row's arithmetic then
+// overlaps the other's load. A step of fewer rows keeps a row per thread, for more threads.
+template <int V, bool kPairs>
 __global__ void bias_gelu_inplace_kernel(bf16* x, const float* bias, int64_t rows, int64_t cols) {
   allow_dependents();  // the products after this kernel start reading their weights
   const int64_t c = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * V;
@@ -91,10 +91,11 @@ __global__ void bias_gelu_inplace_kernel(bf16* x, const float* bias, int64_t row
     else
       *p = k.g[0];
   };
-  for (int64_t r = 2 * static_cast<int64_t>(blockIdx.y); r < rows; r += 2 * static_cast<int64_t>(gridDim.y)) {
+  constexpr int kRows = kPairs ? 2 : 1;
+  for (int64_t r = kRows * static_cast<int64_t>(blockIdx.y); r < rows; r += kRows * static_cast<int64_t>(gridDim.y)) {
     bf16* p0 = x + r * cols + c;
     bf16* p1 = p0 + cols;
-    const bool second = r + 1 < rows;
+    const bool second = kPairs && r + 1 < rows;
     const Chunk k0 = load(p0);
     const Chunk k1 = second ? load(p1) : k0;
     gelu_store(k0, p0);
@@ -150,6 +151,7 @@ void embed_rows(const bf16* emb, const int32_t* tokens, int64_t rows, int64_t hi
 // The bias + GELU kernels' grid: 256 threads of V columns each across a row, rows in steps of
 // the grid's height.
 constexpr int kGeluThreads = 256;
+constexpr int64_t kGeluPairRows = 1024;
 dim3 gelu_grid(int64_t rows, int64_t cols, int v) {
   return dim3(static_cast<unsigned>((cols / v + kGeluThreads - 1) / kGeluThreads),
               static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
@@ -180,11 +182,18 @@ void bias_gelu_inplace(bf16* x, const float* bias, int64_t rows, int64_t cols, c
   if (rows * cols == 0) return;
   const bool vec = cols % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
                    reinterpret_cast<uintptr_t>(bias) % 16 == 0;
-  const int64_t pairs = (rows + 1) / 2;  // the kernel's rows per thread
+  // Row pairs from a prompt's row count: at 128 rows they halve the threads of a latency-bound
+  // launch.
+  const bool pairs = rows >= kGeluPairRows;
+  const int64_t grid_rows = pairs ? (rows + 1) / 2 : rows;
+  const int v = vec ? 8 : 1;
+  const dim3 grid = gelu_grid(grid_rows, cols, v);
   if (vec)
-    bias_gelu_inplace_kernel<8><<<gelu_grid(pairs, cols, 8), kGeluThreads, 0, s>>>(x, bias, rows, cols);
+    pairs ? bias_gelu_inplace_kernel<8, true><<<grid, kGeluThreads, 0, s>>>(x, bias, rows, cols)
+          : bias_gelu_inplace_kernel<8, false><<<grid, kGeluThreads, 0, s>>>(x, bias, rows, cols);
   else
-    bias_gelu_inplace_kernel<1><<<gelu_grid(pairs, cols, 1), kGeluThreads, 0, s>>>(x, bias, rows, cols);
+    pairs ? bias_gelu_inplace_kernel<1, true><<<grid, kGeluThreads, 0, s>>>(x, bias, rows, cols)
+          : bias_gelu_inplace_kernel<1, false><<<grid, kGeluThreads, 0, s>>>(x, bias, rows, cols);
   EYRIE_CUDA_LAUNCHED();
 }
 

@@ -215,13 +215,19 @@ void check_qkv_to_cache(const QkvCase& c, uint32_t seed) {
   const int64_t width = static_cast<int64_t>(c.heads + 2 * c.kv_heads) * hd;
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u(-2.f, 2.f);
-  // Rows of one sequence at positions 5.., scattered over shuffled blocks.
-  const int32_t first_pos = 5, blocks = (first_pos + c.rows + kBlock - 1) / kBlock;
-  std::vector<int32_t> table(blocks);
+  // Sequences of up to 100 rows at positions 5.., their blocks shuffled over the cache: many
+  // rows, without angles past ~100 radians.
+  constexpr int32_t kSeqRows = 100, kFirstPos = 5;
+  const int32_t seqs = (c.rows + kSeqRows - 1) / kSeqRows;
+  const int32_t per_seq = (kFirstPos + kSeqRows + kBlock - 1) / kBlock, blocks = seqs * per_seq;
+  std::vector<int32_t> table(blocks);  // [seqs, per_seq]
   std::iota(table.begin(), table.end(), 0);
   std::shuffle(table.begin(), table.end(), rng);
-  std::vector<int32_t> pos(c.rows), seq(c.rows, 0);
-  for (int32_t r = 0; r < c.rows; ++r) pos[r] = first_pos + r;
+  std::vector<int32_t> pos(c.rows), seq(c.rows);
+  for (int32_t r = 0; r < c.rows; ++r) {
+    seq[r] = r / kSeqRows;
+    pos[r] = kFirstPos + r % kSeqRows;
+  }
   // The product's output as both forms: split halves (fp32 hi rows, lo rows) or bf16.
   std::vector<double> value(c.rows * width);
   std::vector<float> split(2 * c.rows * width);
@@ -246,7 +252,7 @@ void check_qkv_to_cache(const QkvCase& c, uint32_t seed) {
                          hd,
                          c.layout,
                          kBlock,
-                         blocks,
+                         per_seq,
                          10000.f,
                          c.alibi,
                          c.heads / c.kv_heads,
@@ -297,7 +303,8 @@ void check_qkv_to_cache(const QkvCase& c, uint32_t seed) {
         worst_q = std::max(worst_q, miss(q_at((static_cast<std::size_t>(r) * c.heads + h) * hd + d), want, c.q_bf16));
       }
     const std::size_t slot =
-        (static_cast<std::size_t>(table[pos[r] / kBlock]) * c.kv_heads * kBlock + pos[r] % kBlock) * hd;
+        (static_cast<std::size_t>(table[seq[r] * per_seq + pos[r] / kBlock]) * c.kv_heads * kBlock + pos[r] % kBlock) *
+        hd;
     for (int32_t j = 0; j < c.kv_heads; ++j)
       for (int32_t d = 0; d < hd; ++d) {
         const int64_t off = k_col(c.layout, c.heads, c.kv_heads, hd, j);
@@ -353,7 +360,8 @@ TEST_F(AttentionKernel, RejectsBf16QueriesItCannotRead) {
 
 TEST_F(AttentionKernel, QkvToCacheRotatesAsTransformersDoes) {
   uint32_t seed = 100;
-  for (int32_t rows : {3, 100})
+  // A decode step's rows and a prompt's (qkv_to_cache takes another kernel from 512 rows).
+  for (int32_t rows : {3, 600})
     for (const auto& [heads, kv, hd, layout, alibi] :
          {std::tuple{8, 1, 64, 1, false}, std::tuple{8, 2, 16, 0, false}, std::tuple{4, 4, 32, 2, false},
           std::tuple{6, 3, 24, 0, false}, std::tuple{71, 1, 64, 1, false}, std::tuple{4, 4, 16, 2, true},

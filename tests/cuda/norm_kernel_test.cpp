@@ -187,12 +187,14 @@ TEST(CudaNormKernel, LayerNormMatchesFloat64) {
 }
 
 // GELU in place on a bf16 product gives bias_gelu's bits for the same values as fp32 input,
-// with 16-byte accesses (widths in multiples of 8) and without; both, and bias_gelu's split-bf16
-// halves, are the exact (erf) GELU of float64 within what their bits hold.
+// with 16-byte accesses (widths in multiples of 8) and without, a row or two rows a thread;
+// both, and bias_gelu's split-bf16 halves, are the exact (erf) GELU of float64 within what
+// their bits hold.
 TEST(CudaNormKernel, GeluInPlaceOnBf16MatchesBiasGelu) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   std::mt19937 rng(13);
-  for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{3, 18176}, {130, 1001}}) {
+  // A prompt's row counts (1024 and up) take rows in pairs; an odd count leaves one alone.
+  for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{3, 18176}, {130, 1001}, {1025, 72}, {1024, 1001}}) {
     SCOPED_TRACE("rows " + std::to_string(rows) + " cols " + std::to_string(cols));
     const std::size_t n = rows * cols;
     const auto raw = random_vector(n, rng, 4.f);
