@@ -378,7 +378,8 @@ void qkv_to_cache(const void* qkv, const float* bias, int64_t rows, const Attent
   if (a.qkv_bf16 && a.head_dim % 8 == 0 && a.head_dim / 2 <= kQkvRowHalfMax && rows >= kQkvRowsKernelRows) {
     // One or two blocks a row.
     const int64_t items = static_cast<int64_t>(a.num_heads + a.num_kv_heads) * (a.head_dim / 8);
-    const int64_t chunks = std::clamp<int64_t>((4096 + rows - 1) / rows, 1, (items + kQkvRowThreads - 1) / kQkvRowThreads);
+    const int64_t chunks =
+        std::clamp<int64_t>((4096 + rows - 1) / rows, 1, (items + kQkvRowThreads - 1) / kQkvRowThreads);
     const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(chunks));
     qkv_rows_kernel<<<grid, kQkvRowThreads, 0, s>>>(static_cast<const bf16*>(qkv), bias, a, m, q, k_cache, v_cache);
     EYRIE_CUDA_LAUNCHED();
@@ -424,8 +425,8 @@ void paged_attention(const void* q, const void* k_cache, const void* v_cache, in
       configured = true;
     }
     attention_kernel<<<static_cast<unsigned>(num_tiles), kAttnThreads, smem, s>>>(
-        static_cast<const float*>(q), static_cast<const float*>(k_cache), static_cast<const float*>(v_cache), a, m, tiles, slopes, out, lo_offset,
-        splits.part_o, splits.part_ml);
+        static_cast<const float*>(q), static_cast<const float*>(k_cache), static_cast<const float*>(v_cache), a, m,
+        tiles, slopes, out, lo_offset, splits.part_o, splits.part_ml);
     EYRIE_CUDA_LAUNCHED();
   }
   if (splits.any) {
