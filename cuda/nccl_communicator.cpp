@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -30,26 +31,33 @@ std::string devices_text(const std::vector<int>& devices) {
 class AbortThreads {
  public:
   void start(std::function<void()> work) {
-    std::lock_guard lock(mu_);
-    ++running_;
-    std::thread([this, work = std::move(work)]() mutable {
+    {
+      std::lock_guard lock(state_->mu);
+      ++state_->running;
+    }
+    // The thread holds the count, not this object: past a timed-out wait at exit it may still
+    // finish.
+    std::thread([state = state_, work = std::move(work)]() mutable {
       work();
       work = nullptr;  // what it holds goes before the exit may proceed
-      std::lock_guard done(mu_);
-      --running_;
-      idle_.notify_all();
+      std::lock_guard done(state->mu);
+      --state->running;
+      state->idle.notify_all();
     }).detach();
   }
   ~AbortThreads() {
     // Bounded: an abort waiting on a CUDA graph that is never destroyed must not hang the exit.
-    std::unique_lock lock(mu_);
-    idle_.wait_for(lock, std::chrono::seconds(30), [this] { return running_ == 0; });
+    std::unique_lock lock(state_->mu);
+    state_->idle.wait_for(lock, std::chrono::seconds(30), [this] { return state_->running == 0; });
   }
 
  private:
-  std::mutex mu_;
-  std::condition_variable idle_;
-  int running_ = 0;
+  struct State {
+    std::mutex mu;
+    std::condition_variable idle;
+    int running = 0;
+  };
+  std::shared_ptr<State> state_ = std::make_shared<State>();
 };
 
 AbortThreads& abort_threads() {
