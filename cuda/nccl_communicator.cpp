@@ -7,14 +7,11 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <functional>
-#include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 
 #include "model/error.hpp"
+#include "model/parallel/exit_waited_threads.hpp"
 
 namespace eyrie {
 namespace {
@@ -25,43 +22,11 @@ std::string devices_text(const std::vector<int>& devices) {
   return s;
 }
 
-// Threads still aborting communicators, which the process waits for as it exits: one still
-// inside NCCL while the CUDA runtime and NCCL tear down crashes the process after its work is
-// done. Made at the first abort, after the CUDA runtime, so destroyed before it is.
-class AbortThreads {
- public:
-  void start(std::function<void()> work) {
-    {
-      std::lock_guard lock(state_->mu);
-      ++state_->running;
-    }
-    // The thread holds the count, not this object: past a timed-out wait at exit it may still
-    // finish.
-    std::thread([state = state_, work = std::move(work)]() mutable {
-      work();
-      work = nullptr;  // what it holds goes before the exit may proceed
-      std::lock_guard done(state->mu);
-      --state->running;
-      state->idle.notify_all();
-    }).detach();
-  }
-  ~AbortThreads() {
-    // Bounded: an abort waiting on a CUDA graph that is never destroyed must not hang the exit.
-    std::unique_lock lock(state_->mu);
-    state_->idle.wait_for(lock, std::chrono::seconds(30), [this] { return state_->running == 0; });
-  }
-
- private:
-  struct State {
-    std::mutex mu;
-    std::condition_variable idle;
-    int running = 0;
-  };
-  std::shared_ptr<State> state_ = std::make_shared<State>();
-};
-
-AbortThreads& abort_threads() {
-  static AbortThreads threads;
+// Threads still aborting communicators: waited for at exit, up to 30 s (an abort waiting on a
+// CUDA graph that is never destroyed must not hang the exit). Made at the first abort, after
+// the CUDA runtime and NCCL, so destroyed before their teardown.
+ExitWaitedThreads& abort_threads() {
+  static ExitWaitedThreads threads(std::chrono::seconds(30));
   return threads;
 }
 
