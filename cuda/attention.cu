@@ -115,19 +115,14 @@ __global__ void qkv_kernel(const void* qkv, const float* bias, int64_t rows, Att
 
 // Four consecutive cache elements from v, as the cache holds them (see qkv_kernel's put).
 __device__ inline void put4(const AttentionShape& a, void* cache, int64_t row, int i, const float (&v)[4]) {
+  const float4 v4 = make_float4(v[0], v[1], v[2], v[3]);
   if (a.bf16_cache) {
-    const __nv_bfloat162 p01 = __floats2bfloat162_rn(v[0], v[1]), p23 = __floats2bfloat162_rn(v[2], v[3]);
-    *reinterpret_cast<uint2*>(static_cast<bf16*>(cache) + row + i) =
-        make_uint2(*reinterpret_cast<const uint32_t*>(&p01), *reinterpret_cast<const uint32_t*>(&p23));
+    put_bf16x4(static_cast<bf16*>(cache) + row + i, v4);
   } else if (a.halves_cache) {
     bf16* h = static_cast<bf16*>(cache) + 2 * row;
-    for (int k = 0; k < 4; ++k) {
-      const bf16 hi = __float2bfloat16(v[k]);
-      h[i + k] = hi;
-      h[a.head_dim + i + k] = __float2bfloat16(v[k] - __bfloat162float(hi));
-    }
+    put_split4(h + i, h + a.head_dim + i, v4);
   } else {
-    *reinterpret_cast<float4*>(static_cast<float*>(cache) + row + i) = make_float4(v[0], v[1], v[2], v[3]);
+    *reinterpret_cast<float4*>(static_cast<float*>(cache) + row + i) = v4;
   }
 }
 
@@ -204,14 +199,9 @@ __global__ void __launch_bounds__(kQkvRowThreads)
     if (query) {
       const int64_t qrow = (r * a.num_heads + h) * hd;
       if (a.q_bf16) {
-        auto put_q = [&](int at, const float (&o)[4]) {
-          const __nv_bfloat162 p01 = __floats2bfloat162_rn(o[0] * q_scale, o[1] * q_scale);
-          const __nv_bfloat162 p23 = __floats2bfloat162_rn(o[2] * q_scale, o[3] * q_scale);
-          *reinterpret_cast<uint2*>(static_cast<bf16*>(q) + qrow + at) =
-              make_uint2(*reinterpret_cast<const uint32_t*>(&p01), *reinterpret_cast<const uint32_t*>(&p23));
-        };
-        put_q(i, o1);
-        put_q(half + i, o2);
+        bf16* qh = static_cast<bf16*>(q) + qrow;
+        put_bf16x4(qh + i, make_float4(o1[0] * q_scale, o1[1] * q_scale, o1[2] * q_scale, o1[3] * q_scale));
+        put_bf16x4(qh + half + i, make_float4(o2[0] * q_scale, o2[1] * q_scale, o2[2] * q_scale, o2[3] * q_scale));
       } else {
         float* qh = static_cast<float*>(q) + qrow;
         *reinterpret_cast<float4*>(qh + i) = make_float4(o1[0], o1[1], o1[2], o1[3]);

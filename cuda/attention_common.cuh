@@ -1,5 +1,5 @@
-// Device helpers shared by the attention kernels: the paged-cache address of a key and the
-// key range a launched tile covers.
+// Device helpers shared by the attention kernels: the paged-cache address of a key, the key
+// range a launched tile covers, the bf16 packing of queries, keys, values and outputs.
 #pragma once
 
 #include "cuda/kernels.hpp"
@@ -38,6 +38,30 @@ struct AttentionTile {
 }  // namespace eyrie::cuda
 
 namespace eyrie::cuda {
+
+__device__ inline uint32_t as_u32(__nv_bfloat162 v) { return *reinterpret_cast<const uint32_t*>(&v); }
+
+// x, y as packed bf16 pairs: hi = bf16(x, y), lo = bf16 of what hi left out.
+__device__ inline void split2(float x, float y, uint32_t& hi, uint32_t& lo) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
+  hi = as_u32(h);
+  lo = as_u32(__floats2bfloat162_rn(x - __low2float(h), y - __high2float(h)));
+}
+
+// Four floats rounded to bf16, stored 8 bytes at a time (dst 8-byte aligned).
+__device__ inline void put_bf16x4(bf16* hi, float4 v) {
+  *reinterpret_cast<uint2*>(hi) =
+      make_uint2(as_u32(__floats2bfloat162_rn(v.x, v.y)), as_u32(__floats2bfloat162_rn(v.z, v.w)));
+}
+
+// Four floats as bf16 halves, stored 8 bytes at a time (dst 8-byte aligned).
+__device__ inline void put_split4(bf16* hi, bf16* lo, float4 v) {
+  uint32_t h01, l01, h23, l23;
+  split2(v.x, v.y, h01, l01);
+  split2(v.z, v.w, h23, l23);
+  *reinterpret_cast<uint2*>(hi) = make_uint2(h01, h23);
+  *reinterpret_cast<uint2*>(lo) = make_uint2(l01, l23);
+}
 
 // Element d of query slot qi's attention output, o the unnormalised sum and l its softmax mass:
 // the split bf16 result, or for a split decode row this key range's partial.

@@ -15,6 +15,7 @@
 #include "cuda/attention_mma.hpp"
 #include "cuda/check.hpp"
 #include "cuda/dependent_launch.cuh"
+#include "cuda/fast_math.cuh"
 
 namespace eyrie::cuda {
 namespace {
@@ -50,42 +51,11 @@ __device__ inline void copy_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
-__device__ inline uint32_t as_u32(__nv_bfloat162 v) { return *reinterpret_cast<const uint32_t*>(&v); }
-
 constexpr float kLog2e = 1.4426950408889634f;
 
 // How far (in natural-log units) a score may exceed its row's softmax base before the base
 // moves: probabilities stay below e^8 = 2981, well inside bf16 and fp32 range.
 constexpr float kSlack = 8.f;
-
-// 2^x, the MUFU approximation __expf itself ends in.
-__device__ inline float exp2_approx(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-
-// x, y as packed bf16 pairs: hi = bf16(x, y), lo = bf16 of what hi left out.
-__device__ inline void split2(float x, float y, uint32_t& hi, uint32_t& lo) {
-  const __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
-  hi = as_u32(h);
-  lo = as_u32(__floats2bfloat162_rn(x - __low2float(h), y - __high2float(h)));
-}
-
-// Four floats rounded to bf16, stored 8 bytes at a time (dst 8-byte aligned).
-__device__ inline void put_bf16x4(bf16* hi, float4 v) {
-  *reinterpret_cast<uint2*>(hi) =
-      make_uint2(as_u32(__floats2bfloat162_rn(v.x, v.y)), as_u32(__floats2bfloat162_rn(v.z, v.w)));
-}
-
-// Four floats as bf16 halves, stored 8 bytes at a time (dst 8-byte aligned).
-__device__ inline void put_split4(bf16* hi, bf16* lo, float4 v) {
-  uint32_t h01, l01, h23, l23;
-  split2(v.x, v.y, h01, l01);
-  split2(v.z, v.w, h23, l23);
-  *reinterpret_cast<uint2*>(hi) = make_uint2(h01, h23);
-  *reinterpret_cast<uint2*>(lo) = make_uint2(l01, l23);
-}
 
 // c (16x8) += a (16x16, row) b (16x8, col).
 __device__ inline void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {

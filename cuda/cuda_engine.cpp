@@ -979,7 +979,7 @@ struct CudaEngine::Impl {
       const cuda::PendingResidual res =
           summed      ? cuda::PendingResidual{y.get(), nullptr, nullptr, nullptr, split}
           : dense_out ? cuda::PendingResidual{dense_out, L.dense.bias(), mlp_out, L.h4_to_h.bias(), split}
-                      : cuda::PendingResidual{mlp_out, mlp_out ? L.h4_to_h.bias() : nullptr, nullptr, nullptr, split};
+                      : cuda::PendingResidual{mlp_out, L.h4_to_h.bias(), nullptr, nullptr, split};
       if (!comm && li + 1 < layers.size())
         pending = res;
       else if (res.a)

@@ -4,6 +4,8 @@
 
 #include <cuda_bf16.h>
 
+#include "cuda/fast_math.cuh"
+
 namespace eyrie::cuda {
 
 // erf(x) to within 6e-7 (Abramowitz and Stegun 7.1.26): one reciprocal, one exponential and
@@ -17,8 +19,8 @@ __device__ __forceinline__ float erf_fast(float x) {
   p = fmaf(p, t, 1.421413741f);
   p = fmaf(p, t, -0.284496736f);
   p = fmaf(p, t, 0.254829592f);
-  float e;  // exp(-x^2) as 2^(-x^2 log2 e); 0 once x^2 is past the exponent range
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(-ax * ax * 1.4426950408889634f));
+  // exp(-x^2) as 2^(-x^2 log2 e); 0 once x^2 is past the exponent range
+  const float e = exp2_approx(-ax * ax * 1.4426950408889634f);
   return copysignf(fmaf(-p * t, e, 1.f), x);
 }
 
