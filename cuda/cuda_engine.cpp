@@ -237,7 +237,7 @@ struct CudaEngine::Impl {
     // A workspace of our own, so that GEMMs captured into CUDA graphs allocate nothing.
     blas_workspace.resize(32 << 20);
     EYRIE_CUBLAS_CHECK(cublasSetWorkspace(blas, blas_workspace.get(), blas_workspace.size()));
-    if (opt.concurrent_mlp_rows_max > 0 && cfg.parallel_attn) {
+    if ((opt.concurrent_mlp_rows_max > 0 || opt.concurrent_mlp_up_rows_min > 0) && cfg.parallel_attn) {
       EYRIE_CUDA_CHECK(cudaStreamCreateWithPriority(&mlp_stream, cudaStreamNonBlocking, least_priority));
       EYRIE_CUBLAS_CHECK(cublasCreate(&mlp_blas));
       EYRIE_CUBLAS_CHECK(cublasSetStream(mlp_blas, mlp_stream));
@@ -718,7 +718,11 @@ struct CudaEngine::Impl {
       prof.mark("gelu", stream);
       cuda::bias_gelu(f.get(), L.h_to_4h.bias(), n, ffn, fb.get(), on_mlp_stream ? mlp_stream : stream, split);
     }
-    if (!output) return;
+    if (output) mlp_down(L, n, on_mlp_stream, into_x);
+  }
+
+  // y = dense_4h_to_h(fb), or with into_x, x += that product.
+  void mlp_down(const Layer& L, int64_t n, bool on_mlp_stream, bool into_x) {
     prof.mark("gemm_mlp", stream);
     if (into_x)
       add_product_into_x(fb.get(), n, L.h4_to_h, on_mlp_stream);
@@ -890,6 +894,10 @@ struct CudaEngine::Impl {
       const bool summed = summed_tiling.has_value();
       // Parallel blocks: the MLP needs only the normed input, so it can start now.
       const bool fork = mlp_stream && n <= opt.concurrent_mlp_rows_max && !prof.on();
+      // Larger steps of bf16 rows: the MLP's first product and its GELU alone on the branch.
+      // With split rows, forking made 2048-token prompts 1% slower on the H200.
+      const bool fork_up = mlp_stream && !fork && !split && opt.concurrent_mlp_up_rows_min > 0 &&
+                           n >= opt.concurrent_mlp_up_rows_min && !prof.on();
       // With the output products summed, the norm and both products of its output go on the
       // branch: query_key_value, launched to read its first weights during the norm, then
       // dense_h_to_4h, launched to run beside it, so that the product the attention chain waits
@@ -921,8 +929,12 @@ struct CudaEngine::Impl {
         EYRIE_CUDA_CHECK(cudaEventRecord(fork_event, stream));
         EYRIE_CUDA_CHECK(cudaStreamWaitEvent(mlp_stream, fork_event, 0));
       }
-      if (fork) {
-        mlp(L, cfg.two_layernorms() ? m.get() : a.get(), n, true, !summed, products_first);
+      if (fork_up) {
+        EYRIE_CUDA_CHECK(cudaEventRecord(fork_event, stream));
+        EYRIE_CUDA_CHECK(cudaStreamWaitEvent(mlp_stream, fork_event, 0));
+      }
+      if (fork || fork_up) {
+        mlp(L, cfg.two_layernorms() ? m.get() : a.get(), n, true, fork && !summed, products_first);
         EYRIE_CUDA_CHECK(cudaEventRecord(join_event, mlp_stream));
       }
       if (!products_first) {
@@ -963,9 +975,10 @@ struct CudaEngine::Impl {
                                   m.get(), nullptr, stream, split);
         mlp_in = m.get();
       }
-      if (fork)
-        EYRIE_CUDA_CHECK(cudaStreamWaitEvent(stream, join_event, 0));
-      else
+      if (fork || fork_up) EYRIE_CUDA_CHECK(cudaStreamWaitEvent(stream, join_event, 0));
+      if (fork_up && !summed)
+        mlp_down(L, n, false, mlp_into_x);
+      else if (!fork && !fork_up)
         mlp(L, mlp_in, n, false, !summed, false, mlp_into_x);
       if (summed) {
         prof.mark("gemm_out", stream);
