@@ -1,0 +1,585 @@
+// Prototypes of the prefill attention on warp-group MMAs (wgmma): 128 bf16 queries (two
+// warpgroups of 64) over a dense run of bf16 keys and values, online softmax, each checked against
+// a float64 attention on the host. The scores and the output accumulate in wgmma's registers,
+// whose layout per warp is mma.sync's m16n8 layout, so the softmax and the probabilities' packing
+// are the tensor-core kernel's (cuda/attention_mma.cu). Key and value tiles sit in shared memory
+// as 8x8 core matrices, with the descriptor offsets bench_wgmma_probe found (keys K-major: LBO
+// 128, SBO 1024; values N-major with the transpose bit: LBO 1024, SBO 128).
+//
+// Variants: key tiles of 64 or 128; serial (each product waited for before the next step) or
+// overlapped (a tile's P V product runs while the next tile's scores go through the softmax).
+// Timed: the work of one Falcon-7B layer's 2048-token prefill attention, 1,136 blocks of 128
+// queries over 64 to 2,048 keys (a causal prefill's tiles average as many passes), for comparison
+// with the engine's mma.sync kernel: 180-203 us a layer in its timelines (no paging here).
+//   bench_wgmma_attention_probe [keys ...]
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <iterator>
+#include <random>
+#include <vector>
+
+namespace {
+
+using bf16 = __nv_bfloat16;
+constexpr int kHd = 64, kQueries = 128, kThreads = 256, kStages = 3;
+constexpr float kLog2e = 1.4426950408889634f;
+// In log2 units: probabilities stay below 2^11.5 before the base moves.
+constexpr float kSlack2 = 8.f * kLog2e;
+
+__device__ uint64_t descriptor(const void* smem, uint32_t lbo, uint32_t sbo) {
+  const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  return static_cast<uint64_t>((addr >> 4) & 0x3fff) | static_cast<uint64_t>((lbo >> 4) & 0x3fff) << 16 |
+         static_cast<uint64_t>((sbo >> 4) & 0x3fff) << 32;
+}
+
+#define EYRIE_F4(d, i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
+#define EYRIE_F16(d, i) EYRIE_F4(d, i), EYRIE_F4(d, i + 4), EYRIE_F4(d, i + 8), EYRIE_F4(d, i + 12)
+#define EYRIE_D32_TEXT                                                                                                 \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, "   \
+  "%24, %25, %26, %27, %28, %29, %30, %31}"
+#define EYRIE_D64_TEXT                                                                                                 \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, "   \
+  "%24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, "    \
+  "%46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
+
+// d += A B over k16: A from registers (each warp's 16 rows as the m16n8k16 A fragment), B from
+// a shared-memory descriptor, transposed (N-major) when kTransB. N is 64 or 128.
+template <int kTransB>
+__device__ void wgmma_n64(float (&d)[32], const uint32_t (&a)[4], uint64_t b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " EYRIE_D32_TEXT
+      ", {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
+      : EYRIE_F16(d, 0), EYRIE_F16(d, 16)
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1), "n"(kTransB));
+}
+
+__device__ void wgmma_n128(float (&d)[64], const uint32_t (&a)[4], uint64_t b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " EYRIE_D64_TEXT
+      ", {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
+      : EYRIE_F16(d, 0), EYRIE_F16(d, 16), EYRIE_F16(d, 32), EYRIE_F16(d, 48)
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+}
+
+__device__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int kPending>
+__device__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
+}
+
+__device__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 p = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&p);
+}
+
+__device__ void copy_async16(void* dst, const void* src, bool valid) {
+  const auto d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+__device__ void copy_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int kPending>
+__device__ void copy_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
+
+__device__ uint32_t smem_address(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+__device__ void barrier_init(uint64_t* b, int count) {
+  asm volatile("mbarrier.init.shared.b64 [%0], %1;\n" ::"r"(smem_address(b)), "r"(count) : "memory");
+}
+__device__ void barrier_arrive(uint64_t* b) {
+  asm volatile("mbarrier.arrive.shared.b64 _, [%0];\n" ::"r"(smem_address(b)) : "memory");
+}
+// Arrives on b once this thread's cp.async copies so far have landed (counted in b's init).
+__device__ void barrier_arrive_on_copies(uint64_t* b) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared.b64 [%0];\n" ::"r"(smem_address(b)) : "memory");
+}
+__device__ void barrier_wait(uint64_t* b, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nWAIT:\n"
+      "mbarrier.try_wait.parity.shared.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n}\n" ::"r"(smem_address(b)),
+      "r"(parity)
+      : "memory");
+}
+
+// One warpgroup's running softmax over its warp's rows a and b (this thread's two).
+struct Softmax {
+  float m_a = -FLT_MAX, m_b = -FLT_MAX, l_a = 0.f, l_b = 0.f;
+  float al_a = 1.f, al_b = 1.f;
+  bool rescaled = false;
+
+  // The probabilities of scores s relative to the rows' bases, keys at or past `valid` masked.
+  // s is only read: while a product is pending, writing a wgmma's accumulator registers would
+  // serialize the wgmmas.
+  template <int kN>
+  __device__ void step(const float (&s)[kN / 2], uint32_t (&pk)[kN / 16][4], int valid, int c2) {
+    auto live = [&](int i) { return valid >= kN || (i / 4) * 8 + c2 + i % 2 < valid; };
+    float mx_a = -FLT_MAX, mx_b = -FLT_MAX;
+#pragma unroll
+    for (int i = 0; i < kN / 2; ++i) {
+      const float x = live(i) ? s[i] : -FLT_MAX;
+      if (i % 4 < 2)
+        mx_a = fmaxf(mx_a, x);
+      else
+        mx_b = fmaxf(mx_b, x);
+    }
+#pragma unroll
+    for (int sh = 1; sh <= 2; sh *= 2) {
+      mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, sh));
+      mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, sh));
+    }
+    mx_a *= kLog2e;
+    mx_b *= kLog2e;
+    rescaled = __any_sync(0xffffffffu, mx_a > m_a + kSlack2 || mx_b > m_b + kSlack2);
+    if (rescaled) {
+      const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
+      al_a = m_a == -FLT_MAX ? 0.f : exp2_approx(m_a - mn_a);
+      al_b = m_b == -FLT_MAX ? 0.f : exp2_approx(m_b - mn_b);
+      l_a *= al_a;
+      l_b *= al_b;
+      m_a = mn_a;
+      m_b = mn_b;
+    }
+    const float nb_a = -m_a, nb_b = -m_b;
+    // Pairs (i, i + 1) are one row's neighbouring keys; pair i / 2 is word (i / 2) % 4 of key
+    // block i / 8's A fragment.
+#pragma unroll
+    for (int i = 0; i < kN / 2; i += 2) {
+      const bool a = i % 4 < 2;
+      const float nb = a ? nb_a : nb_b;
+      const float x = live(i) ? exp2_approx(fmaf(s[i], kLog2e, nb)) : 0.f;
+      const float y = live(i + 1) ? exp2_approx(fmaf(s[i + 1], kLog2e, nb)) : 0.f;
+      pk[i / 8][(i / 2) % 4] = pack_bf16(x, y);
+      if (a)
+        l_a += x + y;
+      else
+        l_b += x + y;
+    }
+  }
+
+  __device__ void rescale(float (&o)[32]) const {
+    if (!rescaled) return;
+#pragma unroll
+    for (int j = 0; j < kHd / 8; ++j) {
+      o[4 * j] *= al_a;
+      o[4 * j + 1] *= al_a;
+      o[4 * j + 2] *= al_b;
+      o[4 * j + 3] *= al_b;
+    }
+  }
+};
+
+// s must be zero: clearing it here, among pending wgmmas, would serialize them.
+template <int kN>
+__device__ void scores(float (&s)[kN / 2], const uint32_t (&qf)[kHd / 16][4], const unsigned char* kt) {
+#pragma unroll
+  for (int kb = 0; kb < kHd / 16; ++kb) {  // head dims 16kb..16kb+15: two cores along them
+    if constexpr (kN == 64)
+      wgmma_n64<0>(s, qf[kb], descriptor(kt + kb * 256, 128, 1024));
+    else
+      wgmma_n128(s, qf[kb], descriptor(kt + kb * 256, 128, 1024));
+  }
+}
+
+template <int kN>
+__device__ void values(float (&o)[32], const uint32_t (&pf)[kN / 16][4], const unsigned char* vt) {
+#pragma unroll
+  for (int kb = 0; kb < kN / 16; ++kb)  // keys 16kb..16kb+15: two cores along them
+    wgmma_n64<1>(o, pf[kb], descriptor(vt + kb * 2048, 1024, 128));
+}
+
+// q [128][64] bf16 already scaled by 1/sqrt(64); k, v [keys][64] bf16; out [128][64].
+// With triangle, block b runs over (b % 32 + 1) * 64 keys and writes its own output rows.
+template <int kN, bool kOverlap, int kMinBlocks = 1, int kAhead = 1>
+__global__ void __launch_bounds__(kThreads, kMinBlocks) attention(const bf16* q, const bf16* k, const bf16* v, int keys,
+                                                      float* out, bool triangle) {
+  constexpr int kTileBytes = kN * kHd * 2;  // one K or V tile
+  if (triangle) {
+    keys = (blockIdx.x % 32 + 1) * 64;
+    out += static_cast<int64_t>(blockIdx.x) * kQueries * kHd;
+  }
+  // kStages stages of a K tile and a V tile, each as 8x8 core matrices: key kk, head dims
+  // d..d+7 at (kk / 8) * 1024 + (d / 8) * 128 + (kk % 8) * 16.
+  extern __shared__ __align__(1024) unsigned char smem[];
+  const int t = threadIdx.x, warp = t / 32, lane = t % 32, g = lane / 4, c2 = (lane % 4) * 2;
+  const int row_a = warp * 16 + g, row_b = row_a + 8;
+
+  uint32_t qf[kHd / 16][4];
+  auto q_pair = [&](int row, int d) { return *reinterpret_cast<const uint32_t*>(q + row * kHd + d); };
+#pragma unroll
+  for (int kb = 0; kb < kHd / 16; ++kb) {
+    qf[kb][0] = q_pair(row_a, kb * 16 + c2);
+    qf[kb][1] = q_pair(row_b, kb * 16 + c2);
+    qf[kb][2] = q_pair(row_a, kb * 16 + 8 + c2);
+    qf[kb][3] = q_pair(row_b, kb * 16 + 8 + c2);
+  }
+  // Consecutive threads fill consecutive 16 bytes of the tile: chunk e is key (e / 64) * 8 + e % 8,
+  // head dims ((e / 8) % 8) * 8 onwards; a warp reads eight keys' 64-byte halves.
+  const int tiles = (keys + kN - 1) / kN;
+  auto fetch = [&](int tile) {
+    unsigned char* kt = smem + (tile % kStages) * 2 * kTileBytes;
+    const int k0 = tile * kN;
+#pragma unroll
+    for (int i = 0; i < kN * 8 / kThreads; ++i) {
+      const int e = t + i * kThreads;
+      const int kk = (e / 64) * 8 + e % 8, d = ((e / 8) % 8) * 8;
+      const bool valid = k0 + kk < keys;
+      const int64_t at = valid ? static_cast<int64_t>(k0 + kk) * kHd + d : 0;
+      copy_async16(kt + e * 16, k + at, valid);
+      copy_async16(kt + kTileBytes + e * 16, v + at, valid);
+    }
+    copy_commit();
+  };
+  auto tile_k = [&](int tile) { return smem + (tile % kStages) * 2 * kTileBytes; };
+
+  float o[32];
+#pragma unroll
+  for (float& x : o) x = 0.f;
+  Softmax sm;
+  float s[kN / 2];
+  // The probabilities of keys 16kb..16kb+15 as the A fragment of P V: pf while that product
+  // runs, pk for the next tile's meanwhile.
+  uint32_t pf[kN / 16][4], pk[kN / 16][4];
+  fetch(0);
+  if constexpr (!kOverlap) {
+    // Tiles are asked for kAhead ahead: tile j + kAhead's copy refills the stage of tile
+    // j + kAhead - kStages, which every warpgroup is past at tile j's barrier.
+    static_assert(kAhead >= 1 && kAhead < kStages, "prefetch distance");
+    for (int a = 1; a < kAhead; ++a)
+      if (a < tiles) fetch(a);
+    for (int j = 0; j < tiles; ++j) {
+      if (kAhead == 2 && j + 1 < tiles)
+        copy_wait<1>();
+      else
+        copy_wait<0>();
+      // cp.async wrote through the generic proxy; wgmma reads through the async one.
+      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+      __syncthreads();
+      if (j + kAhead < tiles) fetch(j + kAhead);
+      const unsigned char* kt = tile_k(j);
+#pragma unroll
+      for (float& x : s) x = 0.f;
+      wgmma_fence();
+      scores<kN>(s, qf, kt);
+      wgmma_commit();
+      wgmma_wait<0>();
+      sm.step<kN>(s, pf, keys - j * kN, c2);
+      sm.rescale(o);
+      wgmma_fence();
+      values<kN>(o, pf, kt + kTileBytes);
+      wgmma_commit();
+      wgmma_wait<0>();
+    }
+  } else {
+    if (tiles > 1) fetch(1);
+    if (tiles > 1)
+      copy_wait<1>();
+    else
+      copy_wait<0>();
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    __syncthreads();
+#pragma unroll
+    for (float& x : s) x = 0.f;
+    wgmma_fence();
+    scores<kN>(s, qf, tile_k(0));
+    wgmma_commit();
+    wgmma_wait<0>();
+    sm.step<kN>(s, pf, keys, c2);
+    // Tile j's product with cur while tile j + 1's probabilities go into next; the loop runs
+    // two tiles a turn with the arrays' roles swapped, so that no register a pending wgmma
+    // reads is written.
+    auto turn = [&](int j, const uint32_t(&cur)[kN / 16][4], uint32_t(&next)[kN / 16][4]) {
+      const bool more = j + 1 < tiles;
+      if (more) {
+        copy_wait<0>();
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        // Past this barrier every warpgroup is done with tile j - 1, whose stage the fetch of
+        // tile j + 2 refills.
+        __syncthreads();
+        if (j + 2 < tiles) fetch(j + 2);
+#pragma unroll
+        for (float& x : s) x = 0.f;
+      }
+      wgmma_fence();
+      if (more) {
+        scores<kN>(s, qf, tile_k(j + 1));
+        wgmma_commit();
+      }
+      values<kN>(o, cur, tile_k(j) + kTileBytes);
+      wgmma_commit();
+      if (more) {
+        wgmma_wait<1>();
+        sm.step<kN>(s, next, keys - (j + 1) * kN, c2);
+        wgmma_wait<0>();
+        sm.rescale(o);
+      } else {
+        wgmma_wait<0>();
+      }
+    };
+    for (int j = 0; j < tiles; j += 2) {
+      turn(j, pf, pk);
+      if (j + 1 < tiles) turn(j + 1, pk, pf);
+    }
+  }
+  float l_a = sm.l_a, l_b = sm.l_b;
+#pragma unroll
+  for (int sh = 1; sh <= 2; sh *= 2) {
+    l_a += __shfl_xor_sync(0xffffffffu, l_a, sh);
+    l_b += __shfl_xor_sync(0xffffffffu, l_b, sh);
+  }
+#pragma unroll
+  for (int j = 0; j < kHd / 8; ++j) {
+    const int col = 8 * j + c2;
+    out[row_a * kHd + col] = o[4 * j] / l_a;
+    out[row_a * kHd + col + 1] = o[4 * j + 1] / l_a;
+    out[row_b * kHd + col] = o[4 * j + 2] / l_b;
+    out[row_b * kHd + col + 1] = o[4 * j + 3] / l_b;
+  }
+}
+
+// The serial variant with the warpgroups decoupled: stages of a ring, each with a barrier that
+// completes when its copies have landed and one that completes when every thread is done with
+// it, in place of a block-wide barrier a tile. A warpgroup may run up to kRing - kAhead - 1
+// tiles ahead of the other, so that one's softmax can overlap the other's products.
+template <int kN, int kRing, int kAhead>
+__global__ void __launch_bounds__(kThreads) attention_ring(const bf16* q, const bf16* k, const bf16* v, int keys,
+                                                           float* out, bool triangle) {
+  constexpr int kTileBytes = kN * kHd * 2;
+  if (triangle) {
+    keys = (blockIdx.x % 32 + 1) * 64;
+    out += static_cast<int64_t>(blockIdx.x) * kQueries * kHd;
+  }
+  extern __shared__ __align__(1024) unsigned char smem[];
+  auto* full = reinterpret_cast<uint64_t*>(smem + kRing * 2 * kTileBytes);
+  uint64_t* empty = full + kRing;
+  const int t = threadIdx.x, warp = t / 32, lane = t % 32, g = lane / 4, c2 = (lane % 4) * 2;
+  const int row_a = warp * 16 + g, row_b = row_a + 8;
+  if (t == 0) {
+    for (int i = 0; i < kRing; ++i) {
+      barrier_init(&full[i], kThreads);
+      barrier_init(&empty[i], kThreads);
+    }
+  }
+  __syncthreads();
+  uint32_t qf[kHd / 16][4];
+  auto q_pair = [&](int row, int d) { return *reinterpret_cast<const uint32_t*>(q + row * kHd + d); };
+#pragma unroll
+  for (int kb = 0; kb < kHd / 16; ++kb) {
+    qf[kb][0] = q_pair(row_a, kb * 16 + c2);
+    qf[kb][1] = q_pair(row_b, kb * 16 + c2);
+    qf[kb][2] = q_pair(row_a, kb * 16 + 8 + c2);
+    qf[kb][3] = q_pair(row_b, kb * 16 + 8 + c2);
+  }
+  const int tiles = (keys + kN - 1) / kN;
+  auto tile_k = [&](int tile) { return smem + (tile % kRing) * 2 * kTileBytes; };
+  auto produce = [&](int tile) {
+    const int st = tile % kRing;
+    if (tile >= kRing) barrier_wait(&empty[st], ((tile / kRing) - 1) & 1);
+    unsigned char* kt = tile_k(tile);
+    const int k0 = tile * kN;
+#pragma unroll
+    for (int i = 0; i < kN * 8 / kThreads; ++i) {
+      const int e = t + i * kThreads;
+      const int kk = (e / 64) * 8 + e % 8, d = ((e / 8) % 8) * 8;
+      const bool valid = k0 + kk < keys;
+      const int64_t at = valid ? static_cast<int64_t>(k0 + kk) * kHd + d : 0;
+      copy_async16(kt + e * 16, k + at, valid);
+      copy_async16(kt + kTileBytes + e * 16, v + at, valid);
+    }
+    barrier_arrive_on_copies(&full[st]);
+  };
+  float o[32];
+#pragma unroll
+  for (float& x : o) x = 0.f;
+  Softmax sm;
+  float s[kN / 2];
+  uint32_t pf[kN / 16][4];
+  for (int a = 0; a < kAhead; ++a)
+    if (a < tiles) produce(a);
+  for (int j = 0; j < tiles; ++j) {
+    if (j + kAhead < tiles) produce(j + kAhead);
+    barrier_wait(&full[j % kRing], (j / kRing) & 1);
+    // The copies wrote through the generic proxy; wgmma reads through the async one.
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    const unsigned char* kt = tile_k(j);
+#pragma unroll
+    for (float& x : s) x = 0.f;
+    wgmma_fence();
+    scores<kN>(s, qf, kt);
+    wgmma_commit();
+    wgmma_wait<0>();
+    sm.step<kN>(s, pf, keys - j * kN, c2);
+    sm.rescale(o);
+    wgmma_fence();
+    values<kN>(o, pf, kt + kTileBytes);
+    wgmma_commit();
+    wgmma_wait<0>();
+    barrier_arrive(&empty[j % kRing]);
+  }
+  float l_a = sm.l_a, l_b = sm.l_b;
+#pragma unroll
+  for (int sh = 1; sh <= 2; sh *= 2) {
+    l_a += __shfl_xor_sync(0xffffffffu, l_a, sh);
+    l_b += __shfl_xor_sync(0xffffffffu, l_b, sh);
+  }
+#pragma unroll
+  for (int j = 0; j < kHd / 8; ++j) {
+    const int col = 8 * j + c2;
+    out[row_a * kHd + col] = o[4 * j] / l_a;
+    out[row_a * kHd + col + 1] = o[4 * j + 1] / l_a;
+    out[row_b * kHd + col] = o[4 * j + 2] / l_b;
+    out[row_b * kHd + col + 1] = o[4 * j + 3] / l_b;
+  }
+}
+
+void check(const char* what, cudaError_t e) {
+  if (e != cudaSuccess) {
+    std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
+    std::exit(1);
+  }
+}
+
+using Kernel = void (*)(const bf16*, const bf16*, const bf16*, int, float*, bool);
+
+struct Variant {
+  const char* name;
+  Kernel kernel;
+  int key_tile;
+  int stages = kStages;
+  int extra_bytes = 0;  // the ring's barriers
+
+  int smem_bytes() const { return stages * 2 * key_tile * kHd * 2 + extra_bytes; }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<int> key_counts;
+  for (int i = 1; i < argc; ++i) key_counts.push_back(std::atoi(argv[i]));
+  if (key_counts.empty()) key_counts = {64, 100, 512, 2048};
+  const int max_keys = *std::max_element(key_counts.begin(), key_counts.end());
+  for (int keys : key_counts)
+    if (keys <= 0) {
+      std::fprintf(stderr, "key counts must be positive, not %d\n", keys);
+      return 2;
+    }
+  const Variant variants[] = {
+      {"serial, 64-key tiles", attention<64, false>, 64},
+      {"serial, 64-key, 2 ahead", attention<64, false, 1, 2>, 64},
+      {"serial, 128-key tiles", attention<128, false>, 128},
+      {"overlapped, 64-key tiles", attention<64, true>, 64},
+      {"overlapped, 64-key, 2/SM", attention<64, true, 2>, 64},
+      {"overlapped, 128-key tiles", attention<128, true>, 128},
+      {"ring of 4, 64-key, 2 ahead", attention_ring<64, 4, 2>, 64, 4, 64},
+      {"ring of 5, 64-key, 2 ahead", attention_ring<64, 5, 2>, 64, 5, 80},
+      {"ring of 3, 128-key, 1 ahead", attention_ring<128, 3, 1>, 128, 3, 48},
+  };
+  for (const Variant& var : variants) {
+    const int bytes = var.smem_bytes();
+    check("smem", cudaFuncSetAttribute(var.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    cudaFuncAttributes attr{};
+    check("attributes", cudaFuncGetAttributes(&attr, var.kernel));
+    int blocks = 0;
+    check("occupancy", cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, var.kernel, kThreads, bytes));
+    std::printf("%-28s %d registers, %d local bytes, %d blocks an SM\n", var.name, attr.numRegs,
+                static_cast<int>(attr.localSizeBytes), blocks);
+  }
+
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  const float scale = 1.f / std::sqrt(static_cast<float>(kHd));
+  std::vector<bf16> q(kQueries * kHd), k(max_keys * kHd), v(max_keys * kHd);
+  for (auto& x : q) x = __float2bfloat16(2.f * u(rng) * scale);
+  for (auto& x : k) x = __float2bfloat16(2.f * u(rng));
+  for (auto& x : v) x = __float2bfloat16(u(rng));
+  bf16 *dq, *dk, *dv;
+  float* dout;
+  check("malloc", cudaMalloc(&dq, q.size() * 2));
+  check("malloc", cudaMalloc(&dk, k.size() * 2));
+  check("malloc", cudaMalloc(&dv, v.size() * 2));
+  check("malloc", cudaMalloc(&dout, kQueries * kHd * 4));
+  check("copy", cudaMemcpy(dq, q.data(), q.size() * 2, cudaMemcpyHostToDevice));
+  check("copy", cudaMemcpy(dk, k.data(), k.size() * 2, cudaMemcpyHostToDevice));
+  check("copy", cudaMemcpy(dv, v.data(), v.size() * 2, cudaMemcpyHostToDevice));
+  std::vector<float> got(kQueries * kHd);
+  for (int keys : key_counts) {
+    if (std::getenv("EYRIE_PROBE_ONLY")) break;
+    std::vector<double> want(kQueries * kHd);
+    for (int r = 0; r < kQueries; ++r) {
+      std::vector<double> w(keys);
+      double mx = -1e300, den = 0;
+      for (int p = 0; p < keys; ++p) {
+        double dot = 0;
+        for (int d = 0; d < kHd; ++d)
+          dot += static_cast<double>(__bfloat162float(q[r * kHd + d])) * __bfloat162float(k[p * kHd + d]);
+        mx = std::fmax(mx, w[p] = dot);
+      }
+      for (auto& x : w) den += (x = std::exp(x - mx));
+      for (int d = 0; d < kHd; ++d) {
+        double acc = 0;
+        for (int p = 0; p < keys; ++p) acc += w[p] * __bfloat162float(v[p * kHd + d]);
+        want[r * kHd + d] = acc / den;
+      }
+    }
+    for (const Variant& var : variants) {
+      check("clear", cudaMemset(dout, 0, got.size() * 4));
+      var.kernel<<<1, kThreads, var.smem_bytes()>>>(dq, dk, dv, keys, dout, false);
+      check(var.name, cudaGetLastError());
+      check(var.name, cudaDeviceSynchronize());
+      check("copy back", cudaMemcpy(got.data(), dout, got.size() * 4, cudaMemcpyDeviceToHost));
+      double worst = 0;
+      for (std::size_t i = 0; i < want.size(); ++i) worst = std::fmax(worst, std::fabs(got[i] - want[i]));
+      std::printf("%-28s %5d keys: largest error %.3g\n", var.name, keys, worst);
+    }
+  }
+
+  constexpr int kBlocks = 1136, kMaxKeys = 32 * 64;
+  bf16 *tk, *tv;
+  float* tout;
+  check("malloc", cudaMalloc(&tk, kMaxKeys * kHd * 2));
+  check("malloc", cudaMalloc(&tv, kMaxKeys * kHd * 2));
+  check("malloc", cudaMalloc(&tout, static_cast<size_t>(kBlocks) * kQueries * kHd * 4));
+  check("clear", cudaMemset(tk, 0, kMaxKeys * kHd * 2));
+  check("clear", cudaMemset(tv, 0, kMaxKeys * kHd * 2));
+  cudaEvent_t start, stop;
+  check("event", cudaEventCreate(&start));
+  check("event", cudaEventCreate(&stop));
+  // EYRIE_PROBE_ONLY=i times variant i alone, once (for a profiler).
+  const char* only = std::getenv("EYRIE_PROBE_ONLY");
+  const int only_index = only ? std::atoi(only) : -1;
+  for (int round = 0; round < (only ? 1 : 2); ++round)
+    for (int vi = 0; vi < static_cast<int>(std::size(variants)); ++vi) {
+      const Variant& var = variants[vi];
+      if (only && vi != only_index) continue;
+      std::vector<float> times;
+      for (int rep = 0; rep < (only ? 3 : 12); ++rep) {
+        check("event", cudaEventRecord(start));
+        var.kernel<<<kBlocks, kThreads, var.smem_bytes()>>>(dq, tk, tv, kMaxKeys, tout, true);
+        check("event", cudaEventRecord(stop));
+        check(var.name, cudaEventSynchronize(stop));
+        float ms = 0;
+        check("event", cudaEventElapsedTime(&ms, start, stop));
+        if (rep >= (only ? 0 : 2)) times.push_back(ms * 1e3f);
+      }
+      std::sort(times.begin(), times.end());
+      std::printf("%-28s a layer's prefill work (%d blocks): median %.1f us, best %.1f us\n", var.name, kBlocks,
+                  times[times.size() / 2], times.front());
+    }
+  return 0;
+}
