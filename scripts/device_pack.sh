@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 build_dir=${1:-build}
 shift || true
 all="tools/eyrie tests/eyrie_tests bench/bench_cpu_decode bench/tokenizer/bench_tokenizer bench/bench_ws_load
-     bench/bench_cuda bench/bench_gemv bench/bench_gemm bench/bench_upload"
+     bench/bench_cuda bench/bench_gemv bench/bench_gemm bench/bench_upload bench/bench_wgmma_probe
+     bench/bench_wgmma_attention_probe"
 pack=.device-pack
 rm -rf "$pack"
 mkdir -p "$pack"
