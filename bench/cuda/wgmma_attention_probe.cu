@@ -9,7 +9,7 @@
 // Variants: key tiles of 64 or 128; serial (each product waited for before the next step) or
 // overlapped (a tile's P V product runs while the next tile's scores go through the softmax).
 // Timed: the work of one Falcon-7B layer's 2048-token prefill attention, 1,136 blocks of 128
-// queries over 64 to 2,048 keys (a causal prefill's tiles average as many passes), for comparison
+// queries over 2,048 down to 64 keys, longest first (a causal prefill's tiles in the engine's order), for comparison
 // with the engine's mma.sync kernel: 180-203 us a layer in its timelines (no paging here).
 //   bench_wgmma_attention_probe [keys ...]
 #include <cuda_bf16.h>
@@ -70,6 +70,16 @@ __device__ void wgmma_n128(float (&d)[64], const uint32_t (&a)[4], uint64_t b) {
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
 }
 
+// d += A B over k16, A and B both from shared-memory descriptors.
+template <int kTransB>
+__device__ void wgmma_n64_ss(float (&d)[32], uint64_t a, uint64_t b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " EYRIE_D32_TEXT ", %32, %33, p, 1, 1, 0, %35;\n}\n"
+      : EYRIE_F16(d, 0), EYRIE_F16(d, 16)
+      : "l"(a), "l"(b), "r"(1), "n"(kTransB));
+}
+
 __device__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int kPending>
@@ -117,6 +127,10 @@ __device__ void barrier_wait(uint64_t* b, uint32_t parity) {
       "r"(parity)
       : "memory");
 }
+
+// A causal prefill's key counts, 64 to 2,048 over the grid, longest first as the engine runs its
+// tiles (so that the last wave is not held up by a long block).
+__device__ int triangle_keys() { return (32 - static_cast<int>(blockIdx.x * 32 / gridDim.x)) * 64; }
 
 // One warpgroup's running softmax over its warp's rows a and b (this thread's two).
 struct Softmax {
@@ -205,13 +219,15 @@ __device__ void values(float (&o)[32], const uint32_t (&pf)[kN / 16][4], const u
 }
 
 // q [128][64] bf16 already scaled by 1/sqrt(64); k, v [keys][64] bf16; out [128][64].
-// With triangle, block b runs over (b % 32 + 1) * 64 keys and writes its own output rows.
-template <int kN, bool kOverlap, int kMinBlocks = 1, int kAhead = 1>
+// With triangle, block b runs over triangle_keys() and writes its own output rows.
+// With kQSmem the queries sit in shared memory (after the stages, K-major like the key tiles)
+// instead of registers: 16 fewer registers a thread.
+template <int kN, bool kOverlap, int kMinBlocks = 1, int kAhead = 1, bool kQSmem = false>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) attention(const bf16* q, const bf16* k, const bf16* v, int keys,
                                                       float* out, bool triangle) {
   constexpr int kTileBytes = kN * kHd * 2;  // one K or V tile
   if (triangle) {
-    keys = (blockIdx.x % 32 + 1) * 64;
+    keys = triangle_keys();
     out += static_cast<int64_t>(blockIdx.x) * kQueries * kHd;
   }
   // kStages stages of a K tile and a V tile, each as 8x8 core matrices: key kk, head dims
@@ -221,14 +237,35 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) attention(const bf16* q,
   const int row_a = warp * 16 + g, row_b = row_a + 8;
 
   uint32_t qf[kHd / 16][4];
-  auto q_pair = [&](int row, int d) { return *reinterpret_cast<const uint32_t*>(q + row * kHd + d); };
+  unsigned char* const sq = smem + kStages * 2 * kTileBytes;
+  if constexpr (kQSmem) {
+    static_assert(kN == 64, "queries in shared memory with 64-key tiles only");
+    for (int e = t; e < kQueries * 8; e += kThreads) {
+      const int m = (e / 64) * 8 + e % 8, d = ((e / 8) % 8) * 8;
+      copy_async16(sq + e * 16, q + m * kHd + d, true);
+    }
+  } else {
+    auto q_pair = [&](int row, int d) { return *reinterpret_cast<const uint32_t*>(q + row * kHd + d); };
 #pragma unroll
-  for (int kb = 0; kb < kHd / 16; ++kb) {
-    qf[kb][0] = q_pair(row_a, kb * 16 + c2);
-    qf[kb][1] = q_pair(row_b, kb * 16 + c2);
-    qf[kb][2] = q_pair(row_a, kb * 16 + 8 + c2);
-    qf[kb][3] = q_pair(row_b, kb * 16 + 8 + c2);
+    for (int kb = 0; kb < kHd / 16; ++kb) {
+      qf[kb][0] = q_pair(row_a, kb * 16 + c2);
+      qf[kb][1] = q_pair(row_b, kb * 16 + c2);
+      qf[kb][2] = q_pair(row_a, kb * 16 + 8 + c2);
+      qf[kb][3] = q_pair(row_b, kb * 16 + 8 + c2);
+    }
   }
+  // This warpgroup's 64 queries, for kQSmem.
+  const unsigned char* const sq_wg = sq + (warp / 4) * 8192;
+  auto score = [&](float(&acc)[kN / 2], const unsigned char* kt) {
+    if constexpr (kQSmem) {
+#pragma unroll
+      for (int kb = 0; kb < kHd / 16; ++kb)
+        wgmma_n64_ss<0>(reinterpret_cast<float(&)[32]>(acc), descriptor(sq_wg + kb * 256, 128, 1024),
+                        descriptor(kt + kb * 256, 128, 1024));
+    } else {
+      scores<kN>(acc, qf, kt);
+    }
+  };
   // Consecutive threads fill consecutive 16 bytes of the tile: chunk e is key (e / 64) * 8 + e % 8,
   // head dims ((e / 8) % 8) * 8 onwards; a warp reads eight keys' 64-byte halves.
   const int tiles = (keys + kN - 1) / kN;
@@ -276,7 +313,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) attention(const bf16* q,
 #pragma unroll
       for (float& x : s) x = 0.f;
       wgmma_fence();
-      scores<kN>(s, qf, kt);
+      score(s, kt);
       wgmma_commit();
       wgmma_wait<0>();
       sm.step<kN>(s, pf, keys - j * kN, c2);
@@ -297,7 +334,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) attention(const bf16* q,
 #pragma unroll
     for (float& x : s) x = 0.f;
     wgmma_fence();
-    scores<kN>(s, qf, tile_k(0));
+    score(s, tile_k(0));
     wgmma_commit();
     wgmma_wait<0>();
     sm.step<kN>(s, pf, keys, c2);
@@ -318,7 +355,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) attention(const bf16* q,
       }
       wgmma_fence();
       if (more) {
-        scores<kN>(s, qf, tile_k(j + 1));
+        score(s, tile_k(j + 1));
         wgmma_commit();
       }
       values<kN>(o, cur, tile_k(j) + kTileBytes);
@@ -362,7 +399,7 @@ __global__ void __launch_bounds__(kThreads) attention_ring(const bf16* q, const 
                                                            float* out, bool triangle) {
   constexpr int kTileBytes = kN * kHd * 2;
   if (triangle) {
-    keys = (blockIdx.x % 32 + 1) * 64;
+    keys = triangle_keys();
     out += static_cast<int64_t>(blockIdx.x) * kQueries * kHd;
   }
   extern __shared__ __align__(1024) unsigned char smem[];
@@ -486,6 +523,8 @@ int main(int argc, char** argv) {
       {"overlapped, 64-key tiles", attention<64, true>, 64},
       {"overlapped, 64-key, 2/SM", attention<64, true, 2>, 64},
       {"overlapped, 128-key tiles", attention<128, true>, 128},
+      {"overlapped, Q smem, 2/SM", attention<64, true, 2, 1, true>, 64, kStages, 16384},
+      {"serial, Q smem, 2 ahead", attention<64, false, 2, 2, true>, 64, kStages, 16384},
       {"ring of 4, 64-key, 2 ahead", attention_ring<64, 4, 2>, 64, 4, 64},
       {"ring of 5, 64-key, 2 ahead", attention_ring<64, 5, 2>, 64, 5, 80},
       {"ring of 3, 128-key, 1 ahead", attention_ring<128, 3, 1>, 128, 3, 48},
