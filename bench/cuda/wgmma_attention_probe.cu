@@ -9,8 +9,9 @@
 // Variants: key tiles of 64 or 128; serial (each product waited for before the next step) or
 // overlapped (a tile's P V product runs while the next tile's scores go through the softmax).
 // Timed: the work of one Falcon-7B layer's 2048-token prefill attention, 1,136 blocks of 128
-// queries over 2,048 down to 64 keys, longest first (a causal prefill's tiles in the engine's order), for comparison
-// with the engine's mma.sync kernel: 180-203 us a layer in its timelines (no paging here).
+// queries over 2,048 down to 64 keys, longest first (a causal prefill's tiles in the engine's
+// order), for comparison with the engine's mma.sync kernel: 180-203 us a layer in its timelines
+// (no paging here).
 //   bench_wgmma_attention_probe [keys ...]
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
