@@ -192,6 +192,27 @@ TEST_P(CudaTensorParallel, NcclGroupOfOneRunsTheShardPath) {
   }
 }
 
+// A shard's steps on bf16 activations with the MLP's first product and GELU on the second
+// stream (concurrent_mlp_up_rows_min) give the same bits as without: the MLP's output product
+// then follows on the chain's stream into the all-reduced sum, not into x.
+TEST_P(CudaTensorParallel, ShardStepsWithTheMlpUpProjectionBesideTheChainKeepTheirBits) {
+  std::vector<std::vector<double>> runs[2];
+  for (int concurrent = 0; concurrent < 2; ++concurrent) {
+    auto comm = make_nccl_group({0});
+    CudaEngineOptions o = opts(0);
+    o.split_rows_max = 0;
+    o.concurrent_mlp_rows_max = 0;
+    o.concurrent_mlp_up_rows_min = concurrent ? 1 : 0;
+    CudaEngine shard(model_, o, comm[0]);
+    runs[concurrent] = run_steps(shard, GetParam());
+  }
+  ASSERT_EQ(runs[0].size(), runs[1].size());
+  for (std::size_t s = 0; s < runs[0].size(); ++s) {
+    ASSERT_EQ(runs[0][s].size(), runs[1][s].size()) << "step " << s;
+    for (std::size_t i = 0; i < runs[0][s].size(); ++i) ASSERT_EQ(runs[0][s][i], runs[1][s][i]) << "step " << s;
+  }
+}
+
 TEST_P(CudaTensorParallel, ShardsSharingOneGpuMatchTheWholeEngine) {
 #if EYRIE_HAS_CUDA
   // Without a peer exchange: its kernels wait on GPU for the other ranks' kernels, which one
