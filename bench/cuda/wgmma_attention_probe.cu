@@ -200,6 +200,53 @@ struct Softmax {
   }
 };
 
+// This thread's share of the A fragments of the queries' rows row_a and row_b.
+__device__ void load_queries(const bf16* q, uint32_t (&qf)[kHd / 16][4], int row_a, int row_b, int c2) {
+  auto pair = [&](int row, int d) { return *reinterpret_cast<const uint32_t*>(q + row * kHd + d); };
+#pragma unroll
+  for (int kb = 0; kb < kHd / 16; ++kb) {
+    qf[kb][0] = pair(row_a, kb * 16 + c2);
+    qf[kb][1] = pair(row_b, kb * 16 + c2);
+    qf[kb][2] = pair(row_a, kb * 16 + 8 + c2);
+    qf[kb][3] = pair(row_b, kb * 16 + 8 + c2);
+  }
+}
+
+// Keys k0.. k0 + kN - 1 and their values into a stage (K tile, then V tile), zeros past `keys`.
+// Consecutive threads fill consecutive 16 bytes of a tile: chunk e is key (e / 64) * 8 + e % 8,
+// head dims ((e / 8) % 8) * 8 onwards; a warp reads eight keys' 64-byte halves.
+template <int kN>
+__device__ void copy_tile(unsigned char* kt, const bf16* k, const bf16* v, int k0, int keys) {
+  constexpr int kTileBytes = kN * kHd * 2;
+#pragma unroll
+  for (int i = 0; i < kN * 8 / kThreads; ++i) {
+    const int e = threadIdx.x + i * kThreads;
+    const int kk = (e / 64) * 8 + e % 8, d = ((e / 8) % 8) * 8;
+    const bool valid = k0 + kk < keys;
+    const int64_t at = valid ? static_cast<int64_t>(k0 + kk) * kHd + d : 0;
+    copy_async16(kt + e * 16, k + at, valid);
+    copy_async16(kt + kTileBytes + e * 16, v + at, valid);
+  }
+}
+
+// Rows row_a and row_b of the output: the running sums over the rows' softmax masses.
+__device__ void store_output(const float (&o)[32], const Softmax& sm, float* out, int row_a, int row_b, int c2) {
+  float l_a = sm.l_a, l_b = sm.l_b;
+#pragma unroll
+  for (int sh = 1; sh <= 2; sh *= 2) {
+    l_a += __shfl_xor_sync(0xffffffffu, l_a, sh);
+    l_b += __shfl_xor_sync(0xffffffffu, l_b, sh);
+  }
+#pragma unroll
+  for (int j = 0; j < kHd / 8; ++j) {
+    const int col = 8 * j + c2;
+    out[row_a * kHd + col] = o[4 * j] / l_a;
+    out[row_a * kHd + col + 1] = o[4 * j + 1] / l_a;
+    out[row_b * kHd + col] = o[4 * j + 2] / l_b;
+    out[row_b * kHd + col + 1] = o[4 * j + 3] / l_b;
+  }
+}
+
 // s must be zero: clearing it here, among pending wgmmas, would serialize them.
 template <int kN>
 __device__ void scores(float (&s)[kN / 2], const uint32_t (&qf)[kHd / 16][4], const unsigned char* kt) {
@@ -246,14 +293,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) attention(const bf16* q,
       copy_async16(sq + e * 16, q + m * kHd + d, true);
     }
   } else {
-    auto q_pair = [&](int row, int d) { return *reinterpret_cast<const uint32_t*>(q + row * kHd + d); };
-#pragma unroll
-    for (int kb = 0; kb < kHd / 16; ++kb) {
-      qf[kb][0] = q_pair(row_a, kb * 16 + c2);
-      qf[kb][1] = q_pair(row_b, kb * 16 + c2);
-      qf[kb][2] = q_pair(row_a, kb * 16 + 8 + c2);
-      qf[kb][3] = q_pair(row_b, kb * 16 + 8 + c2);
-    }
+    load_queries(q, qf, row_a, row_b, c2);
   }
   // This warpgroup's 64 queries, for kQSmem.
   const unsigned char* const sq_wg = sq + (warp / 4) * 8192;
@@ -267,21 +307,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) attention(const bf16* q,
       scores<kN>(acc, qf, kt);
     }
   };
-  // Consecutive threads fill consecutive 16 bytes of the tile: chunk e is key (e / 64) * 8 + e % 8,
-  // head dims ((e / 8) % 8) * 8 onwards; a warp reads eight keys' 64-byte halves.
   const int tiles = (keys + kN - 1) / kN;
   auto fetch = [&](int tile) {
-    unsigned char* kt = smem + (tile % kStages) * 2 * kTileBytes;
-    const int k0 = tile * kN;
-#pragma unroll
-    for (int i = 0; i < kN * 8 / kThreads; ++i) {
-      const int e = t + i * kThreads;
-      const int kk = (e / 64) * 8 + e % 8, d = ((e / 8) % 8) * 8;
-      const bool valid = k0 + kk < keys;
-      const int64_t at = valid ? static_cast<int64_t>(k0 + kk) * kHd + d : 0;
-      copy_async16(kt + e * 16, k + at, valid);
-      copy_async16(kt + kTileBytes + e * 16, v + at, valid);
-    }
+    copy_tile<kN>(smem + (tile % kStages) * 2 * kTileBytes, k, v, tile * kN, keys);
     copy_commit();
   };
   auto tile_k = [&](int tile) { return smem + (tile % kStages) * 2 * kTileBytes; };
@@ -375,20 +403,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) attention(const bf16* q,
       if (j + 1 < tiles) turn(j + 1, pk, pf);
     }
   }
-  float l_a = sm.l_a, l_b = sm.l_b;
-#pragma unroll
-  for (int sh = 1; sh <= 2; sh *= 2) {
-    l_a += __shfl_xor_sync(0xffffffffu, l_a, sh);
-    l_b += __shfl_xor_sync(0xffffffffu, l_b, sh);
-  }
-#pragma unroll
-  for (int j = 0; j < kHd / 8; ++j) {
-    const int col = 8 * j + c2;
-    out[row_a * kHd + col] = o[4 * j] / l_a;
-    out[row_a * kHd + col + 1] = o[4 * j + 1] / l_a;
-    out[row_b * kHd + col] = o[4 * j + 2] / l_b;
-    out[row_b * kHd + col + 1] = o[4 * j + 3] / l_b;
-  }
+  store_output(o, sm, out, row_a, row_b, c2);
 }
 
 // The serial variant with the warpgroups decoupled: stages of a ring, each with a barrier that
@@ -416,30 +431,13 @@ __global__ void __launch_bounds__(kThreads) attention_ring(const bf16* q, const 
   }
   __syncthreads();
   uint32_t qf[kHd / 16][4];
-  auto q_pair = [&](int row, int d) { return *reinterpret_cast<const uint32_t*>(q + row * kHd + d); };
-#pragma unroll
-  for (int kb = 0; kb < kHd / 16; ++kb) {
-    qf[kb][0] = q_pair(row_a, kb * 16 + c2);
-    qf[kb][1] = q_pair(row_b, kb * 16 + c2);
-    qf[kb][2] = q_pair(row_a, kb * 16 + 8 + c2);
-    qf[kb][3] = q_pair(row_b, kb * 16 + 8 + c2);
-  }
+  load_queries(q, qf, row_a, row_b, c2);
   const int tiles = (keys + kN - 1) / kN;
   auto tile_k = [&](int tile) { return smem + (tile % kRing) * 2 * kTileBytes; };
   auto produce = [&](int tile) {
     const int st = tile % kRing;
     if (tile >= kRing) barrier_wait(&empty[st], ((tile / kRing) - 1) & 1);
-    unsigned char* kt = tile_k(tile);
-    const int k0 = tile * kN;
-#pragma unroll
-    for (int i = 0; i < kN * 8 / kThreads; ++i) {
-      const int e = t + i * kThreads;
-      const int kk = (e / 64) * 8 + e % 8, d = ((e / 8) % 8) * 8;
-      const bool valid = k0 + kk < keys;
-      const int64_t at = valid ? static_cast<int64_t>(k0 + kk) * kHd + d : 0;
-      copy_async16(kt + e * 16, k + at, valid);
-      copy_async16(kt + kTileBytes + e * 16, v + at, valid);
-    }
+    copy_tile<kN>(tile_k(tile), k, v, tile * kN, keys);
     barrier_arrive_on_copies(&full[st]);
   };
   float o[32];
@@ -470,20 +468,7 @@ __global__ void __launch_bounds__(kThreads) attention_ring(const bf16* q, const 
     wgmma_wait<0>();
     barrier_arrive(&empty[j % kRing]);
   }
-  float l_a = sm.l_a, l_b = sm.l_b;
-#pragma unroll
-  for (int sh = 1; sh <= 2; sh *= 2) {
-    l_a += __shfl_xor_sync(0xffffffffu, l_a, sh);
-    l_b += __shfl_xor_sync(0xffffffffu, l_b, sh);
-  }
-#pragma unroll
-  for (int j = 0; j < kHd / 8; ++j) {
-    const int col = 8 * j + c2;
-    out[row_a * kHd + col] = o[4 * j] / l_a;
-    out[row_a * kHd + col + 1] = o[4 * j + 1] / l_a;
-    out[row_b * kHd + col] = o[4 * j + 2] / l_b;
-    out[row_b * kHd + col + 1] = o[4 * j + 3] / l_b;
-  }
+  store_output(o, sm, out, row_a, row_b, c2);
 }
 
 void check(const char* what, cudaError_t e) {
