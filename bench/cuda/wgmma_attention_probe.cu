@@ -266,6 +266,25 @@ __device__ void values(float (&o)[32], const uint32_t (&pf)[kN / 16][4], const u
     wgmma_n64<1>(o, pf[kb], descriptor(vt + kb * 2048, 1024, 128));
 }
 
+// One tile with each product waited for before the next step: scores (by score(s, kt)), the
+// softmax, then P V into o. kt is the stage's K tile, its V tile after it.
+template <int kN, typename Score>
+__device__ void serial_tile(Score&& score, float (&s)[kN / 2], uint32_t (&pf)[kN / 16][4], float (&o)[32],
+                            Softmax& sm, const unsigned char* kt, int valid, int c2) {
+#pragma unroll
+  for (float& x : s) x = 0.f;
+  wgmma_fence();
+  score(s, kt);
+  wgmma_commit();
+  wgmma_wait<0>();
+  sm.step<kN>(s, pf, valid, c2);
+  sm.rescale(o);
+  wgmma_fence();
+  values<kN>(o, pf, kt + kN * kHd * 2);
+  wgmma_commit();
+  wgmma_wait<0>();
+}
+
 // q [128][64] bf16 already scaled by 1/sqrt(64); k, v [keys][64] bf16; out [128][64].
 // With triangle, block b runs over triangle_keys() and writes its own output rows.
 // With kQSmem the queries sit in shared memory (after the stages, K-major like the key tiles)
@@ -338,19 +357,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) attention(const bf16* q,
       asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
       __syncthreads();
       if (j + kAhead < tiles) fetch(j + kAhead);
-      const unsigned char* kt = tile_k(j);
-#pragma unroll
-      for (float& x : s) x = 0.f;
-      wgmma_fence();
-      score(s, kt);
-      wgmma_commit();
-      wgmma_wait<0>();
-      sm.step<kN>(s, pf, keys - j * kN, c2);
-      sm.rescale(o);
-      wgmma_fence();
-      values<kN>(o, pf, kt + kTileBytes);
-      wgmma_commit();
-      wgmma_wait<0>();
+      serial_tile<kN>(score, s, pf, o, sm, tile_k(j), keys - j * kN, c2);
     }
   } else {
     if (tiles > 1) fetch(1);
@@ -453,19 +460,8 @@ __global__ void __launch_bounds__(kThreads) attention_ring(const bf16* q, const 
     barrier_wait(&full[j % kRing], (j / kRing) & 1);
     // The copies wrote through the generic proxy; wgmma reads through the async one.
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    const unsigned char* kt = tile_k(j);
-#pragma unroll
-    for (float& x : s) x = 0.f;
-    wgmma_fence();
-    scores<kN>(s, qf, kt);
-    wgmma_commit();
-    wgmma_wait<0>();
-    sm.step<kN>(s, pf, keys - j * kN, c2);
-    sm.rescale(o);
-    wgmma_fence();
-    values<kN>(o, pf, kt + kTileBytes);
-    wgmma_commit();
-    wgmma_wait<0>();
+    serial_tile<kN>([&](float(&acc)[kN / 2], const unsigned char* kt) { scores<kN>(acc, qf, kt); }, s, pf, o, sm,
+                    tile_k(j), keys - j * kN, c2);
     barrier_arrive(&empty[j % kRing]);
   }
   store_output(o, sm, out, row_a, row_b, c2);
