@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 
 #include "model/cpu/cpu_engine.hpp"
 #include "model/error.hpp"
@@ -320,6 +321,48 @@ TEST_P(CudaReference, AgreesWithCpuEngineInBatchedMixedSteps) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaReference, ::testing::ValuesIn(test::fixture_models()),
                          [](const auto& p) { return test::fixture_name(p.param); });
+
+// On bf16 activations a sequential (non-parallel) block without biases adds its two output
+// products into the residual stream (cuBLAS's beta = 1) instead of leaving them to the next
+// LayerNorm, a shape none of the fixtures has. Random weights on the falcon-rw-tiny config
+// without its biases, four layers: the prompt's logprobs on bf16 activations against the same
+// model on split activations, which takes the LayerNorm's path; they must be far closer than
+// those of a model with other weights.
+TEST(CudaEngine, SequentialBlocksWithoutBiasesAddTheirProductsIntoTheResidualStream) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  FalconConfig cfg = FalconConfig::from_file(test::test_data("models/falcon-rw-tiny/config.json"));
+  ASSERT_FALSE(cfg.parallel_attn);
+  cfg.bias = false;
+  cfg.num_layers = 4;
+  std::vector<int32_t> prompt(48);
+  for (std::size_t i = 0; i < prompt.size(); ++i)
+    prompt[i] = static_cast<int32_t>((i * 7919 + 13) % static_cast<std::size_t>(cfg.vocab_size));
+  auto logprobs = [&](uint64_t seed, bool split) {
+    CudaEngineOptions o;
+    o.kv_tokens = 2048;
+    o.split_rows_max = split ? std::numeric_limits<int64_t>::max() : 0;
+    CudaEngine engine(cfg, seed, o);
+    auto blocks = blocks_for(engine.kv_spec(), static_cast<int64_t>(prompt.size()));
+    StepBatch batch;
+    batch.seqs.push_back({1, 0, prompt, blocks, true});
+    StepOutput out;
+    engine.step(batch, out);
+    std::vector<double> lp;
+    for (std::size_t i = 0; i + 1 < prompt.size(); ++i)
+      lp.push_back(out.row(0, i)[prompt[i + 1]] - out.logsumexp(0, i));
+    return lp;
+  };
+  auto worst = [](const std::vector<double>& a, const std::vector<double>& b) {
+    double w = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) w = std::max(w, std::abs(a[i] - b[i]));
+    return w;
+  };
+  const auto split = logprobs(7, true);
+  const double bf16 = worst(logprobs(7, false), split), other = worst(logprobs(8, true), split);
+  std::printf("worst prompt logprob difference: bf16 activations %.4f, other weights %.4f\n", bf16, other);
+  EXPECT_LT(bf16, 0.25);
+  EXPECT_LT(bf16, 0.1 * other);
+}
 
 TEST(CudaMemory, ModelThatDoesNotFitSaysHowMuchItNeeds) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
