@@ -925,11 +925,7 @@ struct CudaEngine::Impl {
         qkv_product(true, true);
         EYRIE_CUDA_CHECK(cudaEventRecord(qkv_event, mlp_stream));
         EYRIE_CUDA_CHECK(cudaStreamWaitEvent(stream, qkv_event, 0));
-      } else if (fork) {
-        EYRIE_CUDA_CHECK(cudaEventRecord(fork_event, stream));
-        EYRIE_CUDA_CHECK(cudaStreamWaitEvent(mlp_stream, fork_event, 0));
-      }
-      if (fork_up) {
+      } else if (fork || fork_up) {
         EYRIE_CUDA_CHECK(cudaEventRecord(fork_event, stream));
         EYRIE_CUDA_CHECK(cudaStreamWaitEvent(mlp_stream, fork_event, 0));
       }
