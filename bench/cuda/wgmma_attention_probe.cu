@@ -26,7 +26,14 @@
 #include <random>
 #include <vector>
 
+#include "bench/cuda/wgmma.cuh"
+#include "cuda/attention_common.cuh"
+#include "cuda/fast_math.cuh"
+
 namespace {
+
+using namespace eyrie::bench;
+using eyrie::cuda::exp2_approx;
 
 using bf16 = __nv_bfloat16;
 constexpr int kHd = 64, kQueries = 128, kThreads = 256, kStages = 3;
@@ -34,70 +41,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 // In log2 units: probabilities stay below 2^11.5 before the base moves.
 constexpr float kSlack2 = 8.f * kLog2e;
 
-__device__ uint64_t descriptor(const void* smem, uint32_t lbo, uint32_t sbo) {
-  const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  return static_cast<uint64_t>((addr >> 4) & 0x3fff) | static_cast<uint64_t>((lbo >> 4) & 0x3fff) << 16 |
-         static_cast<uint64_t>((sbo >> 4) & 0x3fff) << 32;
-}
-
-#define EYRIE_F4(d, i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
-#define EYRIE_F16(d, i) EYRIE_F4(d, i), EYRIE_F4(d, i + 4), EYRIE_F4(d, i + 8), EYRIE_F4(d, i + 12)
-#define EYRIE_D32_TEXT                                                                                                 \
-  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, "   \
-  "%24, %25, %26, %27, %28, %29, %30, %31}"
-#define EYRIE_D64_TEXT                                                                                                 \
-  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, "   \
-  "%24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, "    \
-  "%46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
-
-// d += A B over k16: A from registers (each warp's 16 rows as the m16n8k16 A fragment), B from
-// a shared-memory descriptor, transposed (N-major) when kTransB. N is 64 or 128.
-template <int kTransB>
-__device__ void wgmma_n64(float (&d)[32], const uint32_t (&a)[4], uint64_t b) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " EYRIE_D32_TEXT
-      ", {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
-      : EYRIE_F16(d, 0), EYRIE_F16(d, 16)
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1), "n"(kTransB));
-}
-
-__device__ void wgmma_n128(float (&d)[64], const uint32_t (&a)[4], uint64_t b) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " EYRIE_D64_TEXT
-      ", {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
-      : EYRIE_F16(d, 0), EYRIE_F16(d, 16), EYRIE_F16(d, 32), EYRIE_F16(d, 48)
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
-}
-
-// d += A B over k16, A and B both from shared-memory descriptors.
-template <int kTransB>
-__device__ void wgmma_n64_ss(float (&d)[32], uint64_t a, uint64_t b) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " EYRIE_D32_TEXT ", %32, %33, p, 1, 1, 0, %35;\n}\n"
-      : EYRIE_F16(d, 0), EYRIE_F16(d, 16)
-      : "l"(a), "l"(b), "r"(1), "n"(kTransB));
-}
-
-__device__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int kPending>
-__device__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
-}
-
-__device__ float exp2_approx(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-
-__device__ uint32_t pack_bf16(float lo, float hi) {
-  const __nv_bfloat162 p = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&p);
-}
+__device__ uint32_t pack_bf16(float lo, float hi) { return eyrie::cuda::as_u32(__floats2bfloat162_rn(lo, hi)); }
 
 __device__ void copy_async16(void* dst, const void* src, bool valid) {
   const auto d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
@@ -465,13 +409,6 @@ __global__ void __launch_bounds__(kThreads) attention_ring(const bf16* q, const 
     barrier_arrive(&empty[j % kRing]);
   }
   store_output(o, sm, out, row_a, row_b, c2);
-}
-
-void check(const char* what, cudaError_t e) {
-  if (e != cudaSuccess) {
-    std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
-    std::exit(1);
-  }
 }
 
 using Kernel = void (*)(const bf16*, const bf16*, const bf16*, int, float*, bool);

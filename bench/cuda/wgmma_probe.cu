@@ -14,48 +14,14 @@
 #include <cstdio>
 #include <vector>
 
+#include "bench/cuda/wgmma.cuh"
+
 namespace {
+
+using namespace eyrie::bench;
 
 using bf16 = __nv_bfloat16;
 constexpr int kM = 64, kN = 64, kK = 64;
-
-// The shared-memory matrix descriptor: start address, leading (K-direction) and stride
-// (M/N-direction) byte offsets between 8x16-byte core matrices, all in 16-byte units; no swizzle.
-__device__ uint64_t descriptor(const void* smem, uint32_t lbo, uint32_t sbo) {
-  const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  return static_cast<uint64_t>((addr >> 4) & 0x3fff) | static_cast<uint64_t>((lbo >> 4) & 0x3fff) << 16 |
-         static_cast<uint64_t>((sbo >> 4) & 0x3fff) << 32;
-}
-
-#define EYRIE_D32(d)                                                                                                   \
-  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),         \
-      "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),          \
-      "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),         \
-      "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-#define EYRIE_D32_TEXT                                                                                                 \
-  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, "   \
-  "%24, %25, %26, %27, %28, %29, %30, %31}"
-
-// d += A B over k16, A and B from descriptors; B transposed when kTransB (N-major).
-template <int kTransB>
-__device__ void wgmma_ss(float (&d)[32], uint64_t a, uint64_t b) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " EYRIE_D32_TEXT ", %32, %33, p, 1, 1, 0, %35;\n}\n"
-      : EYRIE_D32(d)
-      : "l"(a), "l"(b), "r"(1), "n"(kTransB));
-}
-
-// d += A B over k16, A from registers (the m16n8k16 A fragment of each warp's 16 rows).
-template <int kTransB>
-__device__ void wgmma_rs(float (&d)[32], const uint32_t (&a)[4], uint64_t b) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " EYRIE_D32_TEXT
-      ", {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
-      : EYRIE_D32(d)
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1), "n"(kTransB));
-}
 
 // Byte offset of element (r, c) of a matrix stored as 8x8 core matrices (8 rows of 16 bytes),
 // c the contiguous direction: core (r/8, c/8) at r/8 * row_step + c/8 * col_step.
@@ -110,32 +76,25 @@ __global__ void probe(const bf16* a, const bf16* b, Variant v, float* out) {
       ar[kb][3] = pair(row + 8, kb * 16 + 8 + c2);
     }
   }
-  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+  wgmma_fence();
 #pragma unroll
   for (int kb = 0; kb < kK / 16; ++kb) {
     // K-direction step of 16 elements: two cores along K for a K-major operand; for an N-major
     // B, 16 rows, i.e. two cores along its rows.
     const uint64_t db = descriptor(sb + (v.b_n_major ? kb * 2 * 1024 : kb * 2 * 128), v.b_lbo, v.b_sbo);
     if constexpr (kRegA) {
-      wgmma_rs<kTransB>(d, ar[kb], db);
+      wgmma_n64<kTransB>(d, ar[kb], db);
     } else {
-      wgmma_ss<kTransB>(d, descriptor(sa + kb * 2 * 128, 128, 1024), db);
+      wgmma_n64_ss<kTransB>(d, descriptor(sa + kb * 2 * 128, 128, 1024), db);
     }
   }
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+  wgmma_commit();
+  wgmma_wait<0>();
   // The accumulator layout: per 8 columns j, (row, col), (row, col + 1), (row + 8, col), (row + 8, col + 1).
 #pragma unroll
   for (int i = 0; i < 32; ++i) {
     const int row = warp * 16 + g + 8 * ((i / 2) % 2), col = (i / 4) * 8 + c2 + i % 2;
     out[row * kN + col] = d[i];
-  }
-}
-
-void check(const char* what, cudaError_t e) {
-  if (e != cudaSuccess) {
-    std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
-    std::exit(1);
   }
 }
 
