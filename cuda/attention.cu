@@ -339,11 +339,7 @@ __global__ void combine_splits_kernel(const float* part_o, const float* part_ml,
       num += w * part_o[at * hd + d];
       den += w;
     }
-    const float v = num / den;
-    const int64_t o = (static_cast<int64_t>(r) * a.num_heads + h) * hd + d;
-    const bf16 hi = __float2bfloat16(v);
-    out[o] = hi;
-    if (a.out_halves) out[lo_offset + o] = __float2bfloat16(v - __bfloat162float(hi));
+    store_activation(out, lo_offset, (static_cast<int64_t>(r) * a.num_heads + h) * hd + d, num / den, a.out);
   }
 }
 

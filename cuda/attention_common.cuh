@@ -1,7 +1,8 @@
 // Device helpers shared by the attention kernels: the paged-cache address of a key, the key
-// range a launched tile covers, the bf16 packing of queries, keys, values and outputs.
+// range a launched tile covers, the writes of outputs (bf16 packing: cuda/activation_store.cuh).
 #pragma once
 
+#include "cuda/activation_store.cuh"
 #include "cuda/kernels.hpp"
 
 namespace eyrie::cuda {
@@ -39,30 +40,6 @@ struct AttentionTile {
 
 namespace eyrie::cuda {
 
-__device__ inline uint32_t as_u32(__nv_bfloat162 v) { return *reinterpret_cast<const uint32_t*>(&v); }
-
-// x, y as packed bf16 pairs: hi = bf16(x, y), lo = bf16 of what hi left out.
-__device__ inline void split2(float x, float y, uint32_t& hi, uint32_t& lo) {
-  const __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
-  hi = as_u32(h);
-  lo = as_u32(__floats2bfloat162_rn(x - __low2float(h), y - __high2float(h)));
-}
-
-// Four floats rounded to bf16, stored 8 bytes at a time (dst 8-byte aligned).
-__device__ inline void put_bf16x4(bf16* hi, float4 v) {
-  *reinterpret_cast<uint2*>(hi) =
-      make_uint2(as_u32(__floats2bfloat162_rn(v.x, v.y)), as_u32(__floats2bfloat162_rn(v.z, v.w)));
-}
-
-// Four floats as bf16 halves, stored 8 bytes at a time (dst 8-byte aligned).
-__device__ inline void put_split4(bf16* hi, bf16* lo, float4 v) {
-  uint32_t h01, l01, h23, l23;
-  split2(v.x, v.y, h01, l01);
-  split2(v.z, v.w, h23, l23);
-  *reinterpret_cast<uint2*>(hi) = make_uint2(h01, h23);
-  *reinterpret_cast<uint2*>(lo) = make_uint2(l01, l23);
-}
-
 // Element d of query slot qi's attention output, o the unnormalised sum and l its softmax mass:
 // the split bf16 result, or for a split decode row this key range's partial.
 __device__ inline void write_attention_out(const AttentionTile& t, const AttentionShape& a, int qi, int d, float o,
@@ -72,11 +49,8 @@ __device__ inline void write_attention_out(const AttentionTile& t, const Attenti
     part_o[(static_cast<int64_t>(t.slot + t.split) * a.num_heads + t.h0 + qi) * hd + d] = l > 0.f ? o / l : 0.f;
     return;
   }
-  const float v = o / l;
   const int64_t at = (static_cast<int64_t>(t.r0 + qi / t.nh) * a.num_heads + t.h0 + qi % t.nh) * hd + d;
-  const bf16 hi = __float2bfloat16(v);
-  out[at] = hi;
-  if (a.out_halves) out[lo_offset + at] = __float2bfloat16(v - __bfloat162float(hi));
+  store_activation(out, lo_offset, at, o / l, a.out);
 }
 
 // Where query slot qi's row of head_dim elements starts in the queries, and in the output of
@@ -103,11 +77,7 @@ __device__ inline void write_attention_out2(const AttentionTile& t, const Attent
     *reinterpret_cast<float2*>(part_o + row + d) = make_float2(v0, v1);
     return;
   }
-  const __nv_bfloat162 hi = __floats2bfloat162_rn(v0, v1);
-  *reinterpret_cast<__nv_bfloat162*>(out + row + d) = hi;
-  if (a.out_halves)
-    *reinterpret_cast<__nv_bfloat162*>(out + lo_offset + row + d) =
-        __floats2bfloat162_rn(v0 - __low2float(hi), v1 - __high2float(hi));
+  store_activation2(out, lo_offset, row + d, v0, v1, a.out);
 }
 
 // A split decode row's softmax max and mass over this tile's key range.

@@ -136,6 +136,11 @@ struct CudaEngine::Impl {
   std::shared_ptr<Communicator> comm;
   ShardPlan plan;
   bool split = true;  // this step's GEMMs carry split-bf16 activations
+  // How this step's kernels hand activations to its products: bf16 unless split; fp32 where
+  // every product reads them on the FMA weight-streaming kernel and the engine's products all
+  // fit it (fp32_rows_fit).
+  cuda::Activations acts = cuda::Activations::split_halves;
+  bool fp32_rows_fit = false;
   DeviceArray<uint8_t> blas_workspace;
   int64_t nq = 0, nkv = 0, qkv_dim = 0, ffn = 0, vocab_rows = 0;
   KvCacheSpec spec;
@@ -467,6 +472,7 @@ struct CudaEngine::Impl {
     const auto ut = static_cast<std::size_t>(t);
     d_index.place({ut, ut, ut, ut, 2 * ut, static_cast<std::size_t>(tiles) * cuda::kAttentionTileInts,
                    (ut + 1) * static_cast<std::size_t>(table_stride)});
+    fp32_rows_fit = products_fit_fp32_rows();
   }
 
   // Expands h_tiles into the launched tiles, splitting the keys of decode rows over several
@@ -510,6 +516,20 @@ struct CudaEngine::Impl {
             in_dim, yout, split, early);
   }
 
+  // Whether the FMA weight-streaming kernel takes every product of a step of one split row
+  // (cuda::gemv_fits over all weights and the activations they read).
+  bool products_fit_fp32_rows() const {
+    if (!opt.fp32_gemv_rows || opt.gemv_rows_max < 2) return false;
+    const int64_t h = cfg.hidden_size;
+    const bf16* mlp_in = cfg.parallel_attn && !cfg.two_layernorms() ? a.get() : m.get();
+    for (const Layer& L : layers)
+      if (!cuda::gemv_fits(2, h, a.get(), L.qkv.w.get()) ||
+          !cuda::gemv_fits(2, L.dense.in, attn.get(), L.dense.w.get()) ||
+          !cuda::gemv_fits(2, h, mlp_in, L.h_to_4h.w.get()) || !cuda::gemv_fits(2, ffn, fb.get(), L.h4_to_h.w.get()))
+        return false;
+    return cuda::gemv_fits(2, h, lnf.get(), lm_head);
+  }
+
   // The weight-streaming kernel that takes a product of this many rows, if one does.
   std::optional<cuda::GemvTiling> streaming_tiling(int64_t rows, int64_t in_dim, const bf16* xin, const bf16* w) const {
     std::optional<cuda::GemvTiling> t;
@@ -529,11 +549,12 @@ struct CudaEngine::Impl {
     if (auto t = streaming_tiling(rows, in_dim, xin, w)) {
       t->early_start = t->early_start || early;
       if (pairs)
-        cuda::gemv_pairs(xin, rows, w, out_dim, in_dim, yout, s, *t);
+        cuda::gemv_pairs(xin, rows, w, out_dim, in_dim, yout, s, *t, acts);
       else
         cuda::gemv(xin, rows, w, out_dim, in_dim, yout, s, *t);
       return;
     }
+    if (acts == cuda::Activations::fp32_rows) throw Error("CUDA engine: a product of fp32 rows fell to cuBLAS");
     blas_product(handle, xin, rows, w, out_dim, in_dim, yout, CUDA_R_32F);
   }
 
@@ -690,7 +711,7 @@ struct CudaEngine::Impl {
                               .y = y.get(),
                               .bias = L.dense.bias(),
                               .bias2 = L.h4_to_h.bias()};
-    cuda::gemv_products(split ? 2 * n : n, split, p, nullptr, stream, t);
+    cuda::gemv_products(split ? 2 * n : n, acts, p, nullptr, stream, t);
   }
 
   // y = dense_4h_to_h(gelu(dense_h_to_4h(in))), on the main stream or the MLP branch; without
@@ -705,7 +726,7 @@ struct CudaEngine::Impl {
       // query_key_value, which reads the same normed input (see GemvTiling::beside_previous).
       t->beside_previous = beside_qkv;
       cuda::gemv_bias_gelu(in, rows, L.h_to_4h.w.get(), ffn, cfg.hidden_size, L.h_to_4h.bias(), fb.get(),
-                           on_mlp_stream ? mlp_stream : stream, *t, split);
+                           on_mlp_stream ? mlp_stream : stream, *t, acts);
     } else if (!split) {
       // bf16 activations on cuBLAS: the product is written in bf16, as transformers' bf16 Linear
       // writes it, and the GELU runs in place: half the bytes of an fp32 output and its re-read.
@@ -830,6 +851,10 @@ struct CudaEngine::Impl {
     }
     const int64_t n = static_cast<int64_t>(h_tokens.size());
     split = n <= opt.split_rows_max;
+    const bool fma_products = 2 * n <= std::min(opt.gemv_rows_max, cuda::kGemvRowsMax);
+    acts = !split                          ? cuda::Activations::bf16_rows
+           : fp32_rows_fit && fma_products ? cuda::Activations::fp32_rows
+                                           : cuda::Activations::split_halves;
     if (n > opt.max_step_tokens)
       throw InvalidArgument("step: " + std::to_string(n) + " token rows exceed this engine's limit of " +
                             std::to_string(opt.max_step_tokens));
@@ -868,7 +893,7 @@ struct CudaEngine::Impl {
                             split,
                             bf16_cache,
                             halves_cache,
-                            split};
+                            acts};
     as.q_bf16 = as.bf16_products && cuda::attention_mma_supports(as.head_dim);
     cuda::RowMeta meta{d_seq, d_pos, d_index.at[Index::tables]};
     const float eps = static_cast<float>(cfg.layer_norm_epsilon);
@@ -909,7 +934,7 @@ struct CudaEngine::Impl {
       }
       cuda::residual_layer_norm(x.get(), pending, n, h, L.ln_attn.w.get(), L.ln_attn.b.get(),
                                 two ? L.ln_mlp.w.get() : nullptr, two ? L.ln_mlp.b.get() : nullptr, eps, a.get(),
-                                two ? m.get() : nullptr, products_first ? mlp_stream : stream, split);
+                                two ? m.get() : nullptr, products_first ? mlp_stream : stream, acts);
       pending = {};
       // query_key_value's output in bf16 where the activations are and cuBLAS takes the product:
       // rotary reads half the bytes, and its queries are rounded to bf16 anyway.
@@ -961,14 +986,14 @@ struct CudaEngine::Impl {
         if (cfg.two_layernorms()) mlp_in = m.get();
       } else if (comm) {
         add_to_residual(o.get(), L.dense.bias(), nullptr, nullptr, n);
-        cuda::layer_norm(x.get(), nullptr, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream, split);
+        cuda::layer_norm(x.get(), nullptr, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream, acts);
         mlp_in = m.get();
       } else {
         const cuda::PendingResidual attn_res =
             dense_into_x ? cuda::PendingResidual{}
                          : cuda::PendingResidual{o.get(), L.dense.bias(), nullptr, nullptr, split};
         cuda::residual_layer_norm(x.get(), attn_res, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), nullptr, nullptr, eps,
-                                  m.get(), nullptr, stream, split);
+                                  m.get(), nullptr, stream, acts);
         mlp_in = m.get();
       }
       if (fork || fork_up) EYRIE_CUDA_CHECK(cudaStreamWaitEvent(stream, join_event, 0));
@@ -996,7 +1021,7 @@ struct CudaEngine::Impl {
       if (li == 0) graph_cut();
     }
     prof.mark("lm_head", stream);
-    cuda::layer_norm(x.get(), d_pick, np, h, ln_f.w.get(), ln_f.b.get(), eps, lnf.get(), stream, split);
+    cuda::layer_norm(x.get(), d_pick, np, h, ln_f.w.get(), ln_f.b.get(), eps, lnf.get(), stream, acts);
     // A whole vocabulary without halves to add goes straight to the logits.
     gemm_rows(lnf.get(), np, lm_head, vocab_rows, h, comm || split ? logits_split.get() : logits.get());
     if (comm)

@@ -86,11 +86,13 @@ struct Job {
 };
 
 // Block b of its part computes outputs b*kOutPerBlock.. of all R input rows (on pairs, of their
-// A = R/2 sums); its threads stride over each term's reduction in 16-byte chunks, kUnroll chunks
-// of each weight row in flight, then sum across the block in a fixed order (the same bits on
-// every run, so graph replays match direct launches).
-template <int R, int kOutPerBlock, int kUnroll, bool kPairs>
+// A = R/2 sums, which fp32 rows hold as they are); its threads stride over each term's
+// reduction in 16-byte chunks of weights, kUnroll chunks of each weight row in flight, then sum
+// across the block in a fixed order (the same bits on every run, so graph replays match direct
+// launches).
+template <int R, int kOutPerBlock, int kUnroll, Activations kIn>
 __global__ void __launch_bounds__(kMaxWarps * 32) gemv_kernel(const Job job) {
+  constexpr bool kPairs = kIn != Activations::bf16_rows;
   static_assert(!kPairs || R % 2 == 0, "split-bf16 pairs come in twos");
   constexpr int A = kPairs ? R / 2 : R;  // accumulated rows
   // Read from the parameters where used (a reference, not a copy): held in registers, the two
@@ -131,9 +133,20 @@ __global__ void __launch_bounds__(kMaxWarps * 32) gemv_kernel(const Job job) {
         const int64_t c = c0 + u * blockDim.x;
         if (c >= chunks) break;
         float xf[A][8];
+        if constexpr (kIn == Activations::fp32_rows) {
+          const float4* x4 = reinterpret_cast<const float4*>(t.x) + 2 * c;
 #pragma unroll
-        for (int r = 0; r < A; ++r) widen(__ldg(xv + r * chunks + c), xf[r]);
-        if constexpr (kPairs) {
+          for (int r = 0; r < A; ++r) {
+            const float4 v0 = __ldg(x4 + 2 * r * chunks), v1 = __ldg(x4 + 2 * r * chunks + 1);
+            const float v[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+#pragma unroll
+            for (int e = 0; e < 8; ++e) xf[r][e] = v[e];
+          }
+        } else {
+#pragma unroll
+          for (int r = 0; r < A; ++r) widen(__ldg(xv + r * chunks + c), xf[r]);
+        }
+        if constexpr (kIn == Activations::split_halves) {
           // hi + lo is exact in fp32: the pair's value, multiplied once.
 #pragma unroll
           for (int r = 0; r < A; ++r) {
@@ -177,7 +190,9 @@ __global__ void __launch_bounds__(kMaxWarps * 32) gemv_kernel(const Job job) {
     for (unsigned wi = 0; wi < blockDim.x / 32; ++wi) s += partial[wi][threadIdx.x];
     if (o < out_dim) {
       if (p.g) {
-        if constexpr (kPairs)
+        if constexpr (kIn == Activations::fp32_rows)
+          reinterpret_cast<float*>(p.g)[r * out_dim + o] = bias_gelu_value(s, 0.f, p.bias ? p.bias[o] : 0.f);
+        else if constexpr (kPairs)
           split_bias_gelu(s, 0.f, p.bias ? p.bias[o] : 0.f, p.g + r * out_dim + o, p.g + (A + r) * out_dim + o);
         else
           p.g[r * out_dim + o] = row_gelu(s, p.bias, o);
@@ -192,31 +207,36 @@ __global__ void __launch_bounds__(kMaxWarps * 32) gemv_kernel(const Job job) {
 }
 
 template <int R, int kOutPerBlock, int kUnroll>
-void launch(const Job& job, unsigned blocks, int threads, bool pairs, bool early, cudaStream_t s) {
+void launch(const Job& job, unsigned blocks, int threads, Activations form, bool early, cudaStream_t s) {
   const auto block = static_cast<unsigned>(threads);
   if constexpr (R % 2 == 0) {
-    if (pairs) {
-      launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, true>, blocks, block, s, job);
+    constexpr auto kHalves = Activations::split_halves, kFp32 = Activations::fp32_rows;
+    if (form == kHalves) {
+      launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, kHalves>, blocks, block, s, job);
+      return;
+    }
+    if (form == kFp32) {
+      launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, kFp32>, blocks, block, s, job);
       return;
     }
   }
-  launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, false>, blocks, block, s, job);
+  launch_after_trigger(early, gemv_kernel<R, kOutPerBlock, kUnroll, Activations::bf16_rows>, blocks, block, s, job);
 }
 
 template <int R, int kOutPerBlock>
-void launch(const Job& job, unsigned blocks, const GemvTiling& t, bool pairs, cudaStream_t s) {
+void launch(const Job& job, unsigned blocks, const GemvTiling& t, Activations form, cudaStream_t s) {
   if (t.unroll == 4)
-    launch<R, kOutPerBlock, 4>(job, blocks, t.threads, pairs, t.early_start || t.beside_previous, s);
+    launch<R, kOutPerBlock, 4>(job, blocks, t.threads, form, t.early_start || t.beside_previous, s);
   else
-    launch<R, kOutPerBlock, 2>(job, blocks, t.threads, pairs, t.early_start || t.beside_previous, s);
+    launch<R, kOutPerBlock, 2>(job, blocks, t.threads, form, t.early_start || t.beside_previous, s);
 }
 
 template <int R>
-void launch(const Job& job, unsigned blocks, const GemvTiling& t, bool pairs, cudaStream_t s) {
+void launch(const Job& job, unsigned blocks, const GemvTiling& t, Activations form, cudaStream_t s) {
   switch (t.outputs_per_block) {
-    case 1: launch<R, 1>(job, blocks, t, pairs, s); break;
-    case 2: launch<R, 2>(job, blocks, t, pairs, s); break;
-    default: launch<R, 4>(job, blocks, t, pairs, s); break;
+    case 1: launch<R, 1>(job, blocks, t, form, s); break;
+    case 2: launch<R, 2>(job, blocks, t, form, s); break;
+    default: launch<R, 4>(job, blocks, t, form, s); break;
   }
 }
 
@@ -323,7 +343,7 @@ struct GemvOut {
   float* y = nullptr;
   const float* bias = nullptr;
   bf16* g = nullptr;
-  bool pairs = false;  // the input rows are split-bf16 pairs (see Epilogue)
+  Activations form = Activations::bf16_rows;  // of the input rows (split_halves: see Epilogue) and of g
 };
 
 template <int kUnroll>
@@ -331,7 +351,7 @@ void launch_mma(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int
                 int warps, bool early, cudaStream_t s) {
   const auto blocks = static_cast<unsigned>((out_dim + 15) / 16);
   const auto threads = static_cast<unsigned>(warps * 32);
-  if (out.g && out.pairs)
+  if (out.g && out.form == Activations::split_halves)
     launch_after_trigger(early, gemv_mma_kernel<kUnroll, Epilogue::gelu_pairs>, blocks, threads, s, x,
                          static_cast<int>(rows), w, out_dim, in_dim / 64, static_cast<float*>(nullptr), out.bias,
                          out.g);
@@ -370,6 +390,8 @@ void launch_mma_rows(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim
     throw InvalidArgument("gemv: the tensor-core kernel takes 1 to " + std::to_string(kGemvMmaRowsMax) +
                           " rows and a reduction in multiples of 64, not " + std::to_string(rows) + " x " +
                           std::to_string(in_dim));
+  if (out.form == Activations::fp32_rows)
+    throw InvalidArgument("gemv: the tensor-core kernel reads bf16 rows or split halves, not fp32 rows");
   switch (t.unroll) {
     case 1: launch_mma<1>(x, rows, w, out_dim, in_dim, out, t.threads / 32, t.early_start, s); break;
     case 2: launch_mma<2>(x, rows, w, out_dim, in_dim, out, t.threads / 32, t.early_start, s); break;
@@ -404,8 +426,8 @@ Part part_of(const GemvProduct& p, unsigned first_block) {
 }
 
 // The FMA kernel over one or two products (second may be null), already checked.
-void launch_products(int64_t rows, bool halves, const GemvProduct& first, const GemvProduct* second, cudaStream_t s,
-                     const GemvTiling& t) {
+void launch_products(int64_t rows, Activations form, const GemvProduct& first, const GemvProduct* second,
+                     cudaStream_t s, const GemvTiling& t) {
   check_tiling(t);
   Job job{};
   job.wait = !t.beside_previous;
@@ -419,10 +441,10 @@ void launch_products(int64_t rows, bool halves, const GemvProduct& first, const 
     blocks += blocks_for(*second, t);
   }
   switch (rows) {
-    case 1: launch<1>(job, blocks, t, halves, s); break;
-    case 2: launch<2>(job, blocks, t, halves, s); break;
-    case 3: launch<3>(job, blocks, t, halves, s); break;
-    case 4: launch<4>(job, blocks, t, halves, s); break;
+    case 1: launch<1>(job, blocks, t, form, s); break;
+    case 2: launch<2>(job, blocks, t, form, s); break;
+    case 3: launch<3>(job, blocks, t, form, s); break;
+    case 4: launch<4>(job, blocks, t, form, s); break;
     default: throw InvalidArgument("gemv: " + std::to_string(rows) + " rows, at most " + std::to_string(kGemvRowsMax));
   }
 }
@@ -434,7 +456,7 @@ void launch_rows(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, in
     return;
   }
   const GemvProduct p{.term = {x, w, in_dim}, .out_dim = out_dim, .y = out.y, .g = out.g, .bias = out.bias};
-  launch_products(rows, out.pairs, p, nullptr, s, t);
+  launch_products(rows, out.form, p, nullptr, s, t);
 }
 
 void check_product(const GemvProduct& p, int64_t rows, const char* which) {
@@ -460,29 +482,31 @@ void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t i
 }
 
 void gemv_pairs(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s,
-                const GemvTiling& t) {
+                const GemvTiling& t, Activations form) {
+  if (form == Activations::bf16_rows) throw InvalidArgument("gemv_pairs: reads split rows, halves or fp32, not bf16");
   if (rows % 2) throw InvalidArgument("gemv_pairs: " + std::to_string(rows) + " rows; split-bf16 rows come in pairs");
   if (rows == 0 || out_dim == 0) return;
-  launch_rows(x, rows, w, out_dim, in_dim, GemvOut{.y = y, .pairs = true}, s, t);
+  launch_rows(x, rows, w, out_dim, in_dim, GemvOut{.y = y, .form = form}, s, t);
 }
 
 void gemv_bias_gelu(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, const float* bias,
-                    bf16* g, cudaStream_t s, const GemvTiling& t, bool halves) {
-  if (halves && rows % 2)
+                    bf16* g, cudaStream_t s, const GemvTiling& t, Activations form) {
+  if (form != Activations::bf16_rows && rows % 2)
     throw InvalidArgument("gemv_bias_gelu: " + std::to_string(rows) + " rows; split-bf16 rows come in pairs");
   if (rows == 0 || out_dim == 0) return;
-  launch_rows(x, rows, w, out_dim, in_dim, GemvOut{.bias = bias, .g = g, .pairs = halves}, s, t);
+  launch_rows(x, rows, w, out_dim, in_dim, GemvOut{.bias = bias, .g = g, .form = form}, s, t);
 }
 
-void gemv_products(int64_t rows, bool halves, const GemvProduct& first, const GemvProduct* second, cudaStream_t s,
-                   const GemvTiling& t) {
-  if (rows < 1 || rows > kGemvRowsMax || (halves && rows % 2))
+void gemv_products(int64_t rows, Activations form, const GemvProduct& first, const GemvProduct* second,
+                   cudaStream_t s, const GemvTiling& t) {
+  const bool pairs = form != Activations::bf16_rows;
+  if (rows < 1 || rows > kGemvRowsMax || (pairs && rows % 2))
     throw InvalidArgument("gemv_products: " + std::to_string(rows) + " rows; the kernel takes 1 to " +
-                          std::to_string(kGemvRowsMax) + (halves ? ", in split-bf16 pairs" : ""));
+                          std::to_string(kGemvRowsMax) + (pairs ? ", in split-bf16 pairs" : ""));
   if (t.tensor_cores) throw InvalidArgument("gemv_products: runs on the FMA kernel, not the tensor-core one");
   check_product(first, rows, "first");
   if (second) check_product(*second, rows, "second");
-  launch_products(rows, halves, first, second, s, t);
+  launch_products(rows, form, first, second, s, t);
 }
 
 }  // namespace eyrie::cuda

@@ -16,15 +16,25 @@ namespace eyrie::cuda {
 
 using bf16 = __nv_bfloat16;
 
+// How kernels hand activation rows to the products that read them. fp32_rows is for steps of
+// split rows whose every product runs on the FMA weight-streaming kernel (gemv_pairs), which
+// multiplies each pair's sum: it reads that sum as written instead of adding the two halves
+// again in every block, and the sum is at least as precise as the halves (on the H200,
+// Falcon-7B's batch-1 decode 3% faster). The rows take the halves' bytes, in the same buffers.
+enum class Activations : uint8_t {
+  bf16_rows,     // [rows, cols] bf16: products on bf16 activations
+  split_halves,  // [2 x rows, cols] split-bf16 halves (above)
+  fp32_rows,     // [rows, cols] fp32: split rows stored whole
+};
+
 // out[r, :] = fp32(emb[tokens[r], :])
 void embed_rows(const bf16* emb, const int32_t* tokens, int64_t rows, int64_t hidden, float* out,
                 cudaStream_t s);
 
-// out = split bf16 of LayerNorm(x[src(r)]) ([2 x rows, hidden]); src(r) = rows_idx ? rows_idx[r] : r.
-// With out_halves false only the high halves are written ([rows, hidden]), for GEMMs on bf16
-// activations.
-void layer_norm(const float* x, const int32_t* rows_idx, int64_t rows, int64_t hidden, const float* w,
-                const float* b, float eps, bf16* out, cudaStream_t s, bool out_halves = true);
+// out = LayerNorm(x[src(r)]) as `form` stores it (split_halves: [2 x rows, hidden]); src(r) = rows_idx ?
+// rows_idx[r] : r.
+void layer_norm(const float* x, const int32_t* rows_idx, int64_t rows, int64_t hidden, const float* w, const float* b,
+                float eps, bf16* out, cudaStream_t s, Activations form = Activations::split_halves);
 
 // Widest row the LayerNorm kernels take (Falcon-180B's is 14848).
 inline constexpr int64_t kLayerNormHiddenMax = 16384;
@@ -41,10 +51,10 @@ struct PendingResidual {
 // x += the pending residual (as residual_add), then out1 = split LayerNorm(x) with (w1, b1) and,
 // when w2 is given, out2 with (w2, b2): one pass over each row, the two norms sharing its mean
 // and variance (new-architecture blocks' ln_attn and ln_mlp); the same arithmetic as
-// residual_add followed by layer_norm. out_halves as for layer_norm.
+// residual_add followed by layer_norm. form as for layer_norm.
 void residual_layer_norm(float* x, const PendingResidual& res, int64_t rows, int64_t hidden, const float* w1,
                          const float* b1, const float* w2, const float* b2, float eps, bf16* out1, bf16* out2,
-                         cudaStream_t s, bool out_halves = true);
+                         cudaStream_t s, Activations form = Activations::split_halves);
 
 // Geometry of the fused query_key_value row and of the paged cache, for the kernels below.
 struct AttentionShape {
@@ -71,9 +81,8 @@ struct AttentionShape {
   // halves (the bytes of an fp32 row): what split products multiply, with no conversion of fp32
   // rows on every pass, and the same bits (without bf16_products; head dims as bf16_cache).
   bool halves_cache = false;
-  // The attention output gets low halves (split activations); else high halves alone, all the
-  // bf16 product after it reads.
-  bool out_halves = true;
+  // How the attention output is stored for the product after it.
+  Activations out = Activations::split_halves;
   // The query_key_value GEMM output is bf16 (without halves), as a product on bf16 activations
   // may write it: half the bytes of fp32 to write and read again.
   bool qkv_bf16 = false;
@@ -179,14 +188,17 @@ void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t i
 // gemv over split-bf16 rows (an even count: the high halves, then the low): the two halves of
 // each row of y sum to W (x_hi + x_lo), y laid out as gemv's over the same rows. The FMA
 // kernel adds each pair's halves before its multiply-adds (half as many) and writes the sum to
-// the high half, zeros to the low; the tensor-core kernel multiplies each half.
+// the high half, zeros to the low; the tensor-core kernel multiplies each half. With form
+// fp32_rows, x holds the rows / 2 pairs' sums (FMA kernel only): the same y, bit for bit.
 void gemv_pairs(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s,
-                const GemvTiling& tiling = {});
-// gemv (gemv_pairs with halves) then bias_gelu in one kernel: g gets the same bits bias_gelu
-// (with the same halves) would write from that product's y, without y's round trip through
-// memory or a second launch. bias may be null.
+                const GemvTiling& tiling = {}, Activations form = Activations::split_halves);
+// gemv (gemv_pairs unless form is bf16_rows) then bias_gelu in one kernel: g gets the bits
+// bias_gelu would write from that product's y (with halves, as form stores them; for fp32,
+// the value bias_gelu splits), without y's round trip through memory or a second launch. bias
+// may be null.
 void gemv_bias_gelu(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, const float* bias,
-                    bf16* g, cudaStream_t s, const GemvTiling& tiling = {}, bool halves = true);
+                    bf16* g, cudaStream_t s, const GemvTiling& tiling = {},
+                    Activations form = Activations::split_halves);
 // One term of a gemv_products product: x [rows, in_dim] times W [out_dim, in_dim]^T.
 struct GemvTerm {
   const bf16* x = nullptr;
@@ -206,9 +218,9 @@ struct GemvProduct {
 };
 // One or two products (second may be null) over the same rows, in one launch of the FMA
 // kernel, each on blocks of its own: one ramp and one tail where separate launches have two.
-// halves: the rows are split-bf16 pairs, as for gemv_pairs. The tiling must not ask for tensor
-// cores.
-void gemv_products(int64_t rows, bool halves, const GemvProduct& first, const GemvProduct* second, cudaStream_t s,
+// form: how x and g store the rows, counted as for gemv_pairs unless bf16. The tiling must not
+// ask for tensor cores.
+void gemv_products(int64_t rows, Activations form, const GemvProduct& first, const GemvProduct* second, cudaStream_t s,
                    const GemvTiling& tiling = {});
 
 // x += a + a_bias (+ c + c_bias when c is given): the block's residual adds; a and c are

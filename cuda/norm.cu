@@ -5,6 +5,7 @@
 #include <cfloat>
 #include <string>
 
+#include "cuda/activation_store.cuh"
 #include "cuda/check.hpp"
 #include "cuda/dependent_launch.cuh"
 #include "cuda/kernels.hpp"
@@ -37,7 +38,7 @@ struct NormArgs {
   float eps;
   bf16 *out1, *out2;
   int64_t lo_offset;  // rows * hidden: where the split outputs' low halves (and the pending ones') start
-  bool out_halves;    // false: the outputs' high halves alone
+  Activations form;   // of the outputs
 };
 
 template <int K>
@@ -86,34 +87,14 @@ __global__ void __launch_bounds__(1024) layer_norm_kernel(NormArgs p) {
     const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
     if (i >= hidden) continue;
     const float norm = (v[k] - mean) * inv;
-    const float v1 = norm * w1v[k] + b1v[k];
-    const bf16 hi = __float2bfloat16(v1);
-    out1[r * hidden + i] = hi;
-    if (p.out_halves) out1[lo_offset + r * hidden + i] = __float2bfloat16(v1 - __bfloat162float(hi));
-    if (w2) {
-      const float v2 = norm * w2[i] + b2[i];
-      const bf16 hi2 = __float2bfloat16(v2);
-      out2[r * hidden + i] = hi2;
-      if (p.out_halves) out2[lo_offset + r * hidden + i] = __float2bfloat16(v2 - __bfloat162float(hi2));
-    }
+    store_activation(out1, lo_offset, r * hidden + i, norm * w1v[k] + b1v[k], p.form);
+    if (w2) store_activation(out2, lo_offset, r * hidden + i, norm * w2[i] + b2[i], p.form);
   }
 }
 
 // layer_norm_kernel with 16-byte accesses: K float4 of the row per thread, the bf16 outputs
 // stored four at a time. For rows in multiples of 4 floats and 16-byte aligned arrays.
 __device__ inline float4 ldg4(const float* p, int64_t i) { return __ldg(reinterpret_cast<const float4*>(p) + i); }
-
-// lo == nullptr: the high halves alone.
-__device__ inline void store_split4(bf16* hi, bf16* lo, float4 v) {
-  const __nv_bfloat162 h01 = __floats2bfloat162_rn(v.x, v.y), h23 = __floats2bfloat162_rn(v.z, v.w);
-  *reinterpret_cast<uint2*>(hi) =
-      make_uint2(*reinterpret_cast<const uint32_t*>(&h01), *reinterpret_cast<const uint32_t*>(&h23));
-  if (!lo) return;
-  const __nv_bfloat162 l01 = __floats2bfloat162_rn(v.x - __low2float(h01), v.y - __high2float(h01));
-  const __nv_bfloat162 l23 = __floats2bfloat162_rn(v.z - __low2float(h23), v.w - __high2float(h23));
-  *reinterpret_cast<uint2*>(lo) =
-      make_uint2(*reinterpret_cast<const uint32_t*>(&l01), *reinterpret_cast<const uint32_t*>(&l23));
-}
 
 // kEarlyWeights: the first norm's weights are fetched with the row, ahead of the reductions,
 // which a decode step's row or few wait on; a step of many rows fetches them after, from cache,
@@ -184,12 +165,14 @@ __global__ void __launch_bounds__(1024) layer_norm_vec_kernel(NormArgs p) {
       w1 = ldg4(p.w1, i);
       b1 = ldg4(p.b1, i);
     }
-    store_split4(p.out1 + o, p.out_halves ? p.out1 + lo_offset + o : nullptr,
-                 make_float4(n.x * w1.x + b1.x, n.y * w1.y + b1.y, n.z * w1.z + b1.z, n.w * w1.w + b1.w));
+    store_activation4(p.out1, lo_offset, o,
+                      make_float4(n.x * w1.x + b1.x, n.y * w1.y + b1.y, n.z * w1.z + b1.z, n.w * w1.w + b1.w),
+                      p.form);
     if (p.w2) {
       const float4 w2 = ldg4(p.w2, i), b2 = ldg4(p.b2, i);
-      store_split4(p.out2 + o, p.out_halves ? p.out2 + lo_offset + o : nullptr,
-                   make_float4(n.x * w2.x + b2.x, n.y * w2.y + b2.y, n.z * w2.z + b2.z, n.w * w2.w + b2.w));
+      store_activation4(p.out2, lo_offset, o,
+                        make_float4(n.x * w2.x + b2.x, n.y * w2.y + b2.y, n.z * w2.z + b2.z, n.w * w2.w + b2.w),
+                        p.form);
     }
   }
 }
@@ -198,9 +181,10 @@ bool aligned16(const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0;
 
 bool vector_ready(const NormArgs& p) {
   const PendingResidual& r = p.res;
+  const uintptr_t out_align = p.form == Activations::fp32_rows ? 16 : 8;  // four outputs a store
   return p.hidden % 4 == 0 && aligned16(p.x) && aligned16(p.w1) && aligned16(p.b1) && aligned16(p.w2) &&
          aligned16(p.b2) && aligned16(r.a) && aligned16(r.a_bias) && aligned16(r.c) && aligned16(r.c_bias) &&
-         reinterpret_cast<uintptr_t>(p.out1) % 8 == 0 && reinterpret_cast<uintptr_t>(p.out2) % 8 == 0;
+         reinterpret_cast<uintptr_t>(p.out1) % out_align == 0 && reinterpret_cast<uintptr_t>(p.out2) % out_align == 0;
 }
 
 // A step of many rows has blocks enough to fill the SMs: fewer threads per row, more float4
@@ -350,19 +334,19 @@ __global__ void __launch_bounds__(1024) row_stats_kernel(const float* logits, in
 }  // namespace
 
 void layer_norm(const float* x, const int32_t* rows_idx, int64_t rows, int64_t hidden, const float* w, const float* b,
-                float eps, bf16* out, cudaStream_t s, bool out_halves) {
+                float eps, bf16* out, cudaStream_t s, Activations form) {
   if (rows == 0) return;
   // Without a pending residual the kernel only reads x.
   launch_layer_norm({const_cast<float*>(x), rows_idx, {}, hidden, w, b, nullptr, nullptr, eps, out, nullptr,
-                     rows * hidden, out_halves},
+                     rows * hidden, form},
                     rows, s);
 }
 
 void residual_layer_norm(float* x, const PendingResidual& res, int64_t rows, int64_t hidden, const float* w1,
                          const float* b1, const float* w2, const float* b2, float eps, bf16* out1, bf16* out2,
-                         cudaStream_t s, bool out_halves) {
+                         cudaStream_t s, Activations form) {
   if (rows == 0) return;
-  launch_layer_norm({x, nullptr, res, hidden, w1, b1, w2, b2, eps, out1, out2, rows * hidden, out_halves}, rows, s);
+  launch_layer_norm({x, nullptr, res, hidden, w1, b1, w2, b2, eps, out1, out2, rows * hidden, form}, rows, s);
 }
 
 void row_stats(const float* logits, int64_t rows, int64_t vocab, float* lse, int32_t* argmax, float* max,

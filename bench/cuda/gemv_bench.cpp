@@ -100,7 +100,8 @@ int main(int argc, char** argv) {
     // dense_h_to_4h (GELU epilogue) in one launch, and dense + dense_4h_to_h summed in one; each
     // tiling of the FMA kernel, the default tiling first, against the two products launched
     // apart with the default tiling. An even row count runs twice: as independent rows, and as
-    // split-bf16 pairs (half as many rows of the step, each a high and a low half).
+    // split-bf16 pairs (half as many rows of the step, each a high and a low half), and as those
+    // pairs given whole as fp32 rows (the same bytes read as fp32).
     const int64_t h = 4544, qkv = 4672, ffn = 18176;
     const std::size_t layer_bytes = static_cast<std::size_t>(qkv * h + ffn * h) * 2;
     const int copies = static_cast<int>((std::size_t{512} << 20) / layer_bytes + 2);
@@ -125,35 +126,38 @@ int main(int argc, char** argv) {
       if (!t.tensor_cores) fma.push_back(t);
     for (int rows : rows_list) {
       if (rows > cuda::kGemvRowsMax) continue;
-      for (int variant = 0; variant < (rows % 2 == 0 ? 4 : 2); ++variant) {
+      for (int variant = 0; variant < (rows % 2 == 0 ? 6 : 2); ++variant) {
         const bool outputs = variant % 2 == 1, pairs = variant >= 2;
+        const auto form = variant >= 4 ? cuda::Activations::fp32_rows
+                          : pairs      ? cuda::Activations::split_halves
+                                       : cuda::Activations::bf16_rows;
         const double bytes = outputs ? static_cast<double>(h * h + h * ffn) * 2 : static_cast<double>(layer_bytes);
         const auto tb = [&](double us) { return bytes / (us * 1e-6) / 1e12; };
         const auto run = [&](int c, const cuda::GemvTiling& t) {
           if (outputs) {
             const cuda::GemvProduct p{.term = {x, wd[c], h}, .term2 = {xf, wo[c], ffn}, .out_dim = h, .y = y};
-            cuda::gemv_products(rows, pairs, p, nullptr, nullptr, t);
+            cuda::gemv_products(rows, form, p, nullptr, nullptr, t);
           } else {
             const cuda::GemvProduct a{.term = {x, wq[c], h}, .term2 = {}, .out_dim = qkv, .y = y};
             const cuda::GemvProduct b{.term = {x, wf[c], h}, .term2 = {}, .out_dim = ffn, .g = g};
-            cuda::gemv_products(rows, pairs, a, &b, nullptr, t);
+            cuda::gemv_products(rows, form, a, &b, nullptr, t);
           }
         };
         const double apart = time_us(copies, iters, [&](int c) {
           if (outputs) {
             if (pairs) {
-              cuda::gemv_pairs(x, rows, wd[c], h, h, y, nullptr);
-              cuda::gemv_pairs(xf, rows, wo[c], h, ffn, y, nullptr);
+              cuda::gemv_pairs(x, rows, wd[c], h, h, y, nullptr, {}, form);
+              cuda::gemv_pairs(xf, rows, wo[c], h, ffn, y, nullptr, {}, form);
             } else {
               cuda::gemv(x, rows, wd[c], h, h, y, nullptr);
               cuda::gemv(xf, rows, wo[c], h, ffn, y, nullptr);
             }
           } else {
             if (pairs)
-              cuda::gemv_pairs(x, rows, wq[c], qkv, h, y, nullptr);
+              cuda::gemv_pairs(x, rows, wq[c], qkv, h, y, nullptr, {}, form);
             else
               cuda::gemv(x, rows, wq[c], qkv, h, y, nullptr);
-            cuda::gemv_bias_gelu(x, rows, wf[c], ffn, h, nullptr, g, nullptr, {}, pairs);
+            cuda::gemv_bias_gelu(x, rows, wf[c], ffn, h, nullptr, g, nullptr, {}, form);
           }
         });
         std::vector<std::pair<double, std::string>> results;
@@ -164,8 +168,11 @@ int main(int argc, char** argv) {
                                      std::to_string(t.unroll)});
         }
         std::printf("%-13s rows %d%s: apart %.1f us %.2f TB/s | one launch, default %s %.1f us %.2f TB/s |",
-                    outputs ? "dense+4h_to_h" : "qkv+h_to_4h", rows, pairs ? " (pairs)" : "", apart, tb(apart),
-                    results[0].second.c_str(), results[0].first, tb(results[0].first));
+                    outputs ? "dense+4h_to_h" : "qkv+h_to_4h", rows,
+                    form == cuda::Activations::fp32_rows ? " (pairs as fp32)"
+                    : pairs                              ? " (pairs)"
+                                                         : "",
+                    apart, tb(apart), results[0].second.c_str(), results[0].first, tb(results[0].first));
         std::sort(results.begin(), results.end());
         for (std::size_t i = 0; i < 3 && i < results.size(); ++i)
           std::printf(" %s %.1f us %.2f TB/s;", results[i].second.c_str(), results[i].first, tb(results[i].first));

@@ -144,6 +144,24 @@ void check_attention(const Shape& sh, bool split_keys, uint32_t seed, bool bf16_
     ah.halves_cache = true;
     EXPECT_EQ(bits_of(out), bits_with_cache(ah, kh, vh)) << "halves cache against fp32 cache";
   }
+  {
+    // The output as fp32 rows (Activations::fp32_rows): the values the split output rounds into halves.
+    cuda::AttentionShape af = a;
+    af.out = cuda::Activations::fp32_rows;
+    const int64_t count = rows * sh.heads * hd;
+    Device<cuda::bf16> d_of(2 * count);
+    cuda::paged_attention(qp, d_k.p, d_v.p, rows, static_cast<int32_t>(launch.size() / cuda::kAttentionTileInts),
+                          d_tiles.p, af, meta, d_slopes.p, d_of.p, splits, nullptr);
+    const auto bytes = d_of.get(2 * count);
+    std::vector<float> whole(count);
+    std::memcpy(whole.data(), bytes.data(), count * sizeof(float));
+    const auto split_bits = bits_of(out);
+    for (int64_t i = 0; i < count; ++i) {
+      const uint16_t hi = f32_to_bf16(whole[i]), lo = f32_to_bf16(whole[i] - bf16_to_f32(hi));
+      ASSERT_EQ(split_bits[i], hi) << "fp32 output, high half of element " << i;
+      ASSERT_EQ(split_bits[count + i], lo) << "fp32 output, low half of element " << i;
+    }
+  }
 
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   double worst = 0;

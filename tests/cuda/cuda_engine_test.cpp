@@ -34,13 +34,16 @@ std::vector<int32_t> blocks_for(const KvCacheSpec& spec, int64_t n, int32_t firs
 }
 
 // Decode at batch 1 runs on the weight-streaming products: a parallel block's two output
-// products summed in one launch, and as two.
+// products summed in one launch, and as two; activations handed over as fp32 rows, and as
+// split halves.
 TEST_P(CudaReference, LogprobsAndGreedyWithinBf16Tolerance) {
   auto model = FalconModel::load(GetParam());
-  for (bool summed : {true, false}) {
-    CudaEngine engine(model, {.block_size = 16, .kv_tokens = 2048, .summed_output_products = summed});
+  for (const auto& [summed, fp32_rows] : {std::pair{true, true}, std::pair{false, true}, std::pair{true, false}}) {
+    CudaEngine engine(
+        model, {.block_size = 16, .kv_tokens = 2048, .fp32_gemv_rows = fp32_rows, .summed_output_products = summed});
     for (const auto& rc : test::load_reference(GetParam() + "/reference.json")) {
-      SCOPED_TRACE(rc.prompt.substr(0, 30) + (summed ? " (output products summed)" : ""));
+      SCOPED_TRACE(rc.prompt.substr(0, 30) + (summed ? " (output products summed)" : "") +
+                   (fp32_rows ? " (fp32 rows)" : " (split halves)"));
       std::vector<int32_t> seq = rc.ids;
       auto blocks = blocks_for(engine.kv_spec(), seq.size() + rc.greedy_ids.size());
       StepBatch batch;

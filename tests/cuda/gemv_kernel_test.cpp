@@ -5,6 +5,7 @@
 
 #if EYRIE_HAS_CUDA
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <tuple>
 
@@ -164,7 +165,8 @@ TEST(CudaGemvKernel, GeluEpilogueMatchesSeparateKernels) {
             else
               cuda::gemv(dx.p, rows, dw.p, out_dim, in_dim, dy.p, nullptr, t);
             cuda::bias_gelu(dy.p, bias, halves ? rows / 2 : rows, out_dim, separate.p, nullptr, halves);
-            cuda::gemv_bias_gelu(dx.p, rows, dw.p, out_dim, in_dim, bias, fused.p, nullptr, t, halves);
+            cuda::gemv_bias_gelu(dx.p, rows, dw.p, out_dim, in_dim, bias, fused.p, nullptr, t,
+                                 halves ? cuda::Activations::split_halves : cuda::Activations::bf16_rows);
             const auto want = separate.get(rows * out_dim), got = fused.get(rows * out_dim);
             for (int64_t i = 0; i < rows * out_dim; ++i)
               ASSERT_EQ(__bfloat16_as_ushort(got[i]), __bfloat16_as_ushort(want[i])) << "element " << i;
@@ -209,8 +211,9 @@ TEST(CudaGemvKernel, ProductsInOneLaunchMatchFloat64AndSeparateLaunches) {
                                       .y = y.p,
                                       .bias = db1.p,
                                       .bias2 = db2.p};
-          cuda::gemv_products(rows, halves, gelu, &sum, nullptr, t);
-          cuda::gemv_bias_gelu(dx1.p, rows, dwg.p, out_gelu, in1, dbg.p, g_alone.p, nullptr, t, halves);
+          const auto form = halves ? cuda::Activations::split_halves : cuda::Activations::bf16_rows;
+          cuda::gemv_products(rows, form, gelu, &sum, nullptr, t);
+          cuda::gemv_bias_gelu(dx1.p, rows, dwg.p, out_gelu, in1, dbg.p, g_alone.p, nullptr, t, form);
           const auto got_g = g.get(rows * out_gelu), want_g = g_alone.get(rows * out_gelu);
           for (int64_t i = 0; i < rows * out_gelu; ++i)
             ASSERT_EQ(__bfloat16_as_ushort(got_g[i]), __bfloat16_as_ushort(want_g[i])) << "GELU element " << i;
@@ -237,27 +240,92 @@ TEST(CudaGemvKernel, ProductsInOneLaunchRefuseWhatTheKernelCannotDo) {
   Device<cuda::bf16> x(64), w(64), g(64);
   Device<float> y(64);
   const cuda::GemvProduct ok{.term = {x.p, w.p, 8}, .term2 = {}, .out_dim = 1, .y = y.p};
-  EXPECT_NO_THROW(cuda::gemv_products(2, true, ok, &ok, nullptr));
-  EXPECT_THROW(cuda::gemv_products(3, true, ok, nullptr, nullptr), InvalidArgument);  // halves come in pairs
-  EXPECT_THROW(cuda::gemv_products(cuda::kGemvRowsMax + 1, false, ok, nullptr, nullptr), InvalidArgument);
-  EXPECT_THROW(cuda::gemv_products(1, false, ok, nullptr, nullptr, cuda::kGemvMmaTiling), InvalidArgument);
+  EXPECT_NO_THROW(cuda::gemv_products(2, cuda::Activations::split_halves, ok, &ok, nullptr));
+  EXPECT_THROW(cuda::gemv_products(3, cuda::Activations::split_halves, ok, nullptr, nullptr),
+               InvalidArgument);  // halves come in pairs
+  EXPECT_THROW(cuda::gemv_products(cuda::kGemvRowsMax + 1, cuda::Activations::bf16_rows, ok, nullptr, nullptr),
+               InvalidArgument);
+  EXPECT_THROW(cuda::gemv_products(1, cuda::Activations::bf16_rows, ok, nullptr, nullptr, cuda::kGemvMmaTiling),
+               InvalidArgument);
   auto bad = ok;
   bad.g = g.p;  // both outputs
-  EXPECT_THROW(cuda::gemv_products(1, false, ok, &bad, nullptr), InvalidArgument);
+  EXPECT_THROW(cuda::gemv_products(1, cuda::Activations::bf16_rows, ok, &bad, nullptr), InvalidArgument);
   bad = ok;
   bad.term.in_dim = 12;  // not whole 16-byte chunks
-  EXPECT_THROW(cuda::gemv_products(1, false, bad, nullptr, nullptr), InvalidArgument);
+  EXPECT_THROW(cuda::gemv_products(1, cuda::Activations::bf16_rows, bad, nullptr, nullptr), InvalidArgument);
   bad = ok;
   bad.term2 = {x.p + 1, w.p, 8};  // misaligned
-  EXPECT_THROW(cuda::gemv_products(1, false, bad, nullptr, nullptr), InvalidArgument);
+  EXPECT_THROW(cuda::gemv_products(1, cuda::Activations::bf16_rows, bad, nullptr, nullptr), InvalidArgument);
   bad = ok;
   bad.y = nullptr;
   bad.g = g.p;
   bad.term2 = {x.p, w.p, 8};  // a GELU of two terms
-  EXPECT_THROW(cuda::gemv_products(1, false, bad, nullptr, nullptr), InvalidArgument);
+  EXPECT_THROW(cuda::gemv_products(1, cuda::Activations::bf16_rows, bad, nullptr, nullptr), InvalidArgument);
   bad = ok;
   bad.out_dim = 0;
-  EXPECT_THROW(cuda::gemv_products(1, false, bad, nullptr, nullptr), InvalidArgument);
+  EXPECT_THROW(cuda::gemv_products(1, cuda::Activations::bf16_rows, bad, nullptr, nullptr), InvalidArgument);
+}
+
+// Split rows given whole (Activations::fp32_rows): each pair's sum as one fp32 row gives the very
+// bits the pairs give, since the kernel adds a pair's halves exactly before multiplying. The
+// GELU values are those the split epilogue rounds into halves. For one and two pairs, one and
+// two terms, tilings whose blocks leave the last part-empty.
+TEST(CudaGemvKernel, Fp32RowsGiveTheBitsOfTheirSplitPairs) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(91);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (int64_t pairs = 1; pairs <= cuda::kGemvRowsMax / 2; ++pairs)
+    for (const auto& [out_dim, in_dim] : {std::pair<int64_t, int64_t>{1, 8}, {37, 4544}, {4672, 4544}, {130, 18176}})
+      for (const cuda::GemvTiling& t : {cuda::GemvTiling{}, cuda::GemvTiling{128, 4, 4}, cuda::GemvTiling{32, 1, 2}}) {
+        SCOPED_TRACE("pairs " + std::to_string(pairs) + " out " + std::to_string(out_dim) + " in " +
+                     std::to_string(in_dim) + " threads " + std::to_string(t.threads));
+        const int64_t rows = 2 * pairs;
+        const Rows x = random_rows(rows, in_dim, true, rng), x2 = random_rows(rows, 64, true, rng);
+        // hi + lo in fp32 is exact: the values the halves stand for.
+        std::vector<float> whole(x.value.begin(), x.value.end()), whole2(x2.value.begin(), x2.value.end());
+        const auto w = random_bf16(out_dim * in_dim, rng), w2 = random_bf16(out_dim * 64, rng);
+        std::vector<float> b(out_dim);
+        for (float& v : b) v = u(rng);
+        Device<cuda::bf16> dx(x.x), dx2(x2.x), dw(w), dw2(w2), g_split(rows * out_dim), g_whole(rows * out_dim);
+        Device<float> dwhole(whole), dwhole2(whole2), db(b), y_split(rows * out_dim), y_whole(rows * out_dim);
+        const auto* xw = reinterpret_cast<const cuda::bf16*>(dwhole.p);
+        const auto* xw2 = reinterpret_cast<const cuda::bf16*>(dwhole2.p);
+        const auto same_y = [&](const char* what) {
+          const auto want = y_split.get(rows * out_dim), got = y_whole.get(rows * out_dim);
+          for (int64_t i = 0; i < rows * out_dim; ++i) ASSERT_EQ(got[i], want[i]) << what << " element " << i;
+        };
+        cuda::gemv_pairs(dx.p, rows, dw.p, out_dim, in_dim, y_split.p, nullptr, t);
+        cuda::gemv_pairs(xw, rows, dw.p, out_dim, in_dim, y_whole.p, nullptr, t, cuda::Activations::fp32_rows);
+        same_y("gemv_pairs");
+        const cuda::GemvProduct two_split{.term = {dx.p, dw.p, in_dim},
+                                          .term2 = {dx2.p, dw2.p, 64},
+                                          .out_dim = out_dim,
+                                          .y = y_split.p,
+                                          .bias = db.p};
+        const cuda::GemvProduct two_whole{
+            .term = {xw, dw.p, in_dim}, .term2 = {xw2, dw2.p, 64}, .out_dim = out_dim, .y = y_whole.p, .bias = db.p};
+        cuda::gemv_products(rows, cuda::Activations::split_halves, two_split, nullptr, nullptr, t);
+        cuda::gemv_products(rows, cuda::Activations::fp32_rows, two_whole, nullptr, nullptr, t);
+        same_y("two terms");
+        cuda::gemv_bias_gelu(dx.p, rows, dw.p, out_dim, in_dim, db.p, g_split.p, nullptr, t);
+        cuda::gemv_bias_gelu(xw, rows, dw.p, out_dim, in_dim, db.p, g_whole.p, nullptr, t,
+                             cuda::Activations::fp32_rows);
+        const auto halves = g_split.get(rows * out_dim);
+        const auto bytes = g_whole.get(rows * out_dim);
+        std::vector<float> g(pairs * out_dim);
+        std::memcpy(g.data(), bytes.data(), g.size() * sizeof(float));
+        for (int64_t i = 0; i < pairs * out_dim; ++i) {
+          const cuda::bf16 hi = __float2bfloat16(g[i]), lo = __float2bfloat16(g[i] - __bfloat162float(hi));
+          ASSERT_EQ(__bfloat16_as_ushort(halves[i]), __bfloat16_as_ushort(hi)) << "GELU high half " << i;
+          ASSERT_EQ(__bfloat16_as_ushort(halves[pairs * out_dim + i]), __bfloat16_as_ushort(lo))
+              << "GELU low half " << i;
+        }
+      }
+  Device<cuda::bf16> x(64), w(64);
+  Device<float> y(64);
+  EXPECT_THROW(cuda::gemv_pairs(x.p, 2, w.p, 1, 64, y.p, nullptr, {}, cuda::Activations::bf16_rows), InvalidArgument);
+  EXPECT_THROW(cuda::gemv_pairs(x.p, 2, w.p, 1, 64, y.p, nullptr, cuda::kGemvMmaTiling, cuda::Activations::fp32_rows),
+               InvalidArgument);
 }
 
 TEST(CudaGemvKernel, RefusesShapesItCannotRead) {

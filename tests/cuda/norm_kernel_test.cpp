@@ -136,7 +136,7 @@ TEST(CudaNormKernel, OutputsWithoutLowHalvesActAsZeroLowHalves) {
     Device<float> x_norm2(x);
     Device<cuda::bf16> out2(sentinel);
     cuda::residual_layer_norm(x_norm2.p, {a1.p, dbias.p, c1.p, dbias.p, false}, rows, hidden, dw.p, db.p, nullptr,
-                              nullptr, 1e-5f, out2.p, nullptr, nullptr, false);
+                              nullptr, 1e-5f, out2.p, nullptr, nullptr, cuda::Activations::bf16_rows);
     const auto high_only = out2.get(2 * n), want_norm = out0.get(n);
     EXPECT_EQ(bits({high_only.begin(), high_only.begin() + n}), bits(want_norm));
     EXPECT_EQ(bits({high_only.begin() + n, high_only.end()}), bits({sentinel.begin() + n, sentinel.end()}));
@@ -152,6 +152,47 @@ TEST(CudaNormKernel, OutputsWithoutLowHalvesActAsZeroLowHalves) {
     cuda::combine_halves(a0.p, rows, hidden, s0.p, nullptr);
     cuda::combine_halves(a1.p, rows, hidden, s1.p, nullptr, false);
     EXPECT_EQ(s0.get(n), s1.get(n));
+  }
+}
+
+// Outputs as fp32 rows (cuda::Activations::fp32_rows) are the values the split outputs round into
+// halves, with the residual add, both norms and picked rows, on 16-byte accesses and without.
+TEST(CudaNormKernel, Fp32OutputsAreTheValuesOfTheSplitHalves) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(12);
+  for (const auto& [rows, hidden] :
+       {std::pair<int64_t, int64_t>{1, 4544}, {2, 64}, {3, 1001}, {1, 16384}, {130, 4544}, {70, 1001}}) {
+    SCOPED_TRACE("rows " + std::to_string(rows) + " hidden " + std::to_string(hidden));
+    const std::size_t n = rows * hidden;
+    const auto x = random_vector(n, rng, 3.f);
+    Device<float> a(random_vector(2 * n, rng, 1.f)), a_bias(random_vector(hidden, rng, 0.5f));
+    Device<float> w1(random_vector(hidden, rng, 0.5f, 1.f)), b1(random_vector(hidden, rng, 0.2f));
+    Device<float> w2(random_vector(hidden, rng, 0.5f, 1.f)), b2(random_vector(hidden, rng, 0.2f));
+    const auto halves_match = [&](const std::vector<cuda::bf16>& split, const std::vector<cuda::bf16>& whole_bytes,
+                                  std::size_t count, const char* what) {
+      std::vector<float> whole(count);
+      std::memcpy(whole.data(), whole_bytes.data(), count * sizeof(float));
+      for (std::size_t i = 0; i < count; ++i) {
+        const cuda::bf16 hi = __float2bfloat16(whole[i]), lo = __float2bfloat16(whole[i] - __bfloat162float(hi));
+        ASSERT_EQ(__bfloat16_as_ushort(split[i]), __bfloat16_as_ushort(hi)) << what << " high half " << i;
+        ASSERT_EQ(__bfloat16_as_ushort(split[count + i]), __bfloat16_as_ushort(lo)) << what << " low half " << i;
+      }
+    };
+    Device<float> x_split(x), x_whole(x);
+    Device<cuda::bf16> s1(2 * n), s2(2 * n), f1(2 * n), f2(2 * n);
+    const cuda::PendingResidual res{a.p, a_bias.p, nullptr, nullptr};
+    cuda::residual_layer_norm(x_split.p, res, rows, hidden, w1.p, b1.p, w2.p, b2.p, 1e-5f, s1.p, s2.p, nullptr);
+    cuda::residual_layer_norm(x_whole.p, res, rows, hidden, w1.p, b1.p, w2.p, b2.p, 1e-5f, f1.p, f2.p, nullptr,
+                              cuda::Activations::fp32_rows);
+    EXPECT_EQ(x_split.get(n), x_whole.get(n));
+    halves_match(s1.get(2 * n), f1.get(2 * n), n, "first norm");
+    halves_match(s2.get(2 * n), f2.get(2 * n), n, "second norm");
+    // The final norm's picked rows: the last row, then the first.
+    Device<int32_t> pick(std::vector<int32_t>{static_cast<int32_t>(rows - 1), 0});
+    Device<cuda::bf16> ps(4 * hidden), pf(4 * hidden);
+    cuda::layer_norm(x_split.p, pick.p, 2, hidden, w1.p, b1.p, 1e-5f, ps.p, nullptr);
+    cuda::layer_norm(x_split.p, pick.p, 2, hidden, w1.p, b1.p, 1e-5f, pf.p, nullptr, cuda::Activations::fp32_rows);
+    halves_match(ps.get(4 * hidden), pf.get(4 * hidden), 2 * hidden, "picked rows");
   }
 }
 

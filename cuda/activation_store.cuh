@@ -1,0 +1,72 @@
+// Stores of activation rows in the forms the products after them read (Activations): bf16,
+// split-bf16 halves, or fp32 rows in the halves' bytes.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include "cuda/kernels.hpp"
+
+namespace eyrie::cuda {
+
+__device__ inline uint32_t as_u32(__nv_bfloat162 v) {
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// x, y as packed bf16 pairs: hi = bf16(x, y), lo = bf16 of what hi left out.
+__device__ inline void split2(float x, float y, uint32_t& hi, uint32_t& lo) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
+  hi = as_u32(h);
+  lo = as_u32(__floats2bfloat162_rn(x - __low2float(h), y - __high2float(h)));
+}
+
+// Four floats rounded to bf16, stored 8 bytes at a time (dst 8-byte aligned).
+__device__ inline void put_bf16x4(bf16* hi, float4 v) {
+  *reinterpret_cast<uint2*>(hi) =
+      make_uint2(as_u32(__floats2bfloat162_rn(v.x, v.y)), as_u32(__floats2bfloat162_rn(v.z, v.w)));
+}
+
+// Four floats as bf16 halves, stored 8 bytes at a time (dst 8-byte aligned).
+__device__ inline void put_split4(bf16* hi, bf16* lo, float4 v) {
+  uint32_t h01, l01, h23, l23;
+  split2(v.x, v.y, h01, l01);
+  split2(v.z, v.w, h23, l23);
+  *reinterpret_cast<uint2*>(hi) = make_uint2(h01, h23);
+  *reinterpret_cast<uint2*>(lo) = make_uint2(l01, l23);
+}
+
+// Element `at` of a [rows, cols] activation whose split low halves start lo_offset (rows *
+// cols) further on.
+__device__ inline void store_activation(bf16* out, int64_t lo_offset, int64_t at, float v, Activations form) {
+  if (form == Activations::fp32_rows) {
+    reinterpret_cast<float*>(out)[at] = v;
+    return;
+  }
+  const bf16 hi = __float2bfloat16(v);
+  out[at] = hi;
+  if (form == Activations::split_halves) out[lo_offset + at] = __float2bfloat16(v - __bfloat162float(hi));
+}
+
+// Elements at, at + 1 (at even), one store each.
+__device__ inline void store_activation2(bf16* out, int64_t lo_offset, int64_t at, float v0, float v1,
+                                         Activations form) {
+  if (form == Activations::fp32_rows) {
+    *reinterpret_cast<float2*>(reinterpret_cast<float*>(out) + at) = make_float2(v0, v1);
+    return;
+  }
+  uint32_t hi, lo;
+  split2(v0, v1, hi, lo);
+  *reinterpret_cast<uint32_t*>(out + at) = hi;
+  if (form == Activations::split_halves) *reinterpret_cast<uint32_t*>(out + lo_offset + at) = lo;
+}
+
+// Elements at .. at + 3 (at a multiple of 4), one store each.
+__device__ inline void store_activation4(bf16* out, int64_t lo_offset, int64_t at, float4 v, Activations form) {
+  if (form == Activations::fp32_rows)
+    *reinterpret_cast<float4*>(reinterpret_cast<float*>(out) + at) = v;
+  else if (form == Activations::split_halves)
+    put_split4(out + at, out + lo_offset + at, v);
+  else
+    put_bf16x4(out + at, v);
+}
+
+}  // namespace eyrie::cuda
