@@ -136,9 +136,9 @@ struct CudaEngine::Impl {
   std::shared_ptr<Communicator> comm;
   ShardPlan plan;
   bool split = true;  // this step's GEMMs carry split-bf16 activations
-  // How this step's kernels hand activations to its products: bf16 unless split; fp32 where
-  // every product reads them on the FMA weight-streaming kernel and the engine's products all
-  // fit it (fp32_rows_fit).
+  // How this step's kernels hand activations to its products: bf16 unless split; fp32 rows in
+  // steps of at most fp32_gemv_rows_max rows where the engine's products all fit the FMA
+  // weight-streaming kernel (fp32_rows_fit), which then takes each of them.
   cuda::Activations acts = cuda::Activations::split_halves;
   bool fp32_rows_fit = false;
   DeviceArray<uint8_t> blas_workspace;
@@ -516,10 +516,10 @@ struct CudaEngine::Impl {
             in_dim, yout, split, early);
   }
 
-  // Whether the FMA weight-streaming kernel takes every product of a step of one split row
+  // Whether the FMA weight-streaming kernel takes every product of a step of split rows
   // (cuda::gemv_fits over all weights and the activations they read).
   bool products_fit_fp32_rows() const {
-    if (!opt.fp32_gemv_rows || opt.gemv_rows_max < 2) return false;
+    if (opt.fp32_gemv_rows_max < 1) return false;
     const int64_t h = cfg.hidden_size;
     const bf16* mlp_in = cfg.parallel_attn && !cfg.two_layernorms() ? a.get() : m.get();
     for (const Layer& L : layers)
@@ -533,7 +533,7 @@ struct CudaEngine::Impl {
   // The weight-streaming kernel that takes a product of this many rows, if one does.
   std::optional<cuda::GemvTiling> streaming_tiling(int64_t rows, int64_t in_dim, const bf16* xin, const bf16* w) const {
     std::optional<cuda::GemvTiling> t;
-    if (rows <= opt.gemv_rows_max && cuda::gemv_fits(rows, in_dim, xin, w))
+    if ((rows <= opt.gemv_rows_max || acts == cuda::Activations::fp32_rows) && cuda::gemv_fits(rows, in_dim, xin, w))
       t = cuda::GemvTiling{};
     else if (rows <= opt.gemv_mma_rows_max && cuda::gemv_mma_fits(rows, in_dim, xin, w))
       t = cuda::kGemvMmaTiling;
@@ -851,10 +851,10 @@ struct CudaEngine::Impl {
     }
     const int64_t n = static_cast<int64_t>(h_tokens.size());
     split = n <= opt.split_rows_max;
-    const bool fma_products = 2 * n <= std::min(opt.gemv_rows_max, cuda::kGemvRowsMax);
-    acts = !split                          ? cuda::Activations::bf16_rows
-           : fp32_rows_fit && fma_products ? cuda::Activations::fp32_rows
-                                           : cuda::Activations::split_halves;
+    const bool fp32_rows = fp32_rows_fit && n <= std::min(opt.fp32_gemv_rows_max, cuda::kGemvRowsMax / 2);
+    acts = !split      ? cuda::Activations::bf16_rows
+           : fp32_rows ? cuda::Activations::fp32_rows
+                       : cuda::Activations::split_halves;
     if (n > opt.max_step_tokens)
       throw InvalidArgument("step: " + std::to_string(n) + " token rows exceed this engine's limit of " +
                             std::to_string(opt.max_step_tokens));

@@ -54,12 +54,14 @@ struct CudaEngineOptions {
   // has 2) run on the weight-streaming kernel (cuda::gemv, up to 4 rows) instead of cuBLAS,
   // which it beats by 5-25% per GEMM at 1-3 rows on an H200; 0 leaves every GEMM to cuBLAS.
   int64_t gemv_rows_max = 3;
-  // Steps of split rows whose every product runs on that kernel (one row: batch-1 decode) hand
-  // their activations to the products as fp32 rows (cuda::Activations::fp32_rows), which it
-  // reads as they are, instead of split-bf16 halves, which each of its blocks adds again; at
-  // least as precise as the halves. On the H200 with Falcon-7B: 3.44-3.46 ms per token against
-  // 3.55-3.59, as fast as bf16 activations.
-  bool fp32_gemv_rows = true;
+  // Steps of at most this many split token rows (up to 2) run every product on that kernel,
+  // whatever gemv_rows_max says, and hand it their activations as fp32 rows
+  // (cuda::Activations::fp32_rows), which it reads as they are, instead of split-bf16 halves,
+  // which each of its blocks adds again; at least as precise as the halves. On the H200 with
+  // Falcon-7B, same-machine pairs: batch-1 decode 3.44-3.52 ms per token against 3.55-3.61 (as
+  // fast as bf16 activations), batch 2 3.83-4.01 ms a step against 4.18-4.36 on cuBLAS. 0
+  // turns it off.
+  int64_t fp32_gemv_rows_max = 2;
   // GEMMs of more rows than gemv_rows_max and at most this many (up to 8) run on the
   // tensor-core weight-streaming kernel, with reductions in multiples of 64; 0 leaves them to
   // cuBLAS. Off by default: since the attention chain's stream outranks the MLP's, cuBLAS runs

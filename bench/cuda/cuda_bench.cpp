@@ -6,7 +6,7 @@
 //   bench_cuda --config tests/data/configs/falcon-7b.json [--batches 16,64,256] [--tp 1]
 //              [--split-rows-max 256] [--cuda-graphs on|off] [--concurrent-mlp-rows-max 128]
 //              [--concurrent-mlp-up-rows-min 512] [--gemv-rows-max 3] [--gemv-mma-rows-max 8]
-//              [--gemv-early-start-rows-min 3] [--fp32-gemv-rows on|off]
+//              [--gemv-early-start-rows-min 3] [--fp32-gemv-rows-max 2]
 //              [--key-split-blocks-per-sm 1]
 //              [--decode-head-split-rows-max 8] [--bf16-kv-cache on|off] [--peer-exchange on|off]
 //              [--summed-output-products on|off]
@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
   int64_t concurrent_mlp_rows_max = CudaEngineOptions{}.concurrent_mlp_rows_max;
   int64_t concurrent_mlp_up_rows_min = CudaEngineOptions{}.concurrent_mlp_up_rows_min;
   int64_t gemv_rows_max = CudaEngineOptions{}.gemv_rows_max;
-  bool fp32_gemv_rows = CudaEngineOptions{}.fp32_gemv_rows;
+  int64_t fp32_gemv_rows_max = CudaEngineOptions{}.fp32_gemv_rows_max;
   int64_t gemv_mma_rows_max = CudaEngineOptions{}.gemv_mma_rows_max;
   int64_t gemv_early_start_rows_min = CudaEngineOptions{}.gemv_early_start_rows_min;
   int64_t key_split_blocks_per_sm = CudaEngineOptions{}.key_split_blocks_per_sm;
@@ -174,7 +174,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--concurrent-mlp-rows-max")) concurrent_mlp_rows_max = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--concurrent-mlp-up-rows-min")) concurrent_mlp_up_rows_min = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--gemv-rows-max")) gemv_rows_max = std::stoll(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--fp32-gemv-rows")) fp32_gemv_rows = std::strcmp(argv[i + 1], "off") != 0;
+    if (!std::strcmp(argv[i], "--fp32-gemv-rows-max")) fp32_gemv_rows_max = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--gemv-mma-rows-max")) gemv_mma_rows_max = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--gemv-early-start-rows-min")) gemv_early_start_rows_min = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--key-split-blocks-per-sm")) key_split_blocks_per_sm = std::stoll(argv[i + 1]);
@@ -217,7 +217,7 @@ int main(int argc, char** argv) {
       o.concurrent_mlp_rows_max = concurrent_mlp_rows_max;
       o.concurrent_mlp_up_rows_min = concurrent_mlp_up_rows_min;
       o.gemv_rows_max = gemv_rows_max;
-      o.fp32_gemv_rows = fp32_gemv_rows;
+      o.fp32_gemv_rows_max = fp32_gemv_rows_max;
       o.gemv_mma_rows_max = gemv_mma_rows_max;
       o.gemv_early_start_rows_min = gemv_early_start_rows_min;
       o.key_split_blocks_per_sm = key_split_blocks_per_sm;

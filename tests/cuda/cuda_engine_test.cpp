@@ -39,8 +39,10 @@ std::vector<int32_t> blocks_for(const KvCacheSpec& spec, int64_t n, int32_t firs
 TEST_P(CudaReference, LogprobsAndGreedyWithinBf16Tolerance) {
   auto model = FalconModel::load(GetParam());
   for (const auto& [summed, fp32_rows] : {std::pair{true, true}, std::pair{false, true}, std::pair{true, false}}) {
-    CudaEngine engine(
-        model, {.block_size = 16, .kv_tokens = 2048, .fp32_gemv_rows = fp32_rows, .summed_output_products = summed});
+    CudaEngine engine(model, {.block_size = 16,
+                              .kv_tokens = 2048,
+                              .fp32_gemv_rows_max = fp32_rows ? 2 : 0,
+                              .summed_output_products = summed});
     for (const auto& rc : test::load_reference(GetParam() + "/reference.json")) {
       SCOPED_TRACE(rc.prompt.substr(0, 30) + (summed ? " (output products summed)" : "") +
                    (fp32_rows ? " (fp32 rows)" : " (split halves)"));
@@ -147,16 +149,28 @@ TEST_P(CudaReference, DecodeGraphsAndConcurrentMlpGiveTheSameLogitsAsDirectLaunc
   // Weight-streaming products that start early (programmatic dependent launch) only change
   // when their blocks run, never what they compute: on for none, the default or all row counts.
   // summed: the four rows on the FMA streaming kernel, where a parallel block's two output
-  // products run as one launch; compared with the first summed variant.
+  // products run as one launch; fp32: the same with the activations as fp32 rows. Each
+  // variant is compared with the first of its kind.
   struct Variant {
     bool graphs, concurrent_mlp;
     int64_t early_start_rows_min = CudaEngineOptions{}.gemv_early_start_rows_min;
-    bool summed = false;
+    bool summed = false, fp32 = false;
   };
-  const Variant variants[] = {
-      {false, false, 1 << 20}, {false, true},          {true, true},          {true, false},
-      {true, true, 1 << 20},   {true, true, 1},        {false, true, 1},      {false, false, 1 << 20, true},
-      {true, true, 4, true},   {true, false, 1, true}, {false, true, 1, true}};
+  const Variant variants[] = {{false, false, 1 << 20},
+                              {false, true},
+                              {true, true},
+                              {true, false},
+                              {true, true, 1 << 20},
+                              {true, true, 1},
+                              {false, true, 1},
+                              {false, false, 1 << 20, true},
+                              {true, true, 4, true},
+                              {true, false, 1, true},
+                              {false, true, 1, true},
+                              {false, false, 1 << 20, false, true},
+                              {true, true, 4, false, true},
+                              {true, false, 1, false, true},
+                              {false, true, 1, false, true}};
   constexpr int kVariants = sizeof variants / sizeof variants[0];
   std::vector<std::vector<float>> runs[kVariants];
   for (int v = 0; v < kVariants; ++v) {
@@ -169,6 +183,7 @@ TEST_P(CudaReference, DecodeGraphsAndConcurrentMlpGiveTheSameLogitsAsDirectLaunc
     // kernel, which starts early, rather than on cuBLAS, which does not.
     o.gemv_mma_rows_max = 8;
     if (variants[v].summed) o.gemv_rows_max = 4;
+    o.fp32_gemv_rows_max = variants[v].fp32 ? 2 : 0;
     CudaEngine engine(model, o);
     const auto& a = cases[1].ids;
     const auto& b = cases[2].ids;
@@ -190,69 +205,72 @@ TEST_P(CudaReference, DecodeGraphsAndConcurrentMlpGiveTheSameLogitsAsDirectLaunc
       runs[v].emplace_back(out.last(1).begin(), out.last(1).end());
     }
   }
-  int first_summed = 0;
-  while (!variants[first_summed].summed) ++first_summed;
   for (int v = 1; v < kVariants; ++v) {
-    if (v == first_summed) continue;
-    const auto& base = runs[variants[v].summed ? first_summed : 0];
+    int first = 0;
+    while (variants[first].summed != variants[v].summed || variants[first].fp32 != variants[v].fp32) ++first;
+    if (first == v) continue;
+    const auto& base = runs[first];
     ASSERT_EQ(base.size(), runs[v].size());
     for (std::size_t i = 0; i < base.size(); ++i)
       ASSERT_EQ(base[i], runs[v][i]) << "graphs " << variants[v].graphs << ", concurrent MLP "
                                      << variants[v].concurrent_mlp << ", early start from "
                                      << variants[v].early_start_rows_min << " rows, summed " << variants[v].summed
-                                     << ", row " << i;
+                                     << ", fp32 rows " << variants[v].fp32 << ", row " << i;
   }
 }
 
 // Five sequences decode as a step of six rows (cuda/decode_buckets.hpp), the sixth a padding
 // row in a block of its own: every sequence still gets the reference's logprobs for its forced
 // greedy continuation, with CUDA graphs replayed (the same bits as without them) and with the
-// padding row's cache writes kept out of the sequences' blocks.
+// padding row's cache writes kept out of the sequences' blocks. Two sequences too, whose steps
+// hand the products their activations as fp32 rows (CudaEngineOptions::fp32_gemv_rows_max).
 TEST_P(CudaReference, DecodeStepsPaddedToABucketMatchTheReference) {
   auto model = FalconModel::load(GetParam());
   auto cases = test::load_reference(GetParam() + "/reference.json");
-  constexpr int kSeqs = 5;
-  std::vector<std::vector<float>> runs[2];
-  for (int graphs = 0; graphs < 2; ++graphs) {
-    CudaEngineOptions o;
-    o.kv_tokens = 4096;
-    o.cuda_graphs = graphs == 1;
-    CudaEngine engine(model, o);
-    std::vector<std::vector<int32_t>> blocks(kSeqs);
-    std::vector<int32_t> pos(kSeqs), next(kSeqs);
-    std::size_t steps = 1 << 20;
-    StepBatch batch;
-    for (int s = 0; s < kSeqs; ++s) {
-      const auto& rc = cases[s % cases.size()];
-      blocks[s] = blocks_for(engine.kv_spec(), rc.ids.size() + rc.greedy_ids.size(), 32 * s);
-      batch.seqs.push_back({static_cast<uint64_t>(s + 1), 0, rc.ids, blocks[s], false});
-      pos[s] = static_cast<int32_t>(rc.ids.size());
-      steps = std::min(steps, rc.greedy_ids.size());
-    }
-    StepOutput out;
-    engine.step(batch, out);
-    for (std::size_t step = 0; step < steps; ++step) {
-      for (int s = 0; s < kSeqs; ++s) {
+  for (const int num_seqs : {5, 2}) {
+    SCOPED_TRACE(std::to_string(num_seqs) + " sequences");
+    std::vector<std::vector<float>> runs[2];
+    for (int graphs = 0; graphs < 2; ++graphs) {
+      CudaEngineOptions o;
+      o.kv_tokens = 4096;
+      o.cuda_graphs = graphs == 1;
+      CudaEngine engine(model, o);
+      std::vector<std::vector<int32_t>> blocks(num_seqs);
+      std::vector<int32_t> pos(num_seqs), next(num_seqs);
+      std::size_t steps = 1 << 20;
+      StepBatch batch;
+      for (int s = 0; s < num_seqs; ++s) {
         const auto& rc = cases[s % cases.size()];
-        const int32_t want = rc.greedy_ids[step];
-        EXPECT_NEAR(out.last(s)[want] - out.last_logsumexp(s), rc.greedy_logprobs[step], kBf16LogprobTol)
-            << "sequence " << s << ", greedy step " << step;
-        if (rc.greedy_margins[step] > 0.1) {
-          EXPECT_EQ(out.last_argmax(s), want) << "sequence " << s;
-        }
-        runs[graphs].emplace_back(out.last(s).begin(), out.last(s).end());
-        next[s] = want;
-        batch.seqs[s] = {static_cast<uint64_t>(s + 1), pos[s]++, std::span<const int32_t>(&next[s], 1), blocks[s],
-                         false};
+        blocks[s] = blocks_for(engine.kv_spec(), rc.ids.size() + rc.greedy_ids.size(), 32 * s);
+        batch.seqs.push_back({static_cast<uint64_t>(s + 1), 0, rc.ids, blocks[s], false});
+        pos[s] = static_cast<int32_t>(rc.ids.size());
+        steps = std::min(steps, rc.greedy_ids.size());
       }
+      StepOutput out;
       engine.step(batch, out);
+      for (std::size_t step = 0; step < steps; ++step) {
+        for (int s = 0; s < num_seqs; ++s) {
+          const auto& rc = cases[s % cases.size()];
+          const int32_t want = rc.greedy_ids[step];
+          EXPECT_NEAR(out.last(s)[want] - out.last_logsumexp(s), rc.greedy_logprobs[step], kBf16LogprobTol)
+              << "sequence " << s << ", greedy step " << step;
+          if (rc.greedy_margins[step] > 0.1) {
+            EXPECT_EQ(out.last_argmax(s), want) << "sequence " << s;
+          }
+          runs[graphs].emplace_back(out.last(s).begin(), out.last(s).end());
+          next[s] = want;
+          batch.seqs[s] = {static_cast<uint64_t>(s + 1), pos[s]++, std::span<const int32_t>(&next[s], 1), blocks[s],
+                           false};
+        }
+        engine.step(batch, out);
+      }
+      if (graphs == 1) {
+        EXPECT_GT(engine.graph_replays(), 0);
+      }
     }
-    if (graphs == 1) {
-      EXPECT_GT(engine.graph_replays(), 0);
-    }
+    ASSERT_EQ(runs[0].size(), runs[1].size());
+    for (std::size_t i = 0; i < runs[0].size(); ++i) ASSERT_EQ(runs[0][i], runs[1][i]) << "row " << i;
   }
-  ASSERT_EQ(runs[0].size(), runs[1].size());
-  for (std::size_t i = 0; i < runs[0].size(); ++i) ASSERT_EQ(runs[0][i], runs[1][i]) << "row " << i;
 }
 
 // After warm_up, decode steps of any batch size up to the warmed batch replay the graphs the
@@ -284,8 +302,12 @@ TEST_P(CudaReference, WarmUpLeavesEveryBucketsGraphReady) {
     for (int step = 0; step < 3; ++step) {
       for (int s = 0; s < seqs; ++s) {
         next[s] = out.last_argmax(s);
-        batch.seqs[s] = {static_cast<uint64_t>(s + 1), static_cast<int32_t>(prompt.size()) + step,
-                         std::span<const int32_t>(&next[s], 1), blocks[s], false, false};
+        batch.seqs[s] = {static_cast<uint64_t>(s + 1),
+                         static_cast<int32_t>(prompt.size()) + step,
+                         std::span<const int32_t>(&next[s], 1),
+                         blocks[s],
+                         false,
+                         false};
       }
       engine.step(batch, out);
     }
@@ -443,8 +465,7 @@ TEST(CudaScheduler, DeviceSamplingChoosesAsTheHostSamplerDoes) {
   mixes[3].repetition_penalty = 1.5;  // greedy with a penalty
   std::map<uint64_t, std::vector<TokenDetail>> runs[2];
   for (bool on_device : {false, true}) {
-    Scheduler sched(tok, engine.kv_spec(),
-                    {.max_running = 8, .eos_token_id = -1, .device_sampling = on_device});
+    Scheduler sched(tok, engine.kv_spec(), {.max_running = 8, .eos_token_id = -1, .device_sampling = on_device});
     uint64_t id = 1;
     for (const auto& prompt : {"The falcon", "A river flows under the old stone bridge at dawn", "1 2 3"})
       for (auto params : mixes) {
