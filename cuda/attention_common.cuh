@@ -41,7 +41,7 @@ struct AttentionTile {
 namespace eyrie::cuda {
 
 // Element d of query slot qi's attention output, o the unnormalised sum and l its softmax mass:
-// the split bf16 result, or for a split decode row this key range's partial.
+// the result as a.out stores it, or for a split decode row this key range's partial.
 __device__ inline void write_attention_out(const AttentionTile& t, const AttentionShape& a, int qi, int d, float o,
                                            float l, bf16* out, int64_t lo_offset, float* part_o) {
   const int hd = a.head_dim;
