@@ -31,8 +31,8 @@ enum class Activations : uint8_t {
 void embed_rows(const bf16* emb, const int32_t* tokens, int64_t rows, int64_t hidden, float* out,
                 cudaStream_t s);
 
-// out = LayerNorm(x[src(r)]) as `form` stores it (split_halves: [2 x rows, hidden]); src(r) = rows_idx ?
-// rows_idx[r] : r.
+// out = LayerNorm(x[src(r)]) as `form` stores it (split_halves: [2 x rows, hidden]);
+// src(r) = rows_idx ? rows_idx[r] : r.
 void layer_norm(const float* x, const int32_t* rows_idx, int64_t rows, int64_t hidden, const float* w, const float* b,
                 float eps, bf16* out, cudaStream_t s, Activations form = Activations::split_halves);
 
@@ -48,7 +48,7 @@ struct PendingResidual {
   bool halves = true;  // false: a and c have no low halves (GEMMs on bf16 activations write none)
 };
 
-// x += the pending residual (as residual_add), then out1 = split LayerNorm(x) with (w1, b1) and,
+// x += the pending residual (as residual_add), then out1 = LayerNorm(x) with (w1, b1) and,
 // when w2 is given, out2 with (w2, b2): one pass over each row, the two norms sharing its mean
 // and variance (new-architecture blocks' ln_attn and ln_mlp); the same arithmetic as
 // residual_add followed by layer_norm. form as for layer_norm.
