@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,12 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--iters")) iters = std::stoi(argv[i + 1]);
   }
   try {
+    for (int rows : rows_list)
+      if (rows < 1)
+        throw std::invalid_argument("--rows: " + std::to_string(rows) + " rows; each count must be positive");
+    // Activations and outputs for the most rows asked for (8 at least, for the layer launches).
+    const int64_t max_rows =
+        std::max<int64_t>(8, rows_list.empty() ? 0 : *std::max_element(rows_list.begin(), rows_list.end()));
     const std::vector<Shape> shapes = {{"qkv", 4672, 4544},
                                        {"dense", 4544, 4544},
                                        {"h_to_4h", 18176, 4544},
@@ -61,9 +68,9 @@ int main(int argc, char** argv) {
       }
       cuda::bf16* x;
       float* y;
-      EYRIE_CUDA_CHECK(cudaMalloc(&x, 8 * sh.in * 2));
-      EYRIE_CUDA_CHECK(cudaMalloc(&y, 8 * sh.out * 4));
-      cuda::fill_random_bf16(x, 8 * sh.in, 3, 1.f, 0.f, nullptr);
+      EYRIE_CUDA_CHECK(cudaMalloc(&x, max_rows * sh.in * 2));
+      EYRIE_CUDA_CHECK(cudaMalloc(&y, max_rows * sh.out * 4));
+      cuda::fill_random_bf16(x, max_rows * sh.in, 3, 1.f, 0.f, nullptr);
       for (int rows : rows_list) {
         const auto tb = [&](double us) { return wbytes / (us * 1e-6) / 1e12; };
         const double blas_us = time_us(copies, iters, [&](int c) {
