@@ -34,6 +34,26 @@ __device__ int64_t k_offset(const AttentionShape& a, int j) {
   }
 }
 
+// Rotary pair i's angle at position pos, as transformers computes it in fp32.
+__device__ inline void rotary_angle(const AttentionShape& a, int i, int pos, float& sn, float& cs) {
+  const float inv_freq = 1.0f / powf(a.rope_theta, static_cast<float>(2 * i) / static_cast<float>(a.head_dim));
+  sincosf(inv_freq * static_cast<float>(pos), &sn, &cs);
+}
+
+// A cache row (`row`: the index an fp32 row would start at) as the activation stores write it:
+// fp32, bf16, or split-bf16 halves with each row's hd high halves before its low ones.
+struct CacheRow {
+  bf16* at;
+  int64_t lo_offset;
+  Activations form;
+};
+
+__device__ inline CacheRow cache_row(const AttentionShape& a, void* cache, int64_t row) {
+  if (a.halves_cache) return {static_cast<bf16*>(cache) + 2 * row, a.head_dim, Activations::split_halves};
+  if (a.bf16_cache) return {static_cast<bf16*>(cache) + row, 0, Activations::bf16_rows};
+  return {reinterpret_cast<bf16*>(static_cast<float*>(cache) + row), 0, Activations::fp32_rows};
+}
+
 // grid: rows x pair groups; thread: pairs (i, i + hd/2) of query or key heads, each rotated
 // together (NeoX half split, fp32 as transformers) with one angle, and for key heads the same
 // pair of the value. A decode step's row or few spread each row over many small blocks; a
@@ -56,18 +76,9 @@ __global__ void qkv_kernel(const void* qkv, const float* bias, int64_t rows, Att
     return v + (bias ? bias[c] : 0.f);
   };
   const float q_scale = rsqrtf(static_cast<float>(hd));
-  // Element i of the cache row at `row` (an fp32 row's index).
   auto put = [&](void* cache, int64_t row, int i, float v) {
-    if (a.halves_cache) {
-      bf16* h = static_cast<bf16*>(cache) + 2 * row;
-      const bf16 hi = __float2bfloat16(v);
-      h[i] = hi;
-      h[hd + i] = __float2bfloat16(v - __bfloat162float(hi));
-    } else if (a.bf16_cache) {
-      static_cast<bf16*>(cache)[row + i] = __float2bfloat16(v);
-    } else {
-      static_cast<float*>(cache)[row + i] = v;
-    }
+    const CacheRow c = cache_row(a, cache, row);
+    store_activation(c.at, c.lo_offset, i, v, c.form);
   };
   int angle_of = -1;
   float sn = 0.f, cs = 1.f;
@@ -82,8 +93,7 @@ __global__ void qkv_kernel(const void* qkv, const float* bias, int64_t rows, Att
     float o1 = x1, o2 = x2;
     if (!a.alibi) {
       if (i != angle_of) {
-        const float inv_freq = 1.0f / powf(a.rope_theta, static_cast<float>(2 * i) / static_cast<float>(hd));
-        sincosf(inv_freq * static_cast<float>(pos), &sn, &cs);
+        rotary_angle(a, i, pos, sn, cs);
         angle_of = i;
       }
       o1 = x1 * cs - x2 * sn;
@@ -113,17 +123,10 @@ __global__ void qkv_kernel(const void* qkv, const float* bias, int64_t rows, Att
   }
 }
 
-// Four consecutive cache elements from v, as the cache holds them (see qkv_kernel's put).
+// Four consecutive cache elements from v (see cache_row).
 __device__ inline void put4(const AttentionShape& a, void* cache, int64_t row, int i, const float (&v)[4]) {
-  const float4 v4 = make_float4(v[0], v[1], v[2], v[3]);
-  if (a.bf16_cache) {
-    put_bf16x4(static_cast<bf16*>(cache) + row + i, v4);
-  } else if (a.halves_cache) {
-    bf16* h = static_cast<bf16*>(cache) + 2 * row;
-    put_split4(h + i, h + a.head_dim + i, v4);
-  } else {
-    *reinterpret_cast<float4*>(static_cast<float*>(cache) + row + i) = v4;
-  }
+  const CacheRow c = cache_row(a, cache, row);
+  store_activation4(c.at, c.lo_offset, i, make_float4(v[0], v[1], v[2], v[3]), c.form);
 }
 
 // Four bf16 values (8 bytes) as floats, plus four biases when given.
@@ -164,10 +167,7 @@ __global__ void __launch_bounds__(kQkvRowThreads)
   const int pos = m.pos[r];
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
     float sn = 0.f, cs = 1.f;
-    if (!a.alibi) {
-      const float inv_freq = 1.0f / powf(a.rope_theta, static_cast<float>(2 * i) / static_cast<float>(hd));
-      sincosf(inv_freq * static_cast<float>(pos), &sn, &cs);
-    }
+    if (!a.alibi) rotary_angle(a, i, pos, sn, cs);
     angle[i] = make_float2(cs, sn);
   }
   const int64_t at0 =

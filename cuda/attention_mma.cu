@@ -368,8 +368,10 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
           }
         }
       }
-      l_a += sum_a;
-      l_b += sum_b;
+      if constexpr (kSplit) {
+        l_a += sum_a;
+        l_b += sum_b;
+      }
       // Output: the scores of keys 16kb..16kb+15 are, as they lie, the A fragment of P.
 #pragma unroll
       for (int kb = 0; kb < kKeys / 16; ++kb) {
