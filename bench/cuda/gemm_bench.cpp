@@ -5,14 +5,21 @@
 // dense_h_to_4h, fp32 added into the residual stream (beta 1) for dense and dense_4h_to_h; and
 // "dense+4h_to_h" is those two as one product over both inputs side by side (K = 4544 + 18176).
 //
-//   bench_gemm [--rows 2048,4096] [--candidates 8] [--iters 20]
+// With --sustained L, also a prefill's steady state: a layer's four products back to back for L
+// layers, as long as a prompt keeps the GPU at its power limit, where one product timed alone
+// runs at higher clocks. Each of a product's candidates is timed in that stream, the other three
+// products on the default; then the fastest candidate of each product together.
+//
+//   bench_gemm [--rows 2048,4096] [--candidates 8] [--iters 20] [--sustained 32]
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <array>
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,15 +43,96 @@ void lt_check(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS) throw Error(std::string(what) + ": cuBLASLt status " + std::to_string(s));
 }
 
+// One product's operands and its cuBLASLt description at one row count.
+struct Product {
+  Shape sh;
+  int rows = 0;
+  cuda::bf16 *w = nullptr, *x = nullptr;
+  void* y = nullptr;
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  std::vector<cublasLtMatmulHeuristicResult_t> found;
+
+  Product(const Shape& s, int r, cublasLtHandle_t lt, std::size_t ws_bytes, int candidates) : sh(s), rows(r) {
+    EYRIE_CUDA_CHECK(cudaMalloc(&w, std::size_t{2} * sh.out * sh.in));
+    EYRIE_CUDA_CHECK(cudaMalloc(&x, std::size_t{2} * rows * sh.in));
+    EYRIE_CUDA_CHECK(cudaMalloc(&y, std::size_t{4} * rows * sh.out));
+    cuda::fill_random_bf16(w, std::int64_t{sh.out} * sh.in, 1, 0.05f, 0.f, nullptr);
+    cuda::fill_random_bf16(x, std::int64_t{rows} * sh.in, 2, 1.f, 0.f, nullptr);
+    EYRIE_CUDA_CHECK(cudaMemset(y, 0, std::size_t{4} * rows * sh.out));
+    lt_check(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
+    const cublasOperation_t trans_a = CUBLAS_OP_T;
+    lt_check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof trans_a), "transa");
+    lt_check(cublasLtMatrixLayoutCreate(&a, CUDA_R_16BF, sh.in, sh.out, sh.in), "layout a");
+    lt_check(cublasLtMatrixLayoutCreate(&b, CUDA_R_16BF, sh.in, rows, sh.in), "layout b");
+    lt_check(cublasLtMatrixLayoutCreate(&c, sh.out_type, sh.out, rows, sh.out), "layout c");
+    cublasLtMatmulPreference_t pref;
+    lt_check(cublasLtMatmulPreferenceCreate(&pref), "pref");
+    lt_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
+                                                  sizeof ws_bytes),
+             "pref ws");
+    found.resize(candidates);
+    int count = 0;
+    lt_check(cublasLtMatmulAlgoGetHeuristic(lt, desc, a, b, c, c, pref, candidates, found.data(), &count), "heuristic");
+    found.resize(count);
+    cublasLtMatmulPreferenceDestroy(pref);
+  }
+  Product(const Product&) = delete;
+  Product& operator=(const Product&) = delete;
+  ~Product() {
+    cublasLtMatrixLayoutDestroy(a);
+    cublasLtMatrixLayoutDestroy(b);
+    cublasLtMatrixLayoutDestroy(c);
+    cublasLtMatmulDescDestroy(desc);
+    cudaFree(w);
+    cudaFree(x);
+    cudaFree(y);
+  }
+
+  double flop() const { return 2.0 * sh.out * sh.in * static_cast<double>(rows); }
+
+  // Candidate `cand` of the heuristic's, or the engine's cublasGemmEx call for cand < 0.
+  void run(cublasHandle_t blas, cublasLtHandle_t lt, void* ws, std::size_t ws_bytes, int cand) const {
+    const float alpha = 1.f, beta = sh.beta;
+    if (cand < 0) {
+      EYRIE_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, sh.out, rows, sh.in, &alpha, w, CUDA_R_16BF,
+                                      sh.in, x, CUDA_R_16BF, sh.in, &beta, y, sh.out_type, sh.out, CUBLAS_COMPUTE_32F,
+                                      CUBLAS_GEMM_DEFAULT));
+      return;
+    }
+    lt_check(cublasLtMatmul(lt, desc, &alpha, w, a, x, b, &beta, y, c, y, c, &found[cand].algo, ws, ws_bytes, nullptr),
+             "matmul");
+  }
+
+  // What distinguishes the candidate: cuBLASLt's tile, stage and cluster-shape ids, split-K.
+  std::string describe(int cand) const {
+    auto attr = [&](cublasLtMatmulAlgoConfigAttributes_t at) {
+      int32_t v = 0;
+      std::size_t got = 0;
+      cublasLtMatmulAlgoConfigGetAttribute(&found[cand].algo, at, &v, sizeof v, &got);
+      return v;
+    };
+    return "tile " + std::to_string(attr(CUBLASLT_ALGO_CONFIG_TILE_ID)) + " stages " +
+           std::to_string(attr(CUBLASLT_ALGO_CONFIG_STAGES_ID)) + " cluster " +
+           std::to_string(attr(CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID)) + " splitk " +
+           std::to_string(attr(CUBLASLT_ALGO_CONFIG_SPLITK_NUM));
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<int> rows_list = {2048, 4096};
-  int candidates = 8, iters = 20;
+  int candidates = 8, iters = 20, sustained = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--rows")) rows_list = int_list(argv[i + 1]);
     if (!std::strcmp(argv[i], "--candidates")) candidates = std::stoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--iters")) iters = std::stoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--sustained")) sustained = std::stoi(argv[i + 1]);
+  }
+  if (candidates < 1 || iters < 1 || sustained < 0) {
+    std::fprintf(stderr, "bench_gemm: --candidates and --iters must be at least 1, --sustained at least 0\n");
+    return 2;
   }
   try {
     const std::vector<Shape> shapes = {{"qkv", 4672, 4544, CUDA_R_16BF, 0.f},
@@ -60,63 +148,59 @@ int main(int argc, char** argv) {
     void* ws;
     EYRIE_CUDA_CHECK(cudaMalloc(&ws, ws_bytes));
     EYRIE_CUBLAS_CHECK(cublasSetWorkspace(blas, ws, ws_bytes));
-    for (const Shape& sh : shapes) {
-      for (int rows : rows_list) {
-        cuda::bf16 *w, *x;
-        void* y;
-        EYRIE_CUDA_CHECK(cudaMalloc(&w, std::size_t{2} * sh.out * sh.in));
-        EYRIE_CUDA_CHECK(cudaMalloc(&x, std::size_t{2} * rows * sh.in));
-        EYRIE_CUDA_CHECK(cudaMalloc(&y, std::size_t{4} * rows * sh.out));
-        cuda::fill_random_bf16(w, std::int64_t{sh.out} * sh.in, 1, 0.05f, 0.f, nullptr);
-        cuda::fill_random_bf16(x, std::int64_t{rows} * sh.in, 2, 1.f, 0.f, nullptr);
-        const double flop = 2.0 * sh.out * sh.in * static_cast<double>(rows);
-        const float alpha = 1.f, beta = sh.beta;
-        EYRIE_CUDA_CHECK(cudaMemset(y, 0, std::size_t{4} * rows * sh.out));
-        const double ex_ms =
-            time_us(1, iters,
-                    [&](int) {
-                      EYRIE_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, sh.out, rows, sh.in, &alpha, w,
-                                                      CUDA_R_16BF, sh.in, x, CUDA_R_16BF, sh.in, &beta, y, sh.out_type,
-                                                      sh.out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-                    }) /
-            1e3;
-        std::printf("%-13s %5d rows: GemmEx %7.3f ms %6.1f TFLOP/s | Lt:", sh.name, rows, ex_ms, flop / ex_ms / 1e9);
-
-        cublasLtMatmulDesc_t desc;
-        cublasLtMatrixLayout_t a, b, c;
-        lt_check(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
-        const cublasOperation_t trans_a = CUBLAS_OP_T;
-        lt_check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof trans_a), "transa");
-        lt_check(cublasLtMatrixLayoutCreate(&a, CUDA_R_16BF, sh.in, sh.out, sh.in), "layout a");
-        lt_check(cublasLtMatrixLayoutCreate(&b, CUDA_R_16BF, sh.in, rows, sh.in), "layout b");
-        lt_check(cublasLtMatrixLayoutCreate(&c, sh.out_type, sh.out, rows, sh.out), "layout c");
-        cublasLtMatmulPreference_t pref;
-        lt_check(cublasLtMatmulPreferenceCreate(&pref), "pref");
-        lt_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
-                                                      sizeof ws_bytes),
-                 "pref ws");
-        std::vector<cublasLtMatmulHeuristicResult_t> found(candidates);
-        int count = 0;
-        lt_check(cublasLtMatmulAlgoGetHeuristic(lt, desc, a, b, c, c, pref, candidates, found.data(), &count),
-                 "heuristic");
-        for (int i = 0; i < count; ++i) {
-          const double ms = time_us(1, iters, [&](int) {
-            lt_check(cublasLtMatmul(lt, desc, &alpha, w, a, x, b, &beta, y, c, y, c, &found[i].algo, ws, ws_bytes,
-                                    nullptr),
-                     "matmul");
-          }) / 1e3;
-          std::printf(" %.1f", flop / ms / 1e9);
+    for (int rows : rows_list) {
+      for (const Shape& sh : shapes) {
+        const Product p(sh, rows, lt, ws_bytes, candidates);
+        const double ex_ms = time_us(1, iters, [&](int) { p.run(blas, lt, ws, ws_bytes, -1); }) / 1e3;
+        std::printf("%-13s %5d rows: GemmEx %7.3f ms %6.1f TFLOP/s | Lt:", sh.name, rows, ex_ms,
+                    p.flop() / ex_ms / 1e9);
+        for (int i = 0; i < static_cast<int>(p.found.size()); ++i) {
+          const double ms = time_us(1, iters, [&](int) { p.run(blas, lt, ws, ws_bytes, i); }) / 1e3;
+          std::printf(" %.1f", p.flop() / ms / 1e9);
         }
         std::printf(" TFLOP/s\n");
-        cublasLtMatmulPreferenceDestroy(pref);
-        cublasLtMatrixLayoutDestroy(a);
-        cublasLtMatrixLayoutDestroy(b);
-        cublasLtMatrixLayoutDestroy(c);
-        cublasLtMatmulDescDestroy(desc);
-        cudaFree(w);
-        cudaFree(x);
-        cudaFree(y);
       }
+      if (sustained == 0) continue;
+
+      // The layer's four products in the engine's order, each on its candidate (-1: default).
+      std::vector<const Product*> layer;
+      std::vector<std::unique_ptr<Product>> owned;
+      for (int s : {0, 1, 2, 3}) {
+        owned.push_back(std::make_unique<Product>(shapes[s], rows, lt, ws_bytes, candidates));
+        layer.push_back(owned.back().get());
+      }
+      double layer_flop = 0;
+      for (const Product* p : layer) layer_flop += p->flop();
+      auto per_layer_ms = [&](const std::array<int, 4>& cand) {
+        const int passes = 3;
+        return time_us(1, passes,
+                       [&](int) {
+                         for (int l = 0; l < sustained; ++l)
+                           for (int s = 0; s < 4; ++s) layer[s]->run(blas, lt, ws, ws_bytes, cand[s]);
+                       }) /
+               1e3 / sustained;
+      };
+      const double base = per_layer_ms({-1, -1, -1, -1});
+      std::printf("sustained, %d rows, %d layers: default %.3f ms a layer, %.1f TFLOP/s\n", rows, sustained, base,
+                  layer_flop / base / 1e9);
+      std::array<int, 4> best = {-1, -1, -1, -1};
+      for (int s = 0; s < 4; ++s) {
+        double best_ms = per_layer_ms({-1, -1, -1, -1});
+        std::printf("  %-8s default %.3f ms a layer\n", shapes[s].name, best_ms);
+        for (int i = 0; i < static_cast<int>(layer[s]->found.size()); ++i) {
+          std::array<int, 4> cand = {-1, -1, -1, -1};
+          cand[s] = i;
+          const double ms = per_layer_ms(cand);
+          std::printf("  %-8s candidate %d (%s): %.3f ms a layer\n", shapes[s].name, i, layer[s]->describe(i).c_str(),
+                      ms);
+          if (ms < best_ms) best_ms = ms, best[s] = i;
+        }
+      }
+      const double both = per_layer_ms(best);
+      const double again = per_layer_ms({-1, -1, -1, -1});
+      std::printf(
+          "sustained, %d rows: fastest of each (%d %d %d %d) %.3f ms a layer, %.1f TFLOP/s; default again %.3f\n", rows,
+          best[0], best[1], best[2], best[3], both, layer_flop / both / 1e9, again);
     }
     cudaFree(ws);
     cublasLtDestroy(lt);
