@@ -181,7 +181,7 @@ struct CudaEngine::Impl {
   // them: the block tables, whose length varies most between steps of one decode graph, last,
   // so the others sit where the graph's kernels read them.
   struct StepIndex {
-    enum Part { tokens, pos, seq, pick, row_split, tiles, tables, parts };
+    enum Part { tokens, pos, seq, pick, kept, row_split, tiles, last_row_split, last_tiles, tables, parts };
     std::array<int32_t*, parts> at{};
     DeviceArray<int32_t> all;
     static std::size_t padded(std::size_t n) { return (n + 3) / 4 * 4; }  // 16-byte aligned parts
@@ -202,6 +202,9 @@ struct CudaEngine::Impl {
   DeviceArray<int32_t> argmax;
   DeviceArray<bf16> a, m, attn, fb, lnf;
   std::vector<int32_t> h_tokens, h_pos, h_seq, h_tables, h_pick, h_tiles, h_launch_tiles, h_row_split;
+  // The last layer's rows past attention when a step picks some out (plan_last_layer_rows).
+  std::vector<int32_t> h_kept, h_last_tiles, h_last_row_split;
+  bool last_key_split = false;
   // Token choices made on the device (SequenceStep::choose).
   DeviceArray<cuda::SampleRow> d_sample;
   DeviceArray<int32_t> d_history, d_choice_id;
@@ -477,14 +480,33 @@ struct CudaEngine::Impl {
 
   // Expands h_tiles into the launched tiles, splitting the keys of decode rows over several
   // blocks when the step has too few tiles to fill the SMs. Returns whether any row was split.
+  // The most heads of a group one attention tile takes in a step of `decoding` single-row
+  // tiles. Few: their head groups split over more blocks so the SMs stay busy; more: whole
+  // groups per block, so each key is read and converted once for all heads that share it, and
+  // key splits fill the SMs.
+  int32_t tile_heads(int64_t decoding) const {
+    const int32_t group = static_cast<int32_t>(cfg.group_size());
+    const int32_t tiles_per_row =
+        decoding <= opt.decode_head_split_rows_max
+            ? std::max(1, 2 * sm_count / static_cast<int32_t>(std::max<int64_t>(1, decoding)))
+            : 1;
+    const int32_t max_heads = std::max(4, (group + tiles_per_row - 1) / tiles_per_row);
+    return (max_heads + head_multiple - 1) / head_multiple * head_multiple;
+  }
+
+  // Ranges a single-row tile's keys split into, given `base` such tiles: enough that the tiles
+  // reach key_split_blocks_per_sm a multiprocessor.
+  int32_t key_ranges(int32_t base) const {
+    const int64_t target = opt.key_split_blocks_per_sm * sm_count;
+    return base > 0 && base < target
+               ? static_cast<int32_t>(std::min<int64_t>(cuda::kMaxKeySplits, (target + base - 1) / base))
+               : 1;
+  }
+
   bool plan_key_splits(const StepBatch& batch, int64_t n) {
-    const auto base = static_cast<int32_t>(h_tiles.size() / 4);
     // Fewer tiles than the target (key_split_blocks_per_sm): decode rows split their keys into
     // ranges, merged by a second kernel, until the tiles reach it.
-    const int64_t target = opt.key_split_blocks_per_sm * sm_count;
-    const int32_t want = base > 0 && base < target
-                             ? static_cast<int32_t>(std::min<int64_t>(cuda::kMaxKeySplits, (target + base - 1) / base))
-                             : 1;
+    const int32_t want = key_ranges(static_cast<int32_t>(h_tiles.size() / 4));
     h_row_split.assign(2 * n, 0);
     int32_t slots = 0;
     const auto seqs = static_cast<std::size_t>(batch.seqs.size());
@@ -504,6 +526,53 @@ struct CudaEngine::Impl {
     }
     cuda::launch_tiles(h_tiles, h_row_split, h_launch_tiles);
     return slots > 0;
+  }
+
+  // Whether the last layer takes the picked rows alone past attention: in a step that picks
+  // fewer rows than it has (a prompt's last row), the other rows' outputs reach no logits and
+  // no later layer, while their keys and values, written before, are all the cache needs. Then
+  // h_kept lists the rows of the activations kept: the picks, and the same rows' low halves
+  // for split rows; and `f` must hold them while they move.
+  bool plan_last_layer_rows(int64_t n) {
+    h_kept.clear();
+    h_last_tiles.clear();
+    h_last_row_split.clear();
+    const auto np = static_cast<int64_t>(h_pick.size());
+    if (np == 0 || np >= n) return false;
+    const int64_t widest = std::max<int64_t>(nq * cfg.head_dim, cfg.hidden_size);
+    if (static_cast<std::size_t>(2 * np * widest * 4) > f.size() * sizeof(float)) return false;
+    h_kept = h_pick;
+    if (split)
+      for (int64_t k = 0; k < np; ++k) h_kept.push_back(static_cast<int32_t>(n + h_pick[k]));
+    // Their attention as decode rows: single-row tiles of the picked rows, keys split into
+    // ranges (h_last_row_split, indexed by row as h_row_split is) to fill the SMs.
+    std::vector<int32_t> tiles;
+    const int32_t group = static_cast<int32_t>(cfg.group_size());
+    for (const int32_t r : h_pick)
+      cuda::attention_tiles(r, 1, static_cast<int32_t>(nq), static_cast<int32_t>(plan.q_begin), group, tile_heads(np),
+                            tile_queries, tiles);
+    const int32_t ranges = key_ranges(static_cast<int32_t>(tiles.size() / 4));
+    h_last_row_split.assign(2 * n, 0);
+    int32_t slots = 0;
+    for (const int32_t r : h_pick) {
+      h_last_row_split[2 * r] = 1;
+      if (ranges < 2 || slots + ranges > cuda::kKeySplitSlots) continue;
+      h_last_row_split[2 * r] = ranges;
+      h_last_row_split[2 * r + 1] = slots;
+      slots += ranges;
+    }
+    last_key_split = slots > 0;
+    cuda::launch_tiles(tiles, h_last_row_split, h_last_tiles);
+    return true;
+  }
+
+  // Moves rows `kept` (np of them, or 2 np with a step's split halves) of an activation buffer
+  // of `width` elements a row in the step's form to its front, as np rows in the same form.
+  void keep_rows(void* buf, int64_t width, const int32_t* kept, int64_t np) {
+    const std::size_t elem = acts == cuda::Activations::fp32_rows ? 4 : 2;
+    const int64_t count = acts == cuda::Activations::split_halves ? 2 * np : np;
+    cuda::gather_rows(buf, kept, count, width * static_cast<int64_t>(elem), f.get(), stream);
+    EYRIE_CUDA_CHECK(cudaMemcpyAsync(buf, f.get(), count * width * elem, cudaMemcpyDeviceToDevice, stream));
   }
 
   // y = x W^T over split-bf16 rows (see cuda/kernels.hpp): both halves of the n rows when the
@@ -819,14 +888,8 @@ struct CudaEngine::Impl {
         decode_only ? std::max(real_seqs, std::min(cuda::decode_bucket(real_seqs), opt.max_step_tokens)) - real_seqs
                     : 0;
     if (decode_only) decoding = static_cast<int32_t>(real_seqs + pad_rows);
-    // Few decoding rows: split their head groups over more blocks so the SMs stay busy; more:
-    // whole groups per block, so each key is read and converted once for all heads that share
-    // it, and key splits fill the SMs.
     const int32_t group = static_cast<int32_t>(cfg.group_size());
-    const int32_t tiles_per_row =
-        decoding <= opt.decode_head_split_rows_max ? std::max(1, 2 * sm_count / std::max(1, decoding)) : 1;
-    int32_t max_heads = std::max(4, (group + tiles_per_row - 1) / tiles_per_row);
-    max_heads = (max_heads + head_multiple - 1) / head_multiple * head_multiple;
+    const int32_t max_heads = tile_heads(decoding);
     h_tables.assign((batch.seqs.size() + (pad_rows > 0 ? 1 : 0)) * max_blocks, pad_block);
     for (std::size_t si = 0; si < batch.seqs.size(); ++si) {
       const auto& s = batch.seqs[si];
@@ -859,9 +922,11 @@ struct CudaEngine::Impl {
       throw InvalidArgument("step: " + std::to_string(n) + " token rows exceed this engine's limit of " +
                             std::to_string(opt.max_step_tokens));
     const bool key_split = plan_key_splits(batch, n);
+    const bool last_picked = plan_last_layer_rows(n);
     using Index = StepIndex;
-    const std::array<const std::vector<int32_t>*, Index::parts> index{&h_tokens,    &h_pos,          &h_seq,   &h_pick,
-                                                                      &h_row_split, &h_launch_tiles, &h_tables};
+    const std::array<const std::vector<int32_t>*, Index::parts> index{
+        &h_tokens,       &h_pos,        &h_seq,           &h_pick,  &h_kept, &h_row_split,
+        &h_launch_tiles, &h_last_row_split, &h_last_tiles, &h_tables};
     std::array<std::size_t, Index::parts> index_sizes{};
     for (int k = 0; k < Index::parts; ++k) index_sizes[k] = index[k]->size();
     d_index.place(index_sizes);
@@ -873,8 +938,9 @@ struct CudaEngine::Impl {
     step_in.copy_queued(stream);
     const int32_t *d_tokens = d_index.at[Index::tokens], *d_pos = d_index.at[Index::pos],
                   *d_seq = d_index.at[Index::seq], *d_pick = d_index.at[Index::pick],
-                  *d_tiles = d_index.at[Index::tiles];
+                  *d_kept = d_index.at[Index::kept], *d_tiles = d_index.at[Index::tiles];
     const cuda::KeySplits splits{key_split, d_index.at[Index::row_split], part_o.get(), part_ml.get()};
+    const cuda::KeySplits last_splits{last_key_split, d_index.at[Index::last_row_split], part_o.get(), part_ml.get()};
 
     const FalconConfig::QkvLayout layout = plan.qkv_layout(cfg);
     cuda::AttentionShape as{static_cast<int32_t>(nq),
@@ -915,14 +981,18 @@ struct CudaEngine::Impl {
       const Layer& L = layers[li];
       prof.mark("norm", stream);
       const bool two = cfg.two_layernorms();
-      const auto summed_tiling = summed_outputs(L, n);
+      // The rows past attention: in the last layer of a step with rows picked out, those alone.
+      const bool last = last_picked && li + 1 == layers.size();
+      const int64_t rows = last ? np : n;
+      const auto summed_tiling = summed_outputs(L, rows);
       const bool summed = summed_tiling.has_value();
-      // Parallel blocks: the MLP needs only the normed input, so it can start now.
-      const bool fork = mlp_stream && n <= opt.concurrent_mlp_rows_max && !prof.on();
+      // Parallel blocks: the MLP needs only the normed input, so it can start now (but for
+      // picked rows, once they are picked).
+      const bool fork = mlp_stream && n <= opt.concurrent_mlp_rows_max && !prof.on() && !last;
       // Larger steps of bf16 rows: the MLP's first product and its GELU alone on the branch.
       // With split rows, forking made 2048-token prompts 1% slower on the H200.
       const bool fork_up = mlp_stream && !fork && !split && opt.concurrent_mlp_up_rows_min > 0 &&
-                           n >= opt.concurrent_mlp_up_rows_min && !prof.on();
+                           n >= opt.concurrent_mlp_up_rows_min && !prof.on() && !last;
       // With the output products summed, the norm and both products of its output go on the
       // branch: query_key_value, launched to read its first weights during the norm, then
       // dense_h_to_4h, launched to run beside it, so that the product the attention chain waits
@@ -967,43 +1037,54 @@ struct CudaEngine::Impl {
       prof.mark("rotary_kv", stream);
       cuda::qkv_to_cache(qkv.get(), L.qkv.bias(), n, as, meta, q.get(), kc, vc, stream);
       prof.mark("attention", stream);
-      cuda::paged_attention(q.get(), kc, vc, n, static_cast<int32_t>(h_launch_tiles.size() / cuda::kAttentionTileInts),
-                            d_tiles, as, meta, alibi_slopes.get(), attn.get(), splits, stream);
+      if (last)
+        cuda::paged_attention(q.get(), kc, vc, n, static_cast<int32_t>(h_last_tiles.size() / cuda::kAttentionTileInts),
+                              d_index.at[Index::last_tiles], as, meta, alibi_slopes.get(), attn.get(), last_splits,
+                              stream);
+      else
+        cuda::paged_attention(q.get(), kc, vc, n, static_cast<int32_t>(h_launch_tiles.size() / cuda::kAttentionTileInts),
+                              d_tiles, as, meta, alibi_slopes.get(), attn.get(), splits, stream);
+      if (last) {
+        keep_rows(attn.get(), nq * cfg.head_dim, d_kept, np);
+        if (cfg.parallel_attn) keep_rows(two ? m.get() : a.get(), h, d_kept, np);
+        cuda::gather_rows(x.get(), d_kept, np, h * static_cast<int64_t>(sizeof(float)), f.get(), stream);
+        EYRIE_CUDA_CHECK(cudaMemcpyAsync(x.get(), f.get(), np * h * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+      }
       // The output products that add themselves into x, with no output of their own for the
       // residual to add; the MLP's only off the branch, whose product would race the chain's.
-      const bool dense_into_x = !summed && adds_into_x(L.dense, attn.get(), n);
-      const bool mlp_into_x = !summed && !fork && adds_into_x(L.h4_to_h, fb.get(), n);
+      const bool dense_into_x = !summed && adds_into_x(L.dense, attn.get(), rows);
+      const bool mlp_into_x = !summed && !fork && adds_into_x(L.h4_to_h, fb.get(), rows);
       if (!summed) {
         prof.mark("gemm_dense", stream);
         if (dense_into_x)
-          add_product_into_x(attn.get(), n, L.dense);
+          add_product_into_x(attn.get(), rows, L.dense);
         else
-          gemm_rows(attn.get(), n, L.dense.w.get(), h, L.dense.in, o.get());
+          gemm_rows(attn.get(), rows, L.dense.w.get(), h, L.dense.in, o.get());
       }
       prof.mark("other", stream);
       const bf16* mlp_in = a.get();
       if (cfg.parallel_attn) {
         if (cfg.two_layernorms()) mlp_in = m.get();
       } else if (comm) {
-        add_to_residual(o.get(), L.dense.bias(), nullptr, nullptr, n);
-        cuda::layer_norm(x.get(), nullptr, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream, acts);
+        add_to_residual(o.get(), L.dense.bias(), nullptr, nullptr, rows);
+        cuda::layer_norm(x.get(), nullptr, rows, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream, acts);
         mlp_in = m.get();
       } else {
         const cuda::PendingResidual attn_res =
             dense_into_x ? cuda::PendingResidual{}
                          : cuda::PendingResidual{o.get(), L.dense.bias(), nullptr, nullptr, split};
-        cuda::residual_layer_norm(x.get(), attn_res, n, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), nullptr, nullptr, eps,
+        cuda::residual_layer_norm(x.get(), attn_res, rows, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), nullptr, nullptr, eps,
                                   m.get(), nullptr, stream, acts);
         mlp_in = m.get();
       }
       if (fork || fork_up) EYRIE_CUDA_CHECK(cudaStreamWaitEvent(stream, join_event, 0));
       if (fork_up && !summed)
-        mlp_down(L, n, false, mlp_into_x);
+        mlp_down(L, rows, false, mlp_into_x);
       else if (!fork && !fork_up)
-        mlp(L, mlp_in, n, false, !summed, false, mlp_into_x);
+        mlp(L, mlp_in, rows, false, !summed, false, mlp_into_x);
       if (summed) {
         prof.mark("gemm_out", stream);
-        sum_outputs(L, n, *summed_tiling);
+        sum_outputs(L, rows, *summed_tiling);
       }
       prof.mark("residual", stream);
       // What is left to add: a product added into x has no bias (adds_into_x), so it drops out
@@ -1017,11 +1098,13 @@ struct CudaEngine::Impl {
       if (!comm && li + 1 < layers.size())
         pending = res;
       else if (res.a)
-        add_to_residual(res.a, res.a_bias, res.c, res.c_bias, n);
+        add_to_residual(res.a, res.a_bias, res.c, res.c_bias, rows);
       if (li == 0) graph_cut();
     }
     prof.mark("lm_head", stream);
-    cuda::layer_norm(x.get(), d_pick, np, h, ln_f.w.get(), ln_f.b.get(), eps, lnf.get(), stream, acts);
+    // After a last layer of picked rows, x holds those alone, in order.
+    cuda::layer_norm(x.get(), last_picked ? nullptr : d_pick, np, h, ln_f.w.get(), ln_f.b.get(), eps, lnf.get(), stream,
+                     acts);
     // A whole vocabulary without halves to add goes straight to the logits.
     gemm_rows(lnf.get(), np, lm_head, vocab_rows, h, comm || split ? logits_split.get() : logits.get());
     if (comm)

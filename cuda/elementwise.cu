@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
 
 #include "cuda/check.hpp"
 #include "cuda/dependent_launch.cuh"
@@ -101,6 +102,16 @@ __global__ void bias_gelu_inplace_kernel(bf16* x, const float* bias, int64_t row
     gelu_store(k0, p0);
     if (second) gelu_store(k1, p1);
   }
+}
+
+// grid: (rows gathered, column chunks); W-byte words, W 16 or 4.
+template <typename Word>
+__global__ void gather_rows_kernel(const Word* src, const int32_t* rows, int64_t words, Word* dst) {
+  const Word* from = src + static_cast<int64_t>(rows[blockIdx.x]) * words;
+  Word* to = dst + static_cast<int64_t>(blockIdx.x) * words;
+  for (int64_t i = blockIdx.y * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < words;
+       i += static_cast<int64_t>(gridDim.y) * blockDim.x)
+    to[i] = from[i];
 }
 
 __global__ void residual_kernel(float* x, const float* a, const float* ab, const float* c, const float* cb,
@@ -212,6 +223,25 @@ __global__ void add_kernel(float* x, const float* p, int64_t n) {
     x[i] += p[i];
 }
 }  // namespace
+
+void gather_rows(const void* src, const int32_t* rows, int64_t count, int64_t row_bytes, void* dst, cudaStream_t s) {
+  if (count == 0) return;
+  if (row_bytes <= 0 || row_bytes % 4 != 0)
+    throw InvalidArgument("gather_rows: rows must be a positive multiple of 4 bytes, not " +
+                          std::to_string(row_bytes));
+  constexpr unsigned kThreads = 256;
+  const bool wide = row_bytes % 16 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0 &&
+                    reinterpret_cast<uintptr_t>(dst) % 16 == 0;
+  const int64_t words = row_bytes / (wide ? 16 : 4);
+  const dim3 grid(static_cast<unsigned>(count),
+                  static_cast<unsigned>(std::min<int64_t>((words + kThreads - 1) / kThreads, 65535)));
+  if (wide)
+    gather_rows_kernel<<<grid, kThreads, 0, s>>>(static_cast<const uint4*>(src), rows, words, static_cast<uint4*>(dst));
+  else
+    gather_rows_kernel<<<grid, kThreads, 0, s>>>(static_cast<const uint32_t*>(src), rows, words,
+                                                 static_cast<uint32_t*>(dst));
+  EYRIE_CUDA_LAUNCHED();
+}
 
 void add_inplace(float* x, const float* p, int64_t n, cudaStream_t s) {
   if (n == 0) return;

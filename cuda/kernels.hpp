@@ -228,6 +228,9 @@ void gemv_products(int64_t rows, Activations form, const GemvProduct& first, con
 void residual_add(float* x, const float* a, const float* a_bias, const float* c, const float* c_bias,
                   int64_t rows, int64_t cols, cudaStream_t s, bool halves = true);
 
+// dst row k = src row rows[k], for k < count; rows of row_bytes bytes, a multiple of 4.
+void gather_rows(const void* src, const int32_t* rows, int64_t count, int64_t row_bytes, void* dst, cudaStream_t s);
+
 // x[i] += p[i]: a tensor-parallel layer's all-reduced output into the residual stream.
 void add_inplace(float* x, const float* p, int64_t n, cudaStream_t s);
 
