@@ -138,6 +138,64 @@ TEST_P(CudaReference, PromptStepWithTheMlpUpProjectionBesideTheChainGivesTheSame
   for (std::size_t i = 0; i < runs[0].size(); ++i) ASSERT_EQ(runs[0][i], runs[1][i]) << "row " << i;
 }
 
+// A step that picks its prompts' last rows alone runs the last layer past attention on those
+// rows (as decode rows, keys split into ranges). Every prompt in one step, on split halves and
+// on bf16 rows: the last rows' ten likeliest tokens against the reference (bounds as above) and
+// against the same step with every row's logits (up to 2.3e-2 on bf16 rows and 1.3e-4 on split
+// halves on the H200, 2026-11-29). A two-row prompt, whose picked row goes on as an fp32 row,
+// against its step with both rows.
+TEST_P(CudaReference, StepsPickingTheirLastRowsMatchStepsWithEveryRow) {
+  auto model = FalconModel::load(GetParam());
+  const auto cases = test::load_reference(GetParam() + "/reference.json");
+  auto logprob = [](const StepOutput& out, std::size_t seq, int32_t id) {
+    return static_cast<double>(out.last(seq)[id] - out.last_logsumexp(seq));
+  };
+  for (int64_t split_max : {int64_t{0}, int64_t{1} << 20}) {
+    CudaEngineOptions o;
+    o.kv_tokens = 4096;
+    o.split_rows_max = split_max;
+    CudaEngine engine(model, o);
+    std::vector<std::vector<int32_t>> blocks;
+    int32_t first_block = 0;
+    for (const auto& rc : cases) {
+      blocks.push_back(blocks_for(engine.kv_spec(), rc.ids.size(), first_block));
+      first_block += static_cast<int32_t>(blocks.back().size());
+    }
+    StepOutput every, picked;
+    for (const bool all : {true, false}) {
+      StepBatch batch;
+      for (std::size_t c = 0; c < cases.size(); ++c) batch.seqs.push_back({c + 1, 0, cases[c].ids, blocks[c], all});
+      engine.step(batch, all ? every : picked);
+    }
+    double worst_ref = 0, worst_rows = 0;
+    for (std::size_t c = 0; c < cases.size(); ++c) {
+      for (std::size_t k = 0; k < cases[c].top10_ids.size(); ++k) {
+        const int32_t id = cases[c].top10_ids[k];
+        worst_ref = std::max(worst_ref, std::abs(logprob(picked, c, id) - cases[c].top10_logprobs[k]));
+        worst_rows = std::max(worst_rows, std::abs(logprob(picked, c, id) - logprob(every, c, id)));
+      }
+      if (split_max > 0 && cases[c].greedy_margins[0] > 0.1) {
+        EXPECT_EQ(picked.last_argmax(c), cases[c].greedy_ids[0]);
+      }
+    }
+    std::printf("%s split_rows_max %lld: picked rows against the reference %.4f, against every row %.2e\n",
+                test::fixture_name(GetParam()).c_str(), static_cast<long long>(split_max), worst_ref, worst_rows);
+    EXPECT_LT(worst_ref, split_max == 0 ? 1.0 : kBf16LogprobTol);
+    EXPECT_LT(worst_rows, split_max == 0 ? 0.25 : 1e-3);
+  }
+  CudaEngine engine(model, {.block_size = 16, .kv_tokens = 2048, .fp32_gemv_rows_max = 2});
+  const std::vector<int32_t> two(cases[0].ids.begin(), cases[0].ids.begin() + 2);
+  const auto blocks = blocks_for(engine.kv_spec(), two.size());
+  StepOutput every, picked;
+  for (const bool all : {true, false}) {
+    StepBatch batch;
+    batch.seqs.push_back({1, 0, two, blocks, all});
+    engine.step(batch, all ? every : picked);
+  }
+  ASSERT_EQ(picked.num_rows(0), 1u);
+  for (const int32_t id : cases[0].top10_ids) EXPECT_NEAR(logprob(picked, 0, id), logprob(every, 0, id), 1e-3);
+}
+
 // Decode steps replayed from CUDA graphs, the MLP run on its own stream beside the attention
 // chain, and weight-streaming products started early (with a parallel block's output products
 // summed in one launch or not) give the same bits as the same kernels launched one by one, in
