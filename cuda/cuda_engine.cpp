@@ -486,10 +486,9 @@ struct CudaEngine::Impl {
   // key splits fill the SMs.
   int32_t tile_heads(int64_t decoding) const {
     const int32_t group = static_cast<int32_t>(cfg.group_size());
-    const int32_t tiles_per_row =
-        decoding <= opt.decode_head_split_rows_max
-            ? std::max(1, 2 * sm_count / static_cast<int32_t>(std::max<int64_t>(1, decoding)))
-            : 1;
+    const int32_t tiles_per_row = decoding <= opt.decode_head_split_rows_max
+                                      ? std::max(1, 2 * sm_count / static_cast<int32_t>(std::max<int64_t>(1, decoding)))
+                                      : 1;
     const int32_t max_heads = std::max(4, (group + tiles_per_row - 1) / tiles_per_row);
     return (max_heads + head_multiple - 1) / head_multiple * head_multiple;
   }
@@ -925,8 +924,8 @@ struct CudaEngine::Impl {
     const bool last_picked = plan_last_layer_rows(n);
     using Index = StepIndex;
     const std::array<const std::vector<int32_t>*, Index::parts> index{
-        &h_tokens,       &h_pos,        &h_seq,           &h_pick,  &h_kept, &h_row_split,
-        &h_launch_tiles, &h_last_row_split, &h_last_tiles, &h_tables};
+        &h_tokens,         &h_pos,        &h_seq,   &h_pick, &h_kept, &h_row_split, &h_launch_tiles,
+        &h_last_row_split, &h_last_tiles, &h_tables};
     std::array<std::size_t, Index::parts> index_sizes{};
     for (int k = 0; k < Index::parts; ++k) index_sizes[k] = index[k]->size();
     d_index.place(index_sizes);
@@ -937,8 +936,8 @@ struct CudaEngine::Impl {
       std::memcpy(staged + (d_index.at[k] - d_index.at[0]) * 4, index[k]->data(), index[k]->size() * 4);
     step_in.copy_queued(stream);
     const int32_t *d_tokens = d_index.at[Index::tokens], *d_pos = d_index.at[Index::pos],
-                  *d_seq = d_index.at[Index::seq], *d_pick = d_index.at[Index::pick],
-                  *d_kept = d_index.at[Index::kept], *d_tiles = d_index.at[Index::tiles];
+                  *d_seq = d_index.at[Index::seq], *d_pick = d_index.at[Index::pick], *d_kept = d_index.at[Index::kept],
+                  *d_tiles = d_index.at[Index::tiles];
     const cuda::KeySplits splits{key_split, d_index.at[Index::row_split], part_o.get(), part_ml.get()};
     const cuda::KeySplits last_splits{last_key_split, d_index.at[Index::last_row_split], part_o.get(), part_ml.get()};
 
@@ -1042,8 +1041,9 @@ struct CudaEngine::Impl {
                               d_index.at[Index::last_tiles], as, meta, alibi_slopes.get(), attn.get(), last_splits,
                               stream);
       else
-        cuda::paged_attention(q.get(), kc, vc, n, static_cast<int32_t>(h_launch_tiles.size() / cuda::kAttentionTileInts),
-                              d_tiles, as, meta, alibi_slopes.get(), attn.get(), splits, stream);
+        cuda::paged_attention(q.get(), kc, vc, n,
+                              static_cast<int32_t>(h_launch_tiles.size() / cuda::kAttentionTileInts), d_tiles, as, meta,
+                              alibi_slopes.get(), attn.get(), splits, stream);
       if (last) {
         keep_rows(attn.get(), nq * cfg.head_dim, d_kept, np);
         if (cfg.parallel_attn) keep_rows(two ? m.get() : a.get(), h, d_kept, np);
