@@ -411,6 +411,110 @@ __global__ void __launch_bounds__(kThreads) attention_ring(const bf16* q, const 
   store_output(o, sm, out, row_a, row_b, c2);
 }
 
+// Warp-specialized: one producer warp copies every tile into a ring of stages, and the two
+// consumer warpgroups only multiply and run the softmax. Each consumer warpgroup overlaps its
+// own products with its softmax: tile j + 1's scores and tile j's P V are issued together, and
+// tile j + 1's softmax runs while P V is on the tensor cores. One block an SM at up to 224
+// registers. Stage s is free again once all 256 consumer threads are past P V of its tile.
+constexpr int kSpecThreads = kThreads + 32;
+
+template <int kN, int kRing>
+__device__ void copy_tile_by_warp(unsigned char* kt, const bf16* k, const bf16* v, int k0, int keys, int lane) {
+  constexpr int kTileBytes = kN * kHd * 2;
+#pragma unroll 4
+  for (int i = 0; i < kN * 8 / 32; ++i) {
+    const int e = lane + i * 32;
+    const int kk = (e / 64) * 8 + e % 8, d = ((e / 8) % 8) * 8;
+    const bool valid = k0 + kk < keys;
+    const int64_t at = valid ? static_cast<int64_t>(k0 + kk) * kHd + d : 0;
+    copy_async16(kt + e * 16, k + at, valid);
+    copy_async16(kt + kTileBytes + e * 16, v + at, valid);
+  }
+}
+
+template <int kN, int kRing>
+__global__ void __launch_bounds__(kSpecThreads, 1) attention_specialized(const bf16* q, const bf16* k, const bf16* v,
+                                                                         int keys, float* out, bool triangle) {
+  constexpr int kTileBytes = kN * kHd * 2;
+  if (triangle) {
+    keys = triangle_keys();
+    out += static_cast<int64_t>(blockIdx.x) * kQueries * kHd;
+  }
+  extern __shared__ __align__(1024) unsigned char smem[];
+  auto* full = reinterpret_cast<uint64_t*>(smem + kRing * 2 * kTileBytes);
+  uint64_t* empty = full + kRing;
+  const int t = threadIdx.x, warp = t / 32, lane = t % 32, g = lane / 4, c2 = (lane % 4) * 2;
+  if (t == 0) {
+    for (int i = 0; i < kRing; ++i) {
+      barrier_init(&full[i], 32);
+      barrier_init(&empty[i], kThreads);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+  const int tiles = (keys + kN - 1) / kN;
+  auto tile_k = [&](int tile) { return smem + (tile % kRing) * 2 * kTileBytes; };
+  if (warp == kThreads / 32) {
+    for (int j = 0; j < tiles; ++j) {
+      const int st = j % kRing;
+      if (j >= kRing) barrier_wait(&empty[st], ((j / kRing) - 1) & 1);
+      copy_tile_by_warp<kN, kRing>(tile_k(j), k, v, j * kN, keys, lane);
+      barrier_arrive_on_copies(&full[st]);
+    }
+    return;
+  }
+  const int row_a = warp * 16 + g, row_b = row_a + 8;
+  uint32_t qf[kHd / 16][4];
+  load_queries(q, qf, row_a, row_b, c2);
+  auto wait_full = [&](int j) {
+    barrier_wait(&full[j % kRing], (j / kRing) & 1);
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  };
+  float o[32];
+#pragma unroll
+  for (float& x : o) x = 0.f;
+  Softmax sm;
+  float s[kN / 2];
+  uint32_t pf[kN / 16][4], pk[kN / 16][4];
+  wait_full(0);
+#pragma unroll
+  for (float& x : s) x = 0.f;
+  wgmma_fence();
+  scores<kN>(s, qf, tile_k(0));
+  wgmma_commit();
+  wgmma_wait<0>();
+  sm.step<kN>(s, pf, keys, c2);
+  auto turn = [&](int j, const uint32_t(&cur)[kN / 16][4], uint32_t(&next)[kN / 16][4]) {
+    const bool more = j + 1 < tiles;
+    if (more) {
+      wait_full(j + 1);
+#pragma unroll
+      for (float& x : s) x = 0.f;
+    }
+    wgmma_fence();
+    if (more) {
+      scores<kN>(s, qf, tile_k(j + 1));
+      wgmma_commit();
+    }
+    values<kN>(o, cur, tile_k(j) + kTileBytes);
+    wgmma_commit();
+    if (more) {
+      wgmma_wait<1>();
+      sm.step<kN>(s, next, keys - (j + 1) * kN, c2);
+      wgmma_wait<0>();
+      sm.rescale(o);
+    } else {
+      wgmma_wait<0>();
+    }
+    barrier_arrive(&empty[j % kRing]);
+  };
+  for (int j = 0; j < tiles; j += 2) {
+    turn(j, pf, pk);
+    if (j + 1 < tiles) turn(j + 1, pk, pf);
+  }
+  store_output(o, sm, out, row_a, row_b, c2);
+}
+
 using Kernel = void (*)(const bf16*, const bf16*, const bf16*, int, float*, bool);
 
 struct Variant {
@@ -419,6 +523,7 @@ struct Variant {
   int key_tile;
   int stages = kStages;
   int extra_bytes = 0;  // the ring's barriers
+  int threads = kThreads;
 
   int smem_bytes() const { return stages * 2 * key_tile * kHd * 2 + extra_bytes; }
 };
@@ -447,6 +552,9 @@ int main(int argc, char** argv) {
       {"ring of 4, 64-key, 2 ahead", attention_ring<64, 4, 2>, 64, 4, 64},
       {"ring of 5, 64-key, 2 ahead", attention_ring<64, 5, 2>, 64, 5, 80},
       {"ring of 3, 128-key, 1 ahead", attention_ring<128, 3, 1>, 128, 3, 48},
+      {"specialized, 128-key, ring 4", attention_specialized<128, 4>, 128, 4, 64, kSpecThreads},
+      {"specialized, 128-key, ring 3", attention_specialized<128, 3>, 128, 3, 48, kSpecThreads},
+      {"specialized, 64-key, ring 6", attention_specialized<64, 6>, 64, 6, 96, kSpecThreads},
   };
   for (const Variant& var : variants) {
     const int bytes = var.smem_bytes();
@@ -454,7 +562,7 @@ int main(int argc, char** argv) {
     cudaFuncAttributes attr{};
     check("attributes", cudaFuncGetAttributes(&attr, var.kernel));
     int blocks = 0;
-    check("occupancy", cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, var.kernel, kThreads, bytes));
+    check("occupancy", cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, var.kernel, var.threads, bytes));
     std::printf("%-28s %d registers, %d local bytes, %d blocks an SM\n", var.name, attr.numRegs,
                 static_cast<int>(attr.localSizeBytes), blocks);
   }
@@ -497,7 +605,7 @@ int main(int argc, char** argv) {
     }
     for (const Variant& var : variants) {
       check("clear", cudaMemset(dout, 0, got.size() * 4));
-      var.kernel<<<1, kThreads, var.smem_bytes()>>>(dq, dk, dv, keys, dout, false);
+      var.kernel<<<1, var.threads, var.smem_bytes()>>>(dq, dk, dv, keys, dout, false);
       check(var.name, cudaGetLastError());
       check(var.name, cudaDeviceSynchronize());
       check("copy back", cudaMemcpy(got.data(), dout, got.size() * 4, cudaMemcpyDeviceToHost));
@@ -528,7 +636,7 @@ int main(int argc, char** argv) {
       std::vector<float> times;
       for (int rep = 0; rep < (only ? 3 : 12); ++rep) {
         check("event", cudaEventRecord(start));
-        var.kernel<<<kBlocks, kThreads, var.smem_bytes()>>>(dq, tk, tv, kMaxKeys, tout, true);
+        var.kernel<<<kBlocks, var.threads, var.smem_bytes()>>>(dq, tk, tv, kMaxKeys, tout, true);
         check("event", cudaEventRecord(stop));
         check(var.name, cudaEventSynchronize(stop));
         float ms = 0;
