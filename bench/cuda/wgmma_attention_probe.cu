@@ -7,7 +7,9 @@
 // 128, SBO 1024; values N-major with the transpose bit: LBO 1024, SBO 128).
 //
 // Variants: key tiles of 64 or 128; serial (each product waited for before the next step) or
-// overlapped (a tile's P V product runs while the next tile's scores go through the softmax).
+// overlapped (a tile's P V product runs while the next tile's scores go through the softmax);
+// a ring of stages with barriers; warp-specialized (a producer warp copies, two consumer
+// warpgroups multiply and overlap their softmax with their products).
 // Timed: the work of one Falcon-7B layer's 2048-token prefill attention, 1,136 blocks of 128
 // queries over 2,048 down to 64 keys, longest first (a causal prefill's tiles in the engine's
 // order), for comparison with the engine's mma.sync kernel: 180-203 us a layer in its timelines
@@ -418,7 +420,7 @@ __global__ void __launch_bounds__(kThreads) attention_ring(const bf16* q, const 
 // registers. Stage s is free again once all 256 consumer threads are past P V of its tile.
 constexpr int kSpecThreads = kThreads + 32;
 
-template <int kN, int kRing>
+template <int kN>
 __device__ void copy_tile_by_warp(unsigned char* kt, const bf16* k, const bf16* v, int k0, int keys, int lane) {
   constexpr int kTileBytes = kN * kHd * 2;
 #pragma unroll 4
@@ -458,7 +460,7 @@ __global__ void __launch_bounds__(kSpecThreads, 1) attention_specialized(const b
     for (int j = 0; j < tiles; ++j) {
       const int st = j % kRing;
       if (j >= kRing) barrier_wait(&empty[st], ((j / kRing) - 1) & 1);
-      copy_tile_by_warp<kN, kRing>(tile_k(j), k, v, j * kN, keys, lane);
+      copy_tile_by_warp<kN>(tile_k(j), k, v, j * kN, keys, lane);
       barrier_arrive_on_copies(&full[st]);
     }
     return;
