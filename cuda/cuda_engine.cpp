@@ -478,8 +478,6 @@ struct CudaEngine::Impl {
     fp32_rows_fit = products_fit_fp32_rows();
   }
 
-  // Expands h_tiles into the launched tiles, splitting the keys of decode rows over several
-  // blocks when the step has too few tiles to fill the SMs. Returns whether any row was split.
   // The most heads of a group one attention tile takes in a step of `decoding` single-row
   // tiles. Few: their head groups split over more blocks so the SMs stay busy; more: whole
   // groups per block, so each key is read and converted once for all heads that share it, and
@@ -502,6 +500,8 @@ struct CudaEngine::Impl {
                : 1;
   }
 
+  // Expands h_tiles into the launched tiles, splitting the keys of decode rows over several
+  // blocks when the step has too few tiles to fill the SMs. Returns whether any row was split.
   bool plan_key_splits(const StepBatch& batch, int64_t n) {
     // Fewer tiles than the target (key_split_blocks_per_sm): decode rows split their keys into
     // ranges, merged by a second kernel, until the tiles reach it.
@@ -531,7 +531,7 @@ struct CudaEngine::Impl {
   // fewer rows than it has (a prompt's last row), the other rows' outputs reach no logits and
   // no later layer, while their keys and values, written before, are all the cache needs. Then
   // h_kept lists the rows of the activations kept: the picks, and the same rows' low halves
-  // for split rows; and `f` must hold them while they move.
+  // for split rows; and `f` must hold them while they move (keep_rows: 4 bytes a value at most).
   bool plan_last_layer_rows(int64_t n) {
     h_kept.clear();
     h_last_tiles.clear();
@@ -539,7 +539,7 @@ struct CudaEngine::Impl {
     const auto np = static_cast<int64_t>(h_pick.size());
     if (np == 0 || np >= n) return false;
     const int64_t widest = std::max<int64_t>(nq * cfg.head_dim, cfg.hidden_size);
-    if (static_cast<std::size_t>(2 * np * widest * 4) > f.size() * sizeof(float)) return false;
+    if (static_cast<std::size_t>(np * widest * 4) > f.size() * sizeof(float)) return false;
     h_kept = h_pick;
     if (split)
       for (int64_t k = 0; k < np; ++k) h_kept.push_back(static_cast<int32_t>(n + h_pick[k]));
