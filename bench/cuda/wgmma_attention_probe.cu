@@ -43,19 +43,25 @@ constexpr float kLog2e = 1.4426950408889634f;
 // In log2 units: probabilities stay below 2^11.5 before the base moves.
 constexpr float kSlack2 = 8.f * kLog2e;
 
-__device__ uint32_t pack_bf16(float lo, float hi) { return eyrie::cuda::as_u32(__floats2bfloat162_rn(lo, hi)); }
+__device__ uint32_t pack_bf16(float lo, float hi) {
+  return eyrie::cuda::as_u32(__floats2bfloat162_rn(lo, hi));
+}
 
 __device__ void copy_async16(void* dst, const void* src, bool valid) {
   const auto d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0) : "memory");
 }
-__device__ void copy_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ void copy_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
 template <int kPending>
 __device__ void copy_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
-__device__ uint32_t smem_address(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+__device__ uint32_t smem_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
 __device__ void barrier_init(uint64_t* b, int count) {
   asm volatile("mbarrier.init.shared.b64 [%0], %1;\n" ::"r"(smem_address(b)), "r"(count) : "memory");
 }
@@ -77,7 +83,9 @@ __device__ void barrier_wait(uint64_t* b, uint32_t parity) {
 
 // A causal prefill's key counts, 64 to 2,048 over the grid, longest first as the engine runs its
 // tiles (so that the last wave is not held up by a long block).
-__device__ int triangle_keys() { return (32 - static_cast<int>(blockIdx.x * 32 / gridDim.x)) * 64; }
+__device__ int triangle_keys() {
+  return (32 - static_cast<int>(blockIdx.x * 32 / gridDim.x)) * 64;
+}
 
 // One warpgroup's running softmax over its warp's rows a and b (this thread's two).
 struct Softmax {
@@ -215,8 +223,8 @@ __device__ void values(float (&o)[32], const uint32_t (&pf)[kN / 16][4], const u
 // One tile with each product waited for before the next step: scores (by score(s, kt)), the
 // softmax, then P V into o. kt is the stage's K tile, its V tile after it.
 template <int kN, typename Score>
-__device__ void serial_tile(Score&& score, float (&s)[kN / 2], uint32_t (&pf)[kN / 16][4], float (&o)[32],
-                            Softmax& sm, const unsigned char* kt, int valid, int c2) {
+__device__ void serial_tile(Score&& score, float (&s)[kN / 2], uint32_t (&pf)[kN / 16][4], float (&o)[32], Softmax& sm,
+                            const unsigned char* kt, int valid, int c2) {
 #pragma unroll
   for (float& x : s) x = 0.f;
   wgmma_fence();
@@ -231,13 +239,38 @@ __device__ void serial_tile(Score&& score, float (&s)[kN / 2], uint32_t (&pf)[kN
   wgmma_wait<0>();
 }
 
+// One overlapped turn: tile j's P V (probabilities cur, value tile vt) issued together with
+// tile j + 1's scores (key tile kt_next, when more; s zero), and tile j + 1's softmax into
+// next while P V runs. cur and next swap roles from turn to turn, so that no register a pending
+// wgmma reads is written.
+template <int kN, typename Score>
+__device__ void overlapped_turn(Score&& score, float (&s)[kN / 2], float (&o)[32], const uint32_t (&cur)[kN / 16][4],
+                                uint32_t (&next)[kN / 16][4], Softmax& sm, const unsigned char* kt_next,
+                                const unsigned char* vt, bool more, int valid_next, int c2) {
+  wgmma_fence();
+  if (more) {
+    score(s, kt_next);
+    wgmma_commit();
+  }
+  values<kN>(o, cur, vt);
+  wgmma_commit();
+  if (more) {
+    wgmma_wait<1>();
+    sm.step<kN>(s, next, valid_next, c2);
+    wgmma_wait<0>();
+    sm.rescale(o);
+  } else {
+    wgmma_wait<0>();
+  }
+}
+
 // q [128][64] bf16 already scaled by 1/sqrt(64); k, v [keys][64] bf16; out [128][64].
 // With triangle, block b runs over triangle_keys() and writes its own output rows.
 // With kQSmem the queries sit in shared memory (after the stages, K-major like the key tiles)
 // instead of registers: 16 fewer registers a thread.
 template <int kN, bool kOverlap, int kMinBlocks = 1, int kAhead = 1, bool kQSmem = false>
-__global__ void __launch_bounds__(kThreads, kMinBlocks) attention(const bf16* q, const bf16* k, const bf16* v, int keys,
-                                                      float* out, bool triangle) {
+__global__ void __launch_bounds__(kThreads, kMinBlocks)
+    attention(const bf16* q, const bf16* k, const bf16* v, int keys, float* out, bool triangle) {
   constexpr int kTileBytes = kN * kHd * 2;  // one K or V tile
   if (triangle) {
     keys = triangle_keys();
@@ -335,21 +368,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) attention(const bf16* q,
 #pragma unroll
         for (float& x : s) x = 0.f;
       }
-      wgmma_fence();
-      if (more) {
-        score(s, tile_k(j + 1));
-        wgmma_commit();
-      }
-      values<kN>(o, cur, tile_k(j) + kTileBytes);
-      wgmma_commit();
-      if (more) {
-        wgmma_wait<1>();
-        sm.step<kN>(s, next, keys - (j + 1) * kN, c2);
-        wgmma_wait<0>();
-        sm.rescale(o);
-      } else {
-        wgmma_wait<0>();
-      }
+      overlapped_turn<kN>(score, s, o, cur, next, sm, tile_k(j + 1), tile_k(j) + kTileBytes, more, keys - (j + 1) * kN,
+                          c2);
     };
     for (int j = 0; j < tiles; j += 2) {
       turn(j, pf, pk);
@@ -364,8 +384,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) attention(const bf16* q,
 // it, in place of a block-wide barrier a tile. A warpgroup may run up to kRing - kAhead - 1
 // tiles ahead of the other, so that one's softmax can overlap the other's products.
 template <int kN, int kRing, int kAhead>
-__global__ void __launch_bounds__(kThreads) attention_ring(const bf16* q, const bf16* k, const bf16* v, int keys,
-                                                           float* out, bool triangle) {
+__global__ void __launch_bounds__(kThreads)
+    attention_ring(const bf16* q, const bf16* k, const bf16* v, int keys, float* out, bool triangle) {
   constexpr int kTileBytes = kN * kHd * 2;
   if (triangle) {
     keys = triangle_keys();
@@ -435,8 +455,8 @@ __device__ void copy_tile_by_warp(unsigned char* kt, const bf16* k, const bf16* 
 }
 
 template <int kN, int kRing>
-__global__ void __launch_bounds__(kSpecThreads, 1) attention_specialized(const bf16* q, const bf16* k, const bf16* v,
-                                                                         int keys, float* out, bool triangle) {
+__global__ void __launch_bounds__(kSpecThreads, 1)
+    attention_specialized(const bf16* q, const bf16* k, const bf16* v, int keys, float* out, bool triangle) {
   constexpr int kTileBytes = kN * kHd * 2;
   if (triangle) {
     keys = triangle_keys();
@@ -488,27 +508,15 @@ __global__ void __launch_bounds__(kSpecThreads, 1) attention_specialized(const b
   sm.step<kN>(s, pf, keys, c2);
   auto turn = [&](int j, const uint32_t(&cur)[kN / 16][4], uint32_t(&next)[kN / 16][4]) {
     const bool more = j + 1 < tiles;
+    // The stage of tile j - 1, whose P V the last turn waited for, goes back to the producer.
+    if (j > 0) barrier_arrive(&empty[(j - 1) % kRing]);
     if (more) {
       wait_full(j + 1);
 #pragma unroll
       for (float& x : s) x = 0.f;
     }
-    wgmma_fence();
-    if (more) {
-      scores<kN>(s, qf, tile_k(j + 1));
-      wgmma_commit();
-    }
-    values<kN>(o, cur, tile_k(j) + kTileBytes);
-    wgmma_commit();
-    if (more) {
-      wgmma_wait<1>();
-      sm.step<kN>(s, next, keys - (j + 1) * kN, c2);
-      wgmma_wait<0>();
-      sm.rescale(o);
-    } else {
-      wgmma_wait<0>();
-    }
-    barrier_arrive(&empty[j % kRing]);
+    overlapped_turn<kN>([&](float(&acc)[kN / 2], const unsigned char* kt) { scores<kN>(acc, qf, kt); }, s, o, cur, next,
+                        sm, tile_k(j + 1), tile_k(j) + kTileBytes, more, keys - (j + 1) * kN, c2);
   };
   for (int j = 0; j < tiles; j += 2) {
     turn(j, pf, pk);
