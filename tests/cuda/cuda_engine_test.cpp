@@ -184,6 +184,7 @@ TEST_P(CudaReference, StepsPickingTheirLastRowsMatchStepsWithEveryRow) {
     EXPECT_LT(worst_rows, split_max == 0 ? 0.25 : 1e-3);
   }
   CudaEngine engine(model, {.block_size = 16, .kv_tokens = 2048, .fp32_gemv_rows_max = 2});
+  ASSERT_GE(cases[0].ids.size(), 2u);
   const std::vector<int32_t> two(cases[0].ids.begin(), cases[0].ids.begin() + 2);
   const auto blocks = blocks_for(engine.kv_spec(), two.size());
   StepOutput every, picked;
