@@ -9,11 +9,13 @@
 // Variants: key tiles of 64 or 128; serial (each product waited for before the next step) or
 // overlapped (a tile's P V product runs while the next tile's scores go through the softmax);
 // a ring of stages with barriers; warp-specialized (a producer warp copies, two consumer
-// warpgroups multiply and overlap their softmax with their products).
+// warpgroups multiply and overlap their softmax with their products), and in FlashAttention-3's
+// shape (three consumer warpgroups, 192 queries a block, registers moved to them from a producer
+// warpgroup with setmaxnreg).
 // Timed: the work of one Falcon-7B layer's 2048-token prefill attention, 1,136 blocks of 128
-// queries over 2,048 down to 64 keys, longest first (a causal prefill's tiles in the engine's
-// order), for comparison with the engine's mma.sync kernel: 180-203 us a layer in its timelines
-// (no paging here).
+// queries (758 of 192) over 2,048 down to 64 keys, longest first (a causal prefill's tiles in
+// the engine's order), for comparison with the engine's mma.sync kernel: 180-203 us a layer in
+// its timelines (no paging here).
 //   bench_wgmma_attention_probe [keys ...]
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -437,8 +439,15 @@ __global__ void __launch_bounds__(kThreads)
 // consumer warpgroups only multiply and run the softmax. Each consumer warpgroup overlaps its
 // own products with its softmax: tile j + 1's scores and tile j's P V are issued together, and
 // tile j + 1's softmax runs while P V is on the tensor cores. One block an SM at up to 224
-// registers. Stage s is free again once all 256 consumer threads are past P V of its tile.
+// registers. Stage s is free again once all consumer threads are past P V of its tile.
+// With kRegs, FlashAttention-3's shape for head dim 64: kGroups consumer warpgroups (three: 192
+// queries a block) and a whole producer warpgroup, which hands registers to the consumers with
+// setmaxnreg (kRegs each; 24 left to the producer).
 constexpr int kSpecThreads = kThreads + 32;
+template <int kGroups, int kRegs>
+constexpr int spec_threads() {
+  return kGroups * 128 + (kRegs ? 128 : 32);
+}
 
 template <int kN>
 __device__ void copy_tile_by_warp(unsigned char* kt, const bf16* k, const bf16* v, int k0, int keys, int lane) {
@@ -454,13 +463,14 @@ __device__ void copy_tile_by_warp(unsigned char* kt, const bf16* k, const bf16* 
   }
 }
 
-template <int kN, int kRing>
-__global__ void __launch_bounds__(kSpecThreads, 1)
+template <int kN, int kRing, int kGroups = 2, int kRegs = 0>
+__global__ void __launch_bounds__(spec_threads<kGroups, kRegs>(), 1)
     attention_specialized(const bf16* q, const bf16* k, const bf16* v, int keys, float* out, bool triangle) {
   constexpr int kTileBytes = kN * kHd * 2;
+  constexpr int kConsumers = kGroups * 128;
   if (triangle) {
     keys = triangle_keys();
-    out += static_cast<int64_t>(blockIdx.x) * kQueries * kHd;
+    out += static_cast<int64_t>(blockIdx.x) * kGroups * 64 * kHd;
   }
   extern __shared__ __align__(1024) unsigned char smem[];
   auto* full = reinterpret_cast<uint64_t*>(smem + kRing * 2 * kTileBytes);
@@ -469,14 +479,18 @@ __global__ void __launch_bounds__(kSpecThreads, 1)
   if (t == 0) {
     for (int i = 0; i < kRing; ++i) {
       barrier_init(&full[i], 32);
-      barrier_init(&empty[i], kThreads);
+      barrier_init(&empty[i], kConsumers);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
   const int tiles = (keys + kN - 1) / kN;
   auto tile_k = [&](int tile) { return smem + (tile % kRing) * 2 * kTileBytes; };
-  if (warp == kThreads / 32) {
+  if (warp >= kConsumers / 32) {
+    if constexpr (kRegs > 0) {
+      asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
+      if (warp != kConsumers / 32) return;
+    }
     for (int j = 0; j < tiles; ++j) {
       const int st = j % kRing;
       if (j >= kRing) barrier_wait(&empty[st], ((j / kRing) - 1) & 1);
@@ -485,9 +499,11 @@ __global__ void __launch_bounds__(kSpecThreads, 1)
     }
     return;
   }
+  if constexpr (kRegs > 0) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs) : "memory");
   const int row_a = warp * 16 + g, row_b = row_a + 8;
   uint32_t qf[kHd / 16][4];
-  load_queries(q, qf, row_a, row_b, c2);
+  // The probe's 128 query rows, again for the queries past them.
+  load_queries(q, qf, row_a % kQueries, row_b % kQueries, c2);
   auto wait_full = [&](int j) {
     barrier_wait(&full[j % kRing], (j / kRing) & 1);
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
@@ -534,6 +550,7 @@ struct Variant {
   int stages = kStages;
   int extra_bytes = 0;  // the ring's barriers
   int threads = kThreads;
+  int queries = kQueries;  // a block's
 
   int smem_bytes() const { return stages * 2 * key_tile * kHd * 2 + extra_bytes; }
 };
@@ -565,6 +582,8 @@ int main(int argc, char** argv) {
       {"specialized, 128-key, ring 4", attention_specialized<128, 4>, 128, 4, 64, kSpecThreads},
       {"specialized, 128-key, ring 3", attention_specialized<128, 3>, 128, 3, 48, kSpecThreads},
       {"specialized, 64-key, ring 6", attention_specialized<64, 6>, 64, 6, 96, kSpecThreads},
+      {"FA3 shape, 64-key, ring 6", attention_specialized<64, 6, 3, 160>, 64, 6, 96, spec_threads<3, 160>(), 192},
+      {"FA3 shape, 64-key, ring 4", attention_specialized<64, 4, 3, 160>, 64, 4, 64, spec_threads<3, 160>(), 192},
   };
   for (const Variant& var : variants) {
     const int bytes = var.smem_bytes();
@@ -589,11 +608,11 @@ int main(int argc, char** argv) {
   check("malloc", cudaMalloc(&dq, q.size() * 2));
   check("malloc", cudaMalloc(&dk, k.size() * 2));
   check("malloc", cudaMalloc(&dv, v.size() * 2));
-  check("malloc", cudaMalloc(&dout, kQueries * kHd * 4));
+  constexpr int kMostQueries = 192;  // a block's, over the variants
+  check("malloc", cudaMalloc(&dout, kMostQueries * kHd * 4));
   check("copy", cudaMemcpy(dq, q.data(), q.size() * 2, cudaMemcpyHostToDevice));
   check("copy", cudaMemcpy(dk, k.data(), k.size() * 2, cudaMemcpyHostToDevice));
   check("copy", cudaMemcpy(dv, v.data(), v.size() * 2, cudaMemcpyHostToDevice));
-  std::vector<float> got(kQueries * kHd);
   for (int keys : key_counts) {
     if (std::getenv("EYRIE_PROBE_ONLY")) break;
     std::vector<double> want(kQueries * kHd);
@@ -614,13 +633,15 @@ int main(int argc, char** argv) {
       }
     }
     for (const Variant& var : variants) {
+      // Query rows past the probe's 128 repeat them (see attention_specialized).
+      std::vector<float> got(static_cast<std::size_t>(var.queries) * kHd);
       check("clear", cudaMemset(dout, 0, got.size() * 4));
       var.kernel<<<1, var.threads, var.smem_bytes()>>>(dq, dk, dv, keys, dout, false);
       check(var.name, cudaGetLastError());
       check(var.name, cudaDeviceSynchronize());
       check("copy back", cudaMemcpy(got.data(), dout, got.size() * 4, cudaMemcpyDeviceToHost));
       double worst = 0;
-      for (std::size_t i = 0; i < want.size(); ++i) worst = std::fmax(worst, std::fabs(got[i] - want[i]));
+      for (std::size_t i = 0; i < got.size(); ++i) worst = std::fmax(worst, std::fabs(got[i] - want[i % want.size()]));
       std::printf("%-28s %5d keys: largest error %.3g\n", var.name, keys, worst);
     }
   }
@@ -630,7 +651,9 @@ int main(int argc, char** argv) {
   float* tout;
   check("malloc", cudaMalloc(&tk, kMaxKeys * kHd * 2));
   check("malloc", cudaMalloc(&tv, kMaxKeys * kHd * 2));
-  check("malloc", cudaMalloc(&tout, static_cast<size_t>(kBlocks) * kQueries * kHd * 4));
+  // The same query rows over every variant: blocks of more queries come fewer.
+  auto blocks_of = [&](const Variant& var) { return (kBlocks * kQueries + var.queries - 1) / var.queries; };
+  check("malloc", cudaMalloc(&tout, static_cast<size_t>(kBlocks + 1) * kQueries * kHd * 4));
   check("clear", cudaMemset(tk, 0, kMaxKeys * kHd * 2));
   check("clear", cudaMemset(tv, 0, kMaxKeys * kHd * 2));
   cudaEvent_t start, stop;
@@ -646,7 +669,7 @@ int main(int argc, char** argv) {
       std::vector<float> times;
       for (int rep = 0; rep < (only ? 3 : 12); ++rep) {
         check("event", cudaEventRecord(start));
-        var.kernel<<<kBlocks, var.threads, var.smem_bytes()>>>(dq, tk, tv, kMaxKeys, tout, true);
+        var.kernel<<<blocks_of(var), var.threads, var.smem_bytes()>>>(dq, tk, tv, kMaxKeys, tout, true);
         check("event", cudaEventRecord(stop));
         check(var.name, cudaEventSynchronize(stop));
         float ms = 0;
@@ -654,7 +677,7 @@ int main(int argc, char** argv) {
         if (rep >= (only ? 0 : 2)) times.push_back(ms * 1e3f);
       }
       std::sort(times.begin(), times.end());
-      std::printf("%-28s a layer's prefill work (%d blocks): median %.1f us, best %.1f us\n", var.name, kBlocks,
+      std::printf("%-28s a layer's prefill work (%d blocks): median %.1f us, best %.1f us\n", var.name, blocks_of(var),
                   times[times.size() / 2], times.front());
     }
   return 0;
