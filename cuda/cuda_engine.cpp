@@ -546,9 +546,9 @@ struct CudaEngine::Impl {
     // Their attention as decode rows: single-row tiles of the picked rows, keys split into
     // ranges (h_last_row_split, indexed by row as h_row_split is) to fill the SMs.
     std::vector<int32_t> tiles;
-    const int32_t group = static_cast<int32_t>(cfg.group_size());
+    const int32_t group = static_cast<int32_t>(cfg.group_size()), heads = tile_heads(np);
     for (const int32_t r : h_pick)
-      cuda::attention_tiles(r, 1, static_cast<int32_t>(nq), static_cast<int32_t>(plan.q_begin), group, tile_heads(np),
+      cuda::attention_tiles(r, 1, static_cast<int32_t>(nq), static_cast<int32_t>(plan.q_begin), group, heads,
                             tile_queries, tiles);
     const int32_t ranges = key_ranges(static_cast<int32_t>(tiles.size() / 4));
     h_last_row_split.assign(2 * n, 0);
@@ -568,10 +568,14 @@ struct CudaEngine::Impl {
   // Moves rows `kept` (np of them, or 2 np with a step's split halves) of an activation buffer
   // of `width` elements a row in the step's form to its front, as np rows in the same form.
   void keep_rows(void* buf, int64_t width, const int32_t* kept, int64_t np) {
-    const std::size_t elem = acts == cuda::Activations::fp32_rows ? 4 : 2;
-    const int64_t count = acts == cuda::Activations::split_halves ? 2 * np : np;
-    cuda::gather_rows(buf, kept, count, width * static_cast<int64_t>(elem), f.get(), stream);
-    EYRIE_CUDA_CHECK(cudaMemcpyAsync(buf, f.get(), count * width * elem, cudaMemcpyDeviceToDevice, stream));
+    const int64_t elem = acts == cuda::Activations::fp32_rows ? 4 : 2;
+    keep_row_bytes(buf, width * elem, kept, acts == cuda::Activations::split_halves ? 2 * np : np);
+  }
+
+  // Rows kept[0 .. count) of buf, row_bytes each, moved to its front through `f`.
+  void keep_row_bytes(void* buf, int64_t row_bytes, const int32_t* kept, int64_t count) {
+    cuda::gather_rows(buf, kept, count, row_bytes, f.get(), stream);
+    EYRIE_CUDA_CHECK(cudaMemcpyAsync(buf, f.get(), count * row_bytes, cudaMemcpyDeviceToDevice, stream));
   }
 
   // y = x W^T over split-bf16 rows (see cuda/kernels.hpp): both halves of the n rows when the
@@ -1036,19 +1040,14 @@ struct CudaEngine::Impl {
       prof.mark("rotary_kv", stream);
       cuda::qkv_to_cache(qkv.get(), L.qkv.bias(), n, as, meta, q.get(), kc, vc, stream);
       prof.mark("attention", stream);
-      if (last)
-        cuda::paged_attention(q.get(), kc, vc, n, static_cast<int32_t>(h_last_tiles.size() / cuda::kAttentionTileInts),
-                              d_index.at[Index::last_tiles], as, meta, alibi_slopes.get(), attn.get(), last_splits,
-                              stream);
-      else
-        cuda::paged_attention(q.get(), kc, vc, n,
-                              static_cast<int32_t>(h_launch_tiles.size() / cuda::kAttentionTileInts), d_tiles, as, meta,
-                              alibi_slopes.get(), attn.get(), splits, stream);
+      const auto& launched = last ? h_last_tiles : h_launch_tiles;
+      cuda::paged_attention(q.get(), kc, vc, n, static_cast<int32_t>(launched.size() / cuda::kAttentionTileInts),
+                            last ? d_index.at[Index::last_tiles] : d_tiles, as, meta, alibi_slopes.get(), attn.get(),
+                            last ? last_splits : splits, stream);
       if (last) {
         keep_rows(attn.get(), nq * cfg.head_dim, d_kept, np);
         if (cfg.parallel_attn) keep_rows(two ? m.get() : a.get(), h, d_kept, np);
-        cuda::gather_rows(x.get(), d_kept, np, h * static_cast<int64_t>(sizeof(float)), f.get(), stream);
-        EYRIE_CUDA_CHECK(cudaMemcpyAsync(x.get(), f.get(), np * h * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+        keep_row_bytes(x.get(), h * static_cast<int64_t>(sizeof(float)), d_kept, np);
       }
       // The output products that add themselves into x, with no output of their own for the
       // residual to add; the MLP's only off the branch, whose product would race the chain's.

@@ -222,11 +222,11 @@ __device__ void values(float (&o)[32], const uint32_t (&pf)[kN / 16][4], const u
     wgmma_n64<1>(o, pf[kb], descriptor(vt + kb * 2048, 1024, 128));
 }
 
-// One tile with each product waited for before the next step: scores (by score(s, kt)), the
-// softmax, then P V into o. kt is the stage's K tile, its V tile after it.
+// A tile's scores (keys kt) waited for, and their softmax into pf: the start of a serial tile,
+// and the first tile of an overlapped loop.
 template <int kN, typename Score>
-__device__ void serial_tile(Score&& score, float (&s)[kN / 2], uint32_t (&pf)[kN / 16][4], float (&o)[32], Softmax& sm,
-                            const unsigned char* kt, int valid, int c2) {
+__device__ void first_scores(Score&& score, float (&s)[kN / 2], uint32_t (&pf)[kN / 16][4], Softmax& sm,
+                             const unsigned char* kt, int valid, int c2) {
 #pragma unroll
   for (float& x : s) x = 0.f;
   wgmma_fence();
@@ -234,6 +234,14 @@ __device__ void serial_tile(Score&& score, float (&s)[kN / 2], uint32_t (&pf)[kN
   wgmma_commit();
   wgmma_wait<0>();
   sm.step<kN>(s, pf, valid, c2);
+}
+
+// One tile with each product waited for before the next step: scores (by score(s, kt)), the
+// softmax, then P V into o. kt is the stage's K tile, its V tile after it.
+template <int kN, typename Score>
+__device__ void serial_tile(Score&& score, float (&s)[kN / 2], uint32_t (&pf)[kN / 16][4], float (&o)[32], Softmax& sm,
+                            const unsigned char* kt, int valid, int c2) {
+  first_scores<kN>(score, s, pf, sm, kt, valid, c2);
   sm.rescale(o);
   wgmma_fence();
   values<kN>(o, pf, kt + kN * kHd * 2);
@@ -241,14 +249,18 @@ __device__ void serial_tile(Score&& score, float (&s)[kN / 2], uint32_t (&pf)[kN
   wgmma_wait<0>();
 }
 
-// One overlapped turn: tile j's P V (probabilities cur, value tile vt) issued together with
-// tile j + 1's scores (key tile kt_next, when more; s zero), and tile j + 1's softmax into
-// next while P V runs. cur and next swap roles from turn to turn, so that no register a pending
-// wgmma reads is written.
+// One overlapped turn, once tile j + 1's keys have landed (when more): tile j's P V
+// (probabilities cur, value tile vt) issued together with tile j + 1's scores (key tile
+// kt_next), and tile j + 1's softmax into next while P V runs. cur and next swap roles from turn
+// to turn (alternate_turns), so that no register a pending wgmma reads is written.
 template <int kN, typename Score>
 __device__ void overlapped_turn(Score&& score, float (&s)[kN / 2], float (&o)[32], const uint32_t (&cur)[kN / 16][4],
                                 uint32_t (&next)[kN / 16][4], Softmax& sm, const unsigned char* kt_next,
                                 const unsigned char* vt, bool more, int valid_next, int c2) {
+  if (more) {
+#pragma unroll
+    for (float& x : s) x = 0.f;
+  }
   wgmma_fence();
   if (more) {
     score(s, kt_next);
@@ -263,6 +275,16 @@ __device__ void overlapped_turn(Score&& score, float (&s)[kN / 2], float (&o)[32
     sm.rescale(o);
   } else {
     wgmma_wait<0>();
+  }
+}
+
+// Turns j = 0 .. tiles - 1 of an overlapped loop, two at a time with the probability arrays'
+// roles swapped; turn(j, cur, next).
+template <typename Turn, typename P>
+__device__ void alternate_turns(int tiles, P& pf, P& pk, Turn&& turn) {
+  for (int j = 0; j < tiles; j += 2) {
+    turn(j, pf, pk);
+    if (j + 1 < tiles) turn(j + 1, pk, pf);
   }
 }
 
@@ -348,13 +370,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
       copy_wait<0>();
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     __syncthreads();
-#pragma unroll
-    for (float& x : s) x = 0.f;
-    wgmma_fence();
-    score(s, tile_k(0));
-    wgmma_commit();
-    wgmma_wait<0>();
-    sm.step<kN>(s, pf, keys, c2);
+    first_scores<kN>(score, s, pf, sm, tile_k(0), keys, c2);
     // Tile j's product with cur while tile j + 1's probabilities go into next; the loop runs
     // two tiles a turn with the arrays' roles swapped, so that no register a pending wgmma
     // reads is written.
@@ -367,16 +383,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
         // tile j + 2 refills.
         __syncthreads();
         if (j + 2 < tiles) fetch(j + 2);
-#pragma unroll
-        for (float& x : s) x = 0.f;
       }
       overlapped_turn<kN>(score, s, o, cur, next, sm, tile_k(j + 1), tile_k(j) + kTileBytes, more, keys - (j + 1) * kN,
                           c2);
     };
-    for (int j = 0; j < tiles; j += 2) {
-      turn(j, pf, pk);
-      if (j + 1 < tiles) turn(j + 1, pk, pf);
-    }
+    alternate_turns(tiles, pf, pk, turn);
   }
   store_output(o, sm, out, row_a, row_b, c2);
 }
@@ -514,30 +525,18 @@ __global__ void __launch_bounds__(spec_threads<kGroups, kRegs>(), 1)
   Softmax sm;
   float s[kN / 2];
   uint32_t pf[kN / 16][4], pk[kN / 16][4];
+  auto score = [&](float(&acc)[kN / 2], const unsigned char* kt) { scores<kN>(acc, qf, kt); };
   wait_full(0);
-#pragma unroll
-  for (float& x : s) x = 0.f;
-  wgmma_fence();
-  scores<kN>(s, qf, tile_k(0));
-  wgmma_commit();
-  wgmma_wait<0>();
-  sm.step<kN>(s, pf, keys, c2);
+  first_scores<kN>(score, s, pf, sm, tile_k(0), keys, c2);
   auto turn = [&](int j, const uint32_t(&cur)[kN / 16][4], uint32_t(&next)[kN / 16][4]) {
     const bool more = j + 1 < tiles;
     // The stage of tile j - 1, whose P V the last turn waited for, goes back to the producer.
     if (j > 0) barrier_arrive(&empty[(j - 1) % kRing]);
-    if (more) {
-      wait_full(j + 1);
-#pragma unroll
-      for (float& x : s) x = 0.f;
-    }
-    overlapped_turn<kN>([&](float(&acc)[kN / 2], const unsigned char* kt) { scores<kN>(acc, qf, kt); }, s, o, cur, next,
-                        sm, tile_k(j + 1), tile_k(j) + kTileBytes, more, keys - (j + 1) * kN, c2);
+    if (more) wait_full(j + 1);
+    overlapped_turn<kN>(score, s, o, cur, next, sm, tile_k(j + 1), tile_k(j) + kTileBytes, more, keys - (j + 1) * kN,
+                        c2);
   };
-  for (int j = 0; j < tiles; j += 2) {
-    turn(j, pf, pk);
-    if (j + 1 < tiles) turn(j + 1, pk, pf);
-  }
+  alternate_turns(tiles, pf, pk, turn);
   store_output(o, sm, out, row_a, row_b, c2);
 }
 
