@@ -11,11 +11,13 @@
 // a ring of stages with barriers; warp-specialized (a producer warp copies, two consumer
 // warpgroups multiply and overlap their softmax with their products), and in FlashAttention-3's
 // shape (three consumer warpgroups, 192 queries a block, registers moved to them from a producer
-// warpgroup with setmaxnreg).
+// warpgroup with setmaxnreg), with or without its ping-pong (the consumer warpgroups issuing
+// their products in turn).
 // Timed: the work of one Falcon-7B layer's 2048-token prefill attention, 1,136 blocks of 128
 // queries (758 of 192) over 2,048 down to 64 keys, longest first (a causal prefill's tiles in
-// the engine's order), for comparison with the engine's mma.sync kernel: 180-203 us a layer in
-// its timelines (no paging here).
+// the engine's order), for comparison with the engine's mma.sync kernel (no paging here). Free-
+// running clocks differ from a prefill's, which runs at the power limit: compare with the
+// engine's kernel under ncu, which locks both to the same clock (EYRIE_PROBE_ONLY below).
 //   bench_wgmma_attention_probe [keys ...]
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -100,7 +102,16 @@ struct Softmax {
   // serialize the wgmmas.
   template <int kN>
   __device__ void step(const float (&s)[kN / 2], uint32_t (&pk)[kN / 16][4], int valid, int c2) {
-    auto live = [&](int i) { return valid >= kN || (i / 4) * 8 + c2 + i % 2 < valid; };
+    // A full tile skips the masking's compare and select per score.
+    if (valid >= kN)
+      masked_step<kN, false>(s, pk, valid, c2);
+    else
+      masked_step<kN, true>(s, pk, valid, c2);
+  }
+
+  template <int kN, bool kMasked>
+  __device__ void masked_step(const float (&s)[kN / 2], uint32_t (&pk)[kN / 16][4], int valid, int c2) {
+    auto live = [&](int i) { return !kMasked || (i / 4) * 8 + c2 + i % 2 < valid; };
     float mx_a = -FLT_MAX, mx_b = -FLT_MAX;
 #pragma unroll
     for (int i = 0; i < kN / 2; ++i) {
@@ -253,14 +264,22 @@ __device__ void serial_tile(Score&& score, float (&s)[kN / 2], uint32_t (&pf)[kN
 // (probabilities cur, value tile vt) issued together with tile j + 1's scores (key tile
 // kt_next), and tile j + 1's softmax into next while P V runs. cur and next swap roles from turn
 // to turn (alternate_turns), so that no register a pending wgmma reads is written.
-template <int kN, typename Score>
+// gate.wait() comes before the products are issued and gate.pass() right after (NoGate: nothing),
+// so that warpgroups can take turns on the tensor cores.
+struct NoGate {
+  __device__ void wait() const {}
+  __device__ void pass() const {}
+};
+
+template <int kN, typename Score, typename Gate = NoGate>
 __device__ void overlapped_turn(Score&& score, float (&s)[kN / 2], float (&o)[32], const uint32_t (&cur)[kN / 16][4],
                                 uint32_t (&next)[kN / 16][4], Softmax& sm, const unsigned char* kt_next,
-                                const unsigned char* vt, bool more, int valid_next, int c2) {
+                                const unsigned char* vt, bool more, int valid_next, int c2, const Gate& gate = {}) {
   if (more) {
 #pragma unroll
     for (float& x : s) x = 0.f;
   }
+  gate.wait();
   wgmma_fence();
   if (more) {
     score(s, kt_next);
@@ -268,6 +287,7 @@ __device__ void overlapped_turn(Score&& score, float (&s)[kN / 2], float (&o)[32
   }
   values<kN>(o, cur, vt);
   wgmma_commit();
+  gate.pass();
   if (more) {
     wgmma_wait<1>();
     sm.step<kN>(s, next, valid_next, c2);
@@ -474,7 +494,23 @@ __device__ void copy_tile_by_warp(unsigned char* kt, const bf16* k, const bf16* 
   }
 }
 
-template <int kN, int kRing, int kGroups = 2, int kRegs = 0>
+// The consumer warpgroups' turns on the tensor cores, FlashAttention-3's ping-pong: warpgroup g
+// issues a turn's products once warpgroup g - 1 has issued its own (named barrier 1 + g), so the
+// tensor cores take the groups' products one group after another while the others run their
+// softmax. Group 0's first turn waits for nobody, and the last group's last turn hands over to
+// nobody.
+template <int kGroups>
+struct TurnGate {
+  int group, turn, last;
+  __device__ void wait() const {
+    if (group > 0 || turn > 0) asm volatile("bar.sync %0, 256;\n" ::"r"(1 + group) : "memory");
+  }
+  __device__ void pass() const {
+    if (group < kGroups - 1 || turn < last) asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + (group + 1) % kGroups) : "memory");
+  }
+};
+
+template <int kN, int kRing, int kGroups = 2, int kRegs = 0, bool kPingPong = false>
 __global__ void __launch_bounds__(spec_threads<kGroups, kRegs>(), 1)
     attention_specialized(const bf16* q, const bf16* k, const bf16* v, int keys, float* out, bool triangle) {
   constexpr int kTileBytes = kN * kHd * 2;
@@ -533,8 +569,12 @@ __global__ void __launch_bounds__(spec_threads<kGroups, kRegs>(), 1)
     // The stage of tile j - 1, whose P V the last turn waited for, goes back to the producer.
     if (j > 0) barrier_arrive(&empty[(j - 1) % kRing]);
     if (more) wait_full(j + 1);
-    overlapped_turn<kN>(score, s, o, cur, next, sm, tile_k(j + 1), tile_k(j) + kTileBytes, more, keys - (j + 1) * kN,
-                        c2);
+    if constexpr (kPingPong)
+      overlapped_turn<kN>(score, s, o, cur, next, sm, tile_k(j + 1), tile_k(j) + kTileBytes, more,
+                          keys - (j + 1) * kN, c2, TurnGate<kGroups>{warp / 4, j, tiles - 1});
+    else
+      overlapped_turn<kN>(score, s, o, cur, next, sm, tile_k(j + 1), tile_k(j) + kTileBytes, more,
+                          keys - (j + 1) * kN, c2);
   };
   alternate_turns(tiles, pf, pk, turn);
   store_output(o, sm, out, row_a, row_b, c2);
@@ -583,6 +623,10 @@ int main(int argc, char** argv) {
       {"specialized, 64-key, ring 6", attention_specialized<64, 6>, 64, 6, 96, kSpecThreads},
       {"FA3 shape, 64-key, ring 6", attention_specialized<64, 6, 3, 160>, 64, 6, 96, spec_threads<3, 160>(), 192},
       {"FA3 shape, 64-key, ring 4", attention_specialized<64, 4, 3, 160>, 64, 4, 64, spec_threads<3, 160>(), 192},
+      {"FA3 shape, ping-pong, ring 4", attention_specialized<64, 4, 3, 160, true>, 64, 4, 64, spec_threads<3, 160>(),
+       192},
+      {"FA3 shape, ping-pong, ring 6", attention_specialized<64, 6, 3, 160, true>, 64, 6, 96, spec_threads<3, 160>(),
+       192},
   };
   for (const Variant& var : variants) {
     const int bytes = var.smem_bytes();
