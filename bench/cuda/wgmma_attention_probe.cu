@@ -506,7 +506,8 @@ struct TurnGate {
     if (group > 0 || turn > 0) asm volatile("bar.sync %0, 256;\n" ::"r"(1 + group) : "memory");
   }
   __device__ void pass() const {
-    if (group < kGroups - 1 || turn < last) asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + (group + 1) % kGroups) : "memory");
+    if (group < kGroups - 1 || turn < last)
+      asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + (group + 1) % kGroups) : "memory");
   }
 };
 
@@ -570,11 +571,11 @@ __global__ void __launch_bounds__(spec_threads<kGroups, kRegs>(), 1)
     if (j > 0) barrier_arrive(&empty[(j - 1) % kRing]);
     if (more) wait_full(j + 1);
     if constexpr (kPingPong)
-      overlapped_turn<kN>(score, s, o, cur, next, sm, tile_k(j + 1), tile_k(j) + kTileBytes, more,
-                          keys - (j + 1) * kN, c2, TurnGate<kGroups>{warp / 4, j, tiles - 1});
+      overlapped_turn<kN>(score, s, o, cur, next, sm, tile_k(j + 1), tile_k(j) + kTileBytes, more, keys - (j + 1) * kN,
+                          c2, TurnGate<kGroups>{warp / 4, j, tiles - 1});
     else
-      overlapped_turn<kN>(score, s, o, cur, next, sm, tile_k(j + 1), tile_k(j) + kTileBytes, more,
-                          keys - (j + 1) * kN, c2);
+      overlapped_turn<kN>(score, s, o, cur, next, sm, tile_k(j + 1), tile_k(j) + kTileBytes, more, keys - (j + 1) * kN,
+                          c2);
   };
   alternate_turns(tiles, pf, pk, turn);
   store_output(o, sm, out, row_a, row_b, c2);
