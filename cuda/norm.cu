@@ -14,14 +14,18 @@
 namespace eyrie::cuda {
 namespace {
 
+// The block's total of v, in every thread: each warp's sum by shuffles, then every warp sums
+// the warps' sums by shuffles too (one shared load a thread, where a loop over them waited on
+// each in turn; the same order, so the same bits, in every thread). `shared` holds a float a
+// warp, and must not be the array of the block's previous call: nothing waits before it is
+// written.
 __device__ float block_sum(float v, float* shared) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  __syncthreads();
   if (lane == 0) shared[warp] = v;
   __syncthreads();
-  float total = 0.f;
-  for (int i = 0; i < blockDim.x / 32; ++i) total += shared[i];
+  float total = lane < static_cast<int>(blockDim.x / 32) ? shared[lane] : 0.f;
+  for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffffu, total, o);
   return total;
 }
 
@@ -50,7 +54,7 @@ __global__ void __launch_bounds__(1024) layer_norm_kernel(NormArgs p) {
   const int64_t hidden = p.hidden, lo_offset = p.lo_offset;
   const float *w1 = p.w1, *b1 = p.b1, *w2 = p.w2, *b2 = p.b2;
   bf16 *out1 = p.out1, *out2 = p.out2;
-  __shared__ float shared[32];
+  __shared__ float shared[2][32];  // the mean's and the variance's warp sums
   const int64_t r = blockIdx.x;
   float* row = x + (rows_idx ? rows_idx[r] : r) * hidden;
   // The first norm's weights are fetched with the row, before the reductions wait on it.
@@ -72,7 +76,7 @@ __global__ void __launch_bounds__(1024) layer_norm_kernel(NormArgs p) {
     v[k] = xi;
     sum += xi;
   }
-  const float mean = block_sum(sum, shared) / static_cast<float>(hidden);
+  const float mean = block_sum(sum, shared[0]) / static_cast<float>(hidden);
   float sq = 0.f;
 #pragma unroll
   for (int k = 0; k < K; ++k) {
@@ -81,7 +85,7 @@ __global__ void __launch_bounds__(1024) layer_norm_kernel(NormArgs p) {
     const float d = v[k] - mean;
     sq += d * d;
   }
-  const float inv = rsqrtf(block_sum(sq, shared) / static_cast<float>(hidden) + p.eps);
+  const float inv = rsqrtf(block_sum(sq, shared[1]) / static_cast<float>(hidden) + p.eps);
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
@@ -104,7 +108,7 @@ __global__ void __launch_bounds__(1024) layer_norm_vec_kernel(NormArgs p) {
   allow_dependents();  // the products after this kernel start reading their weights
   const PendingResidual& res = p.res;
   const int64_t hidden = p.hidden, h4 = hidden / 4, lo_offset = p.lo_offset;
-  __shared__ float shared[32];
+  __shared__ float shared[2][32];  // the mean's and the variance's warp sums
   const int64_t r = blockIdx.x;
   float4* row = reinterpret_cast<float4*>(p.x + (p.rows_idx ? p.rows_idx[r] : r) * hidden);
   float4 v[K], w1v[kEarlyWeights ? K : 1], b1v[kEarlyWeights ? K : 1];
@@ -140,7 +144,7 @@ __global__ void __launch_bounds__(1024) layer_norm_vec_kernel(NormArgs p) {
     v[k] = xi;
     sum += (xi.x + xi.y) + (xi.z + xi.w);
   }
-  const float mean = block_sum(sum, shared) / static_cast<float>(hidden);
+  const float mean = block_sum(sum, shared[0]) / static_cast<float>(hidden);
   float sq = 0.f;
 #pragma unroll
   for (int k = 0; k < K; ++k) {
@@ -149,7 +153,7 @@ __global__ void __launch_bounds__(1024) layer_norm_vec_kernel(NormArgs p) {
     const float dx = v[k].x - mean, dy = v[k].y - mean, dz = v[k].z - mean, dw = v[k].w - mean;
     sq += (dx * dx + dy * dy) + (dz * dz + dw * dw);
   }
-  const float inv = rsqrtf(block_sum(sq, shared) / static_cast<float>(hidden) + p.eps);
+  const float inv = rsqrtf(block_sum(sq, shared[1]) / static_cast<float>(hidden) + p.eps);
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
