@@ -260,17 +260,18 @@ __device__ void serial_tile(Score&& score, float (&s)[kN / 2], uint32_t (&pf)[kN
   wgmma_wait<0>();
 }
 
-// One overlapped turn, once tile j + 1's keys have landed (when more): tile j's P V
-// (probabilities cur, value tile vt) issued together with tile j + 1's scores (key tile
-// kt_next), and tile j + 1's softmax into next while P V runs. cur and next swap roles from turn
-// to turn (alternate_turns), so that no register a pending wgmma reads is written.
-// gate.wait() comes before the products are issued and gate.pass() right after (NoGate: nothing),
-// so that warpgroups can take turns on the tensor cores.
+// A turn's gate for overlapped_turn (see TurnGate): none.
 struct NoGate {
   __device__ void wait() const {}
   __device__ void pass() const {}
 };
 
+// One overlapped turn, once tile j + 1's keys have landed (when more): tile j's P V
+// (probabilities cur, value tile vt) issued together with tile j + 1's scores (key tile
+// kt_next), and tile j + 1's softmax into next while P V runs. cur and next swap roles from turn
+// to turn (alternate_turns), so that no register a pending wgmma reads is written.
+// gate.wait() comes before the products are issued and gate.pass() right after, so that
+// warpgroups can take turns on the tensor cores.
 template <int kN, typename Score, typename Gate = NoGate>
 __device__ void overlapped_turn(Score&& score, float (&s)[kN / 2], float (&o)[32], const uint32_t (&cur)[kN / 16][4],
                                 uint32_t (&next)[kN / 16][4], Softmax& sm, const unsigned char* kt_next,
