@@ -167,6 +167,18 @@ struct Softmax {
   }
 };
 
+// A warpgroup's state over the key tiles, in registers: the running output (wgmma's
+// accumulator layout), the softmax, a tile's scores, and the probabilities of keys
+// 16kb..16kb+15 as the A fragment of P V: pf while that product runs, pk for the next tile's
+// meanwhile (the serial variants use pf alone).
+template <int kN>
+struct Running {
+  float o[32] = {};
+  Softmax sm;
+  float s[kN / 2];
+  uint32_t pf[kN / 16][4], pk[kN / 16][4];
+};
+
 // This thread's share of the A fragments of the queries' rows row_a and row_b.
 __device__ void load_queries(const bf16* q, uint32_t (&qf)[kHd / 16][4], int row_a, int row_b, int c2) {
   auto pair = [&](int row, int d) { return *reinterpret_cast<const uint32_t*>(q + row * kHd + d); };
@@ -357,14 +369,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   };
   auto tile_k = [&](int tile) { return smem + (tile % kStages) * 2 * kTileBytes; };
 
-  float o[32];
-#pragma unroll
-  for (float& x : o) x = 0.f;
-  Softmax sm;
-  float s[kN / 2];
-  // The probabilities of keys 16kb..16kb+15 as the A fragment of P V: pf while that product
-  // runs, pk for the next tile's meanwhile.
-  uint32_t pf[kN / 16][4], pk[kN / 16][4];
+  Running<kN> run;
   fetch(0);
   if constexpr (!kOverlap) {
     // Tiles are asked for kAhead ahead: tile j + kAhead's copy refills the stage of tile
@@ -381,7 +386,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
       asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
       __syncthreads();
       if (j + kAhead < tiles) fetch(j + kAhead);
-      serial_tile<kN>(score, s, pf, o, sm, tile_k(j), keys - j * kN, c2);
+      serial_tile<kN>(score, run.s, run.pf, run.o, run.sm, tile_k(j), keys - j * kN, c2);
     }
   } else {
     if (tiles > 1) fetch(1);
@@ -391,7 +396,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
       copy_wait<0>();
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     __syncthreads();
-    first_scores<kN>(score, s, pf, sm, tile_k(0), keys, c2);
+    first_scores<kN>(score, run.s, run.pf, run.sm, tile_k(0), keys, c2);
     // Tile j's product with cur while tile j + 1's probabilities go into next; the loop runs
     // two tiles a turn with the arrays' roles swapped, so that no register a pending wgmma
     // reads is written.
@@ -405,12 +410,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
         __syncthreads();
         if (j + 2 < tiles) fetch(j + 2);
       }
-      overlapped_turn<kN>(score, s, o, cur, next, sm, tile_k(j + 1), tile_k(j) + kTileBytes, more, keys - (j + 1) * kN,
-                          c2);
+      overlapped_turn<kN>(score, run.s, run.o, cur, next, run.sm, tile_k(j + 1), tile_k(j) + kTileBytes, more,
+                          keys - (j + 1) * kN, c2);
     };
-    alternate_turns(tiles, pf, pk, turn);
+    alternate_turns(tiles, run.pf, run.pk, turn);
   }
-  store_output(o, sm, out, row_a, row_b, c2);
+  store_output(run.o, run.sm, out, row_a, row_b, c2);
 }
 
 // The serial variant with the warpgroups decoupled: stages of a ring, each with a barrier that
@@ -447,12 +452,7 @@ __global__ void __launch_bounds__(kThreads)
     copy_tile<kN>(tile_k(tile), k, v, tile * kN, keys);
     barrier_arrive_on_copies(&full[st]);
   };
-  float o[32];
-#pragma unroll
-  for (float& x : o) x = 0.f;
-  Softmax sm;
-  float s[kN / 2];
-  uint32_t pf[kN / 16][4];
+  Running<kN> run;
   for (int a = 0; a < kAhead; ++a)
     if (a < tiles) produce(a);
   for (int j = 0; j < tiles; ++j) {
@@ -460,11 +460,11 @@ __global__ void __launch_bounds__(kThreads)
     barrier_wait(&full[j % kRing], (j / kRing) & 1);
     // The copies wrote through the generic proxy; wgmma reads through the async one.
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    serial_tile<kN>([&](float(&acc)[kN / 2], const unsigned char* kt) { scores<kN>(acc, qf, kt); }, s, pf, o, sm,
-                    tile_k(j), keys - j * kN, c2);
+    serial_tile<kN>([&](float(&acc)[kN / 2], const unsigned char* kt) { scores<kN>(acc, qf, kt); }, run.s, run.pf,
+                    run.o, run.sm, tile_k(j), keys - j * kN, c2);
     barrier_arrive(&empty[j % kRing]);
   }
-  store_output(o, sm, out, row_a, row_b, c2);
+  store_output(run.o, run.sm, out, row_a, row_b, c2);
 }
 
 // Warp-specialized: one producer warp copies every tile into a ring of stages, and the two
@@ -557,29 +557,24 @@ __global__ void __launch_bounds__(spec_threads<kGroups, kRegs>(), 1)
     barrier_wait(&full[j % kRing], (j / kRing) & 1);
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
   };
-  float o[32];
-#pragma unroll
-  for (float& x : o) x = 0.f;
-  Softmax sm;
-  float s[kN / 2];
-  uint32_t pf[kN / 16][4], pk[kN / 16][4];
+  Running<kN> run;
   auto score = [&](float(&acc)[kN / 2], const unsigned char* kt) { scores<kN>(acc, qf, kt); };
   wait_full(0);
-  first_scores<kN>(score, s, pf, sm, tile_k(0), keys, c2);
+  first_scores<kN>(score, run.s, run.pf, run.sm, tile_k(0), keys, c2);
   auto turn = [&](int j, const uint32_t(&cur)[kN / 16][4], uint32_t(&next)[kN / 16][4]) {
     const bool more = j + 1 < tiles;
     // The stage of tile j - 1, whose P V the last turn waited for, goes back to the producer.
     if (j > 0) barrier_arrive(&empty[(j - 1) % kRing]);
     if (more) wait_full(j + 1);
     if constexpr (kPingPong)
-      overlapped_turn<kN>(score, s, o, cur, next, sm, tile_k(j + 1), tile_k(j) + kTileBytes, more, keys - (j + 1) * kN,
-                          c2, TurnGate<kGroups>{warp / 4, j, tiles - 1});
+      overlapped_turn<kN>(score, run.s, run.o, cur, next, run.sm, tile_k(j + 1), tile_k(j) + kTileBytes, more,
+                          keys - (j + 1) * kN, c2, TurnGate<kGroups>{warp / 4, j, tiles - 1});
     else
-      overlapped_turn<kN>(score, s, o, cur, next, sm, tile_k(j + 1), tile_k(j) + kTileBytes, more, keys - (j + 1) * kN,
-                          c2);
+      overlapped_turn<kN>(score, run.s, run.o, cur, next, run.sm, tile_k(j + 1), tile_k(j) + kTileBytes, more,
+                          keys - (j + 1) * kN, c2);
   };
-  alternate_turns(tiles, pf, pk, turn);
-  store_output(o, sm, out, row_a, row_b, c2);
+  alternate_turns(tiles, run.pf, run.pk, turn);
+  store_output(run.o, run.sm, out, row_a, row_b, c2);
 }
 
 using Kernel = void (*)(const bf16*, const bf16*, const bf16*, int, float*, bool);
