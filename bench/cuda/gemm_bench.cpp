@@ -10,12 +10,17 @@
 // runs at higher clocks. Each of a product's candidates is timed in that stream, the other three
 // products on the default; then the fastest candidate of each product together.
 //
-//   bench_gemm [--rows 2048,4096] [--candidates 8] [--iters 20] [--sustained 32]
+// With --gelu-epilogue on, instead: dense_h_to_4h with cuBLASLt's GELU epilogue against the
+// engine's product and in-place GELU after it, and which GELU the epilogue computes: its bf16
+// outputs against the exact (erf) form and the tanh approximation of the same fp32 products.
+//
+//   bench_gemm [--rows 2048,4096] [--candidates 8] [--iters 20] [--sustained 32] [--gelu-epilogue on]
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -53,7 +58,9 @@ struct Product {
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   std::vector<cublasLtMatmulHeuristicResult_t> found;
 
-  Product(const Shape& s, int r, cublasLtHandle_t lt, std::size_t ws_bytes, int candidates) : sh(s), rows(r) {
+  Product(const Shape& s, int r, cublasLtHandle_t lt, std::size_t ws_bytes, int candidates,
+          cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT)
+      : sh(s), rows(r) {
     EYRIE_CUDA_CHECK(cudaMalloc(&w, std::size_t{2} * sh.out * sh.in));
     EYRIE_CUDA_CHECK(cudaMalloc(&x, std::size_t{2} * rows * sh.in));
     EYRIE_CUDA_CHECK(cudaMalloc(&y, std::size_t{4} * rows * sh.out));
@@ -63,6 +70,8 @@ struct Product {
     lt_check(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
     const cublasOperation_t trans_a = CUBLAS_OP_T;
     lt_check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof trans_a), "transa");
+    lt_check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue),
+             "epilogue");
     lt_check(cublasLtMatrixLayoutCreate(&a, CUDA_R_16BF, sh.in, sh.out, sh.in), "layout a");
     lt_check(cublasLtMatrixLayoutCreate(&b, CUDA_R_16BF, sh.in, rows, sh.in), "layout b");
     lt_check(cublasLtMatrixLayoutCreate(&c, sh.out_type, sh.out, rows, sh.out), "layout c");
@@ -119,16 +128,83 @@ struct Product {
   }
 };
 
+float bf16_value(cuda::bf16 v) {
+  uint16_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  const uint32_t u = uint32_t{bits} << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// bf16 round-to-nearest-even of f (finite values).
+float bf16_round(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// dense_h_to_4h at `rows` rows: time with the GELU epilogue against the product then the
+// in-place GELU, and the epilogue's outputs against both GELU forms of the fp32 products.
+void gelu_epilogue(int rows, int iters, cublasHandle_t blas, cublasLtHandle_t lt, void* ws, std::size_t ws_bytes) {
+  const Shape up{"h_to_4h", 18176, 4544, CUDA_R_16BF, 0.f};
+  const Product plain(up, rows, lt, ws_bytes, 1);
+  const Product fused(up, rows, lt, ws_bytes, 1, CUBLASLT_EPILOGUE_GELU);
+  if (fused.found.empty()) throw Error("cuBLASLt offers no algorithm for the GELU epilogue");
+  const double apart =
+      time_us(1, iters,
+              [&](int) {
+                plain.run(blas, lt, ws, ws_bytes, -1);
+                cuda::bias_gelu_inplace(static_cast<cuda::bf16*>(plain.y), nullptr, rows, up.out, nullptr);
+              }) /
+      1e3;
+  const double product = time_us(1, iters, [&](int) { plain.run(blas, lt, ws, ws_bytes, -1); }) / 1e3;
+  const double epilogue = time_us(1, iters, [&](int) { fused.run(blas, lt, ws, ws_bytes, 0); }) / 1e3;
+  std::printf("h_to_4h %d rows: product %.3f ms, then GELU in place %.3f ms; GELU epilogue %.3f ms (%s)\n", rows,
+              product, apart, epilogue, fused.describe(0).c_str());
+
+  const Shape up32{"h_to_4h fp32", 18176, 4544, CUDA_R_32F, 0.f};
+  const Product exact(up32, rows, lt, ws_bytes, 1);  // the same operands: same seeds and shape
+  exact.run(blas, lt, ws, ws_bytes, -1);
+  fused.run(blas, lt, ws, ws_bytes, 0);
+  EYRIE_CUDA_CHECK(cudaDeviceSynchronize());
+  const std::size_t n = std::size_t{18176} * rows;
+  std::vector<float> y(n);
+  std::vector<cuda::bf16> g(n);
+  EYRIE_CUDA_CHECK(cudaMemcpy(y.data(), exact.y, n * sizeof(float), cudaMemcpyDeviceToHost));
+  EYRIE_CUDA_CHECK(cudaMemcpy(g.data(), fused.y, n * sizeof(cuda::bf16), cudaMemcpyDeviceToHost));
+  std::size_t erf_diff = 0, tanh_diff = 0;
+  double erf_max = 0, tanh_max = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double v = y[i];
+    const double by_erf = 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
+    const double by_tanh = 0.5 * v * (1.0 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+    const float got = bf16_value(g[i]);
+    erf_diff += got != bf16_round(static_cast<float>(by_erf));
+    tanh_diff += got != bf16_round(static_cast<float>(by_tanh));
+    erf_max = std::max(erf_max, std::fabs(got - by_erf));
+    tanh_max = std::max(tanh_max, std::fabs(got - by_tanh));
+  }
+  std::printf(
+      "GELU epilogue against the fp32 products' GELU rounded to bf16: erf form %zu of %zu differ (max |d| %.3g), "
+      "tanh form %zu differ (max |d| %.3g)\n",
+      erf_diff, n, erf_max, tanh_diff, tanh_max);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<int> rows_list = {2048, 4096};
   int candidates = 8, iters = 20, sustained = 0;
+  bool gelu = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--rows")) rows_list = int_list(argv[i + 1]);
     if (!std::strcmp(argv[i], "--candidates")) candidates = std::stoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--iters")) iters = std::stoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--sustained")) sustained = std::stoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--gelu-epilogue")) gelu = !std::strcmp(argv[i + 1], "on");
   }
   if (candidates < 1 || iters < 1 || sustained < 0) {
     std::fprintf(stderr, "bench_gemm: --candidates and --iters must be at least 1, --sustained at least 0\n");
@@ -149,6 +225,10 @@ int main(int argc, char** argv) {
     EYRIE_CUDA_CHECK(cudaMalloc(&ws, ws_bytes));
     EYRIE_CUBLAS_CHECK(cublasSetWorkspace(blas, ws, ws_bytes));
     for (int rows : rows_list) {
+      if (gelu) {
+        gelu_epilogue(rows, iters, blas, lt, ws, ws_bytes);
+        continue;
+      }
       for (const Shape& sh : shapes) {
         const Product p(sh, rows, lt, ws_bytes, candidates);
         const double ex_ms = time_us(1, iters, [&](int) { p.run(blas, lt, ws, ws_bytes, -1); }) / 1e3;
