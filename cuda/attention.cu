@@ -9,6 +9,7 @@
 
 #include "cuda/attention_common.cuh"
 #include "cuda/attention_mma.hpp"
+#include "cuda/attention_wgmma.hpp"
 #include "cuda/check.hpp"
 #include "cuda/dependent_launch.cuh"
 #include "cuda/kernels.hpp"
@@ -415,7 +416,9 @@ void paged_attention(const void* q, const void* k_cache, const void* v_cache, in
     throw InvalidArgument("paged_attention: a halves KV cache needs split products and a head dim in multiples of 8 "
                           "up to 128, not " + std::to_string(a.head_dim));
   const int64_t lo_offset = rows * a.num_heads * a.head_dim;
-  if (attention_mma_supports(a.head_dim)) {
+  if (a.wgmma) {
+    attention_wgmma(q, k_cache, v_cache, num_tiles, tiles, a, m, out, lo_offset, splits.part_o, splits.part_ml, s);
+  } else if (attention_mma_supports(a.head_dim)) {
     attention_mma(q, k_cache, v_cache, num_tiles, tiles, a, m, slopes, out, lo_offset, splits.part_o, splits.part_ml,
                   s);
   } else {

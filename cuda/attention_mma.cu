@@ -11,6 +11,7 @@
 #include <cfloat>
 #include <cstdint>
 
+#include "cuda/async_copy.cuh"
 #include "cuda/attention_common.cuh"
 #include "cuda/attention_mma.hpp"
 #include "cuda/check.hpp"
@@ -37,19 +38,6 @@ struct Smem {
   static constexpr size_t raw_bytes = sizeof(float) * 2 * kRaw;
   static constexpr size_t bytes = raw_bytes + sizeof(bf16) * 4 * kTile;
 };
-
-// 16 bytes from global to shared memory without passing through registers; zeros when !valid.
-__device__ inline void copy_async16(void* dst, const void* src, bool valid) {
-  const auto at = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(at), "l"(src), "r"(valid ? 16 : 0) : "memory");
-}
-
-__device__ inline void copy_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-
-template <int kPending>
-__device__ inline void copy_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
 
 constexpr float kLog2e = 1.4426950408889634f;
 

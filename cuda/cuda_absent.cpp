@@ -13,6 +13,9 @@ struct CudaEngine::Impl {};
 
 bool cuda_available() { return false; }
 int cuda_device_count() { return 0; }
+bool cuda_wgmma_attention_available(int) {
+  return false;
+}
 CudaEngine::CudaEngine(std::shared_ptr<const FalconModel>, CudaEngineOptions, std::shared_ptr<Communicator>) {
   throw Error(kNoCuda);
 }

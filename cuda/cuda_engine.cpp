@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cuda/attention_mma.hpp"
+#include "cuda/attention_wgmma.hpp"
 #include "cuda/check.hpp"
 #include "cuda/decode_buckets.hpp"
 #include "cuda/host_staging.hpp"
@@ -91,6 +92,10 @@ int cuda_device_count() {
 
 bool cuda_available() { return cuda_device_count() > 0; }
 
+bool cuda_wgmma_attention_available(int device) {
+  return device >= 0 && device < cuda_device_count() && cuda::attention_wgmma_device(device);
+}
+
 // With EYRIE_CUDA_PROFILE set, times each kind of work with events and prints totals at exit,
 // decode-only steps apart from steps with prompt rows.
 class OpProfiler {
@@ -156,6 +161,9 @@ struct CudaEngine::Impl {
   // Attention tiling for this head dim: the tensor-core kernel gives each warp 16 queries, so
   // its tiles take heads in multiples of 16; at most tile_queries (row, head) queries a tile.
   int32_t head_multiple = 1, tile_queries = 64;
+  // Steps that qualify (opt.wgmma_attention_rows_min) run attention on the warp-group kernel,
+  // whose tiles take up to cuda::kWgmmaTileQueries queries: this device and shape allow it.
+  bool wgmma_attention = false;
   std::vector<Layer> layers;
   Norm ln_f;
   DeviceArray<bf16> embed, lm_head_own;
@@ -261,6 +269,8 @@ struct CudaEngine::Impl {
     spec.block_size = opt.block_size;
     bf16_cache = opt.bf16_kv_cache && opt.split_rows_max <= 0 &&
                  cuda::bf16_cache_supports(static_cast<int32_t>(cfg.head_dim));
+    wgmma_attention = opt.wgmma_attention_rows_min > 0 && bf16_cache && cfg.head_dim == 64 && !cfg.alibi &&
+                      cuda::attention_wgmma_device(opt.device);
     // Where every step is split, keys and values are cached as the halves its attention
     // multiplies, in the bytes of fp32.
     halves_cache =
@@ -874,10 +884,12 @@ struct CudaEngine::Impl {
     h_tiles.clear();
     int32_t max_blocks = 1;
     int32_t decoding = 0;
+    int64_t step_rows = 0;
     bool decode_only = !batch.seqs.empty();
     for (const auto& s : batch.seqs) {
       max_blocks = std::max<int32_t>(max_blocks, static_cast<int32_t>(s.block_table.size()));
       decoding += s.tokens.size() == 1;
+      step_rows += static_cast<int64_t>(s.tokens.size());
       decode_only = decode_only && s.tokens.size() == 1 && !s.all_logits;
     }
     max_blocks = std::max(table_stride, static_cast<int32_t>(std::bit_ceil(static_cast<uint32_t>(max_blocks))));
@@ -893,13 +905,15 @@ struct CudaEngine::Impl {
     if (decode_only) decoding = static_cast<int32_t>(real_seqs + pad_rows);
     const int32_t group = static_cast<int32_t>(cfg.group_size());
     const int32_t max_heads = tile_heads(decoding);
+    const bool wgmma_step = wgmma_attention && !decode_only && step_rows >= opt.wgmma_attention_rows_min;
+    const int32_t step_tile_queries = wgmma_step ? cuda::kWgmmaTileQueries : tile_queries;
     h_tables.assign((batch.seqs.size() + (pad_rows > 0 ? 1 : 0)) * max_blocks, pad_block);
     for (std::size_t si = 0; si < batch.seqs.size(); ++si) {
       const auto& s = batch.seqs[si];
       std::copy(s.block_table.begin(), s.block_table.end(), h_tables.begin() + si * max_blocks);
       cuda::attention_tiles(static_cast<int32_t>(h_tokens.size()), static_cast<int32_t>(s.tokens.size()),
                             static_cast<int32_t>(nq), static_cast<int32_t>(plan.q_begin), group, max_heads,
-                            tile_queries, h_tiles);
+                            step_tile_queries, h_tiles);
       for (std::size_t i = 0; i < s.tokens.size(); ++i) {
         h_tokens.push_back(s.tokens[i]);
         h_pos.push_back(s.start_pos + static_cast<int32_t>(i));
@@ -909,7 +923,7 @@ struct CudaEngine::Impl {
     }
     for (int64_t k = 0; k < pad_rows; ++k) {
       cuda::attention_tiles(static_cast<int32_t>(h_tokens.size()), 1, static_cast<int32_t>(nq),
-                            static_cast<int32_t>(plan.q_begin), group, max_heads, tile_queries, h_tiles);
+                            static_cast<int32_t>(plan.q_begin), group, max_heads, step_tile_queries, h_tiles);
       h_pick.push_back(static_cast<int32_t>(h_tokens.size()));
       h_tokens.push_back(0);
       h_pos.push_back(0);
@@ -964,6 +978,7 @@ struct CudaEngine::Impl {
                             halves_cache,
                             acts};
     as.q_bf16 = as.bf16_products && cuda::attention_mma_supports(as.head_dim);
+    as.wgmma = wgmma_step;
     cuda::RowMeta meta{d_seq, d_pos, d_index.at[Index::tables]};
     const float eps = static_cast<float>(cfg.layer_norm_epsilon);
     const std::size_t layer_cache =
@@ -1041,8 +1056,11 @@ struct CudaEngine::Impl {
       cuda::qkv_to_cache(qkv.get(), L.qkv.bias(), n, as, meta, q.get(), kc, vc, stream);
       prof.mark("attention", stream);
       const auto& launched = last ? h_last_tiles : h_launch_tiles;
+      // The last layer's picked rows run as decode rows, on tiles of tile_queries slots.
+      cuda::AttentionShape tiled = as;
+      tiled.wgmma = as.wgmma && !last;
       cuda::paged_attention(q.get(), kc, vc, n, static_cast<int32_t>(launched.size() / cuda::kAttentionTileInts),
-                            last ? d_index.at[Index::last_tiles] : d_tiles, as, meta, alibi_slopes.get(), attn.get(),
+                            last ? d_index.at[Index::last_tiles] : d_tiles, tiled, meta, alibi_slopes.get(), attn.get(),
                             last ? last_splits : splits, stream);
       if (last) {
         keep_rows(attn.get(), nq * cfg.head_dim, d_kept, np);

@@ -73,6 +73,11 @@ struct CudaEngineOptions {
   // H200 with Falcon-7B, batch-2 / 4 decode (4 / 8 rows, tensor-core kernel) ran 1-3% faster
   // with it; batch 1 (2 rows) ran 5% slower with it (3.84 -> 4.03 ms per token).
   int64_t gemv_early_start_rows_min = 3;
+  // Steps of at least this many token rows, other than decode steps, run attention on the
+  // warp-group MMA kernel (cuda/attention_wgmma.hpp) where the device has compute capability
+  // 9.0 and the engine caches bf16 keys and values at head dim 64 without ALiBi; others, and 0,
+  // on the mma.sync kernel.
+  int64_t wgmma_attention_rows_min = 512;
   // Where a parallel block's attention and MLP output products both run on the weight-streaming
   // kernel, they run as one launch summing both terms (cuda::gemv_products), after the norm and
   // both products of its output on the MLP branch. Not for tensor-parallel shards, whose halved
@@ -110,6 +115,9 @@ struct CudaEngineOptions {
 // True when this build has the CUDA backend and a GPU is visible.
 bool cuda_available();
 int cuda_device_count();
+// Whether GPU `device` runs the warp-group MMA attention kernel (compute capability 9.0), which
+// prompts take where CudaEngineOptions::wgmma_attention_rows_min says so.
+bool cuda_wgmma_attention_available(int device = 0);
 
 class CudaEngine final : public Engine {
  public:

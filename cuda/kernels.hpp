@@ -90,6 +90,9 @@ struct AttentionShape {
   // tensor-core attention's bf16 products take (with bf16_products, head dims
   // attention_mma_supports() takes).
   bool q_bf16 = false;
+  // Tiles of up to kWgmmaTileQueries slots for the warp-group MMA kernel (cuda/attention_wgmma.hpp),
+  // on a device and a shape it takes; else tiles of up to attention_tile_queries() slots.
+  bool wgmma = false;
 };
 
 // Whether a bf16 KV cache can serve this head dim.

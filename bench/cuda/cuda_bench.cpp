@@ -7,7 +7,7 @@
 //              [--split-rows-max 256] [--cuda-graphs on|off] [--concurrent-mlp-rows-max 128]
 //              [--concurrent-mlp-up-rows-min 512] [--gemv-rows-max 3] [--gemv-mma-rows-max 8]
 //              [--gemv-early-start-rows-min 3] [--fp32-gemv-rows-max 2]
-//              [--key-split-blocks-per-sm 1]
+//              [--key-split-blocks-per-sm 1] [--wgmma-attention-rows-min 512]
 //              [--decode-head-split-rows-max 8] [--bf16-kv-cache on|off] [--peer-exchange on|off]
 //              [--summed-output-products on|off]
 //              [--prompts 128,2048] [--tpot on|off] [--sampling greedy|device|host]
@@ -162,6 +162,7 @@ int main(int argc, char** argv) {
   int64_t gemv_mma_rows_max = CudaEngineOptions{}.gemv_mma_rows_max;
   int64_t gemv_early_start_rows_min = CudaEngineOptions{}.gemv_early_start_rows_min;
   int64_t key_split_blocks_per_sm = CudaEngineOptions{}.key_split_blocks_per_sm;
+  int64_t wgmma_attention_rows_min = CudaEngineOptions{}.wgmma_attention_rows_min;
   int64_t decode_head_split_rows_max = CudaEngineOptions{}.decode_head_split_rows_max;
   bool bf16_kv_cache = CudaEngineOptions{}.bf16_kv_cache;
   bool peer_exchange = true;
@@ -178,6 +179,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--gemv-mma-rows-max")) gemv_mma_rows_max = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--gemv-early-start-rows-min")) gemv_early_start_rows_min = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--key-split-blocks-per-sm")) key_split_blocks_per_sm = std::stoll(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--wgmma-attention-rows-min")) wgmma_attention_rows_min = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--decode-head-split-rows-max")) decode_head_split_rows_max = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--peer-exchange")) peer_exchange = std::strcmp(argv[i + 1], "off") != 0;
     if (!std::strcmp(argv[i], "--summed-output-products"))
@@ -221,6 +223,7 @@ int main(int argc, char** argv) {
       o.gemv_mma_rows_max = gemv_mma_rows_max;
       o.gemv_early_start_rows_min = gemv_early_start_rows_min;
       o.key_split_blocks_per_sm = key_split_blocks_per_sm;
+      o.wgmma_attention_rows_min = wgmma_attention_rows_min;
       o.decode_head_split_rows_max = decode_head_split_rows_max;
       o.bf16_kv_cache = bf16_kv_cache;
       o.summed_output_products = summed_output_products;

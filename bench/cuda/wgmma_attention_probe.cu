@@ -33,151 +33,21 @@
 #include <vector>
 
 #include "bench/cuda/wgmma.cuh"
-#include "cuda/attention_common.cuh"
-#include "cuda/fast_math.cuh"
+#include "cuda/attention_wgmma.cuh"
 
 namespace {
 
 using namespace eyrie::bench;
-using eyrie::cuda::exp2_approx;
+using namespace eyrie::cuda::warpgroup_attention;
 
 using bf16 = __nv_bfloat16;
-constexpr int kHd = 64, kQueries = 128, kThreads = 256, kStages = 3;
-constexpr float kLog2e = 1.4426950408889634f;
-// In log2 units: probabilities stay below 2^11.5 before the base moves.
-constexpr float kSlack2 = 8.f * kLog2e;
-
-__device__ uint32_t pack_bf16(float lo, float hi) {
-  return eyrie::cuda::as_u32(__floats2bfloat162_rn(lo, hi));
-}
-
-__device__ void copy_async16(void* dst, const void* src, bool valid) {
-  const auto d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0) : "memory");
-}
-__device__ void copy_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-template <int kPending>
-__device__ void copy_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
-
-__device__ uint32_t smem_address(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ void barrier_init(uint64_t* b, int count) {
-  asm volatile("mbarrier.init.shared.b64 [%0], %1;\n" ::"r"(smem_address(b)), "r"(count) : "memory");
-}
-__device__ void barrier_arrive(uint64_t* b) {
-  asm volatile("mbarrier.arrive.shared.b64 _, [%0];\n" ::"r"(smem_address(b)) : "memory");
-}
-// Arrives on b once this thread's cp.async copies so far have landed (counted in b's init).
-__device__ void barrier_arrive_on_copies(uint64_t* b) {
-  asm volatile("cp.async.mbarrier.arrive.noinc.shared.b64 [%0];\n" ::"r"(smem_address(b)) : "memory");
-}
-__device__ void barrier_wait(uint64_t* b, uint32_t parity) {
-  asm volatile(
-      "{\n.reg .pred done;\nWAIT:\n"
-      "mbarrier.try_wait.parity.shared.b64 done, [%0], %1;\n"
-      "@!done bra WAIT;\n}\n" ::"r"(smem_address(b)),
-      "r"(parity)
-      : "memory");
-}
+constexpr int kQueries = 128, kThreads = 256, kStages = 3;
 
 // A causal prefill's key counts, 64 to 2,048 over the grid, longest first as the engine runs its
 // tiles (so that the last wave is not held up by a long block).
 __device__ int triangle_keys() {
   return (32 - static_cast<int>(blockIdx.x * 32 / gridDim.x)) * 64;
 }
-
-// One warpgroup's running softmax over its warp's rows a and b (this thread's two).
-struct Softmax {
-  float m_a = -FLT_MAX, m_b = -FLT_MAX, l_a = 0.f, l_b = 0.f;
-  float al_a = 1.f, al_b = 1.f;
-  bool rescaled = false;
-
-  // The probabilities of scores s relative to the rows' bases, keys at or past `valid` masked.
-  // s is only read: while a product is pending, writing a wgmma's accumulator registers would
-  // serialize the wgmmas.
-  template <int kN>
-  __device__ void step(const float (&s)[kN / 2], uint32_t (&pk)[kN / 16][4], int valid, int c2) {
-    // A full tile skips the masking's compare and select per score.
-    if (valid >= kN)
-      masked_step<kN, false>(s, pk, valid, c2);
-    else
-      masked_step<kN, true>(s, pk, valid, c2);
-  }
-
-  template <int kN, bool kMasked>
-  __device__ void masked_step(const float (&s)[kN / 2], uint32_t (&pk)[kN / 16][4], int valid, int c2) {
-    auto live = [&](int i) { return !kMasked || (i / 4) * 8 + c2 + i % 2 < valid; };
-    float mx_a = -FLT_MAX, mx_b = -FLT_MAX;
-#pragma unroll
-    for (int i = 0; i < kN / 2; ++i) {
-      const float x = live(i) ? s[i] : -FLT_MAX;
-      if (i % 4 < 2)
-        mx_a = fmaxf(mx_a, x);
-      else
-        mx_b = fmaxf(mx_b, x);
-    }
-#pragma unroll
-    for (int sh = 1; sh <= 2; sh *= 2) {
-      mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, sh));
-      mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, sh));
-    }
-    mx_a *= kLog2e;
-    mx_b *= kLog2e;
-    rescaled = __any_sync(0xffffffffu, mx_a > m_a + kSlack2 || mx_b > m_b + kSlack2);
-    if (rescaled) {
-      const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
-      al_a = m_a == -FLT_MAX ? 0.f : exp2_approx(m_a - mn_a);
-      al_b = m_b == -FLT_MAX ? 0.f : exp2_approx(m_b - mn_b);
-      l_a *= al_a;
-      l_b *= al_b;
-      m_a = mn_a;
-      m_b = mn_b;
-    }
-    const float nb_a = -m_a, nb_b = -m_b;
-    // Pairs (i, i + 1) are one row's neighbouring keys; pair i / 2 is word (i / 2) % 4 of key
-    // block i / 8's A fragment.
-#pragma unroll
-    for (int i = 0; i < kN / 2; i += 2) {
-      const bool a = i % 4 < 2;
-      const float nb = a ? nb_a : nb_b;
-      const float x = live(i) ? exp2_approx(fmaf(s[i], kLog2e, nb)) : 0.f;
-      const float y = live(i + 1) ? exp2_approx(fmaf(s[i + 1], kLog2e, nb)) : 0.f;
-      pk[i / 8][(i / 2) % 4] = pack_bf16(x, y);
-      if (a)
-        l_a += x + y;
-      else
-        l_b += x + y;
-    }
-  }
-
-  __device__ void rescale(float (&o)[32]) const {
-    if (!rescaled) return;
-#pragma unroll
-    for (int j = 0; j < kHd / 8; ++j) {
-      o[4 * j] *= al_a;
-      o[4 * j + 1] *= al_a;
-      o[4 * j + 2] *= al_b;
-      o[4 * j + 3] *= al_b;
-    }
-  }
-};
-
-// A warpgroup's state over the key tiles, in registers: the running output (wgmma's
-// accumulator layout), the softmax, a tile's scores, and the probabilities of keys
-// 16kb..16kb+15 as the A fragment of P V: pf while that product runs, pk for the next tile's
-// meanwhile (the serial variants use pf alone).
-template <int kN>
-struct Running {
-  float o[32] = {};
-  Softmax sm;
-  float s[kN / 2];
-  uint32_t pf[kN / 16][4], pk[kN / 16][4];
-};
 
 // This thread's share of the A fragments of the queries' rows row_a and row_b.
 __device__ void load_queries(const bf16* q, uint32_t (&qf)[kHd / 16][4], int row_a, int row_b, int c2) {
@@ -216,108 +86,14 @@ __device__ void store_output(const float (&o)[32], const Softmax& sm, float* out
     l_a += __shfl_xor_sync(0xffffffffu, l_a, sh);
     l_b += __shfl_xor_sync(0xffffffffu, l_b, sh);
   }
+  // One reciprocal a row and a pair of columns a store, as the engine's kernel writes: a
+  // division per value took the IEEE slow path and a fifth of the FA3 shape's samples.
+  const float inv_a = 1.f / l_a, inv_b = 1.f / l_b;
 #pragma unroll
   for (int j = 0; j < kHd / 8; ++j) {
     const int col = 8 * j + c2;
-    out[row_a * kHd + col] = o[4 * j] / l_a;
-    out[row_a * kHd + col + 1] = o[4 * j + 1] / l_a;
-    out[row_b * kHd + col] = o[4 * j + 2] / l_b;
-    out[row_b * kHd + col + 1] = o[4 * j + 3] / l_b;
-  }
-}
-
-// s must be zero: clearing it here, among pending wgmmas, would serialize them.
-template <int kN>
-__device__ void scores(float (&s)[kN / 2], const uint32_t (&qf)[kHd / 16][4], const unsigned char* kt) {
-#pragma unroll
-  for (int kb = 0; kb < kHd / 16; ++kb) {  // head dims 16kb..16kb+15: two cores along them
-    if constexpr (kN == 64)
-      wgmma_n64<0>(s, qf[kb], descriptor(kt + kb * 256, 128, 1024));
-    else
-      wgmma_n128(s, qf[kb], descriptor(kt + kb * 256, 128, 1024));
-  }
-}
-
-template <int kN>
-__device__ void values(float (&o)[32], const uint32_t (&pf)[kN / 16][4], const unsigned char* vt) {
-#pragma unroll
-  for (int kb = 0; kb < kN / 16; ++kb)  // keys 16kb..16kb+15: two cores along them
-    wgmma_n64<1>(o, pf[kb], descriptor(vt + kb * 2048, 1024, 128));
-}
-
-// A tile's scores (keys kt) waited for, and their softmax into pf: the start of a serial tile,
-// and the first tile of an overlapped loop.
-template <int kN, typename Score>
-__device__ void first_scores(Score&& score, float (&s)[kN / 2], uint32_t (&pf)[kN / 16][4], Softmax& sm,
-                             const unsigned char* kt, int valid, int c2) {
-#pragma unroll
-  for (float& x : s) x = 0.f;
-  wgmma_fence();
-  score(s, kt);
-  wgmma_commit();
-  wgmma_wait<0>();
-  sm.step<kN>(s, pf, valid, c2);
-}
-
-// One tile with each product waited for before the next step: scores (by score(s, kt)), the
-// softmax, then P V into o. kt is the stage's K tile, its V tile after it.
-template <int kN, typename Score>
-__device__ void serial_tile(Score&& score, float (&s)[kN / 2], uint32_t (&pf)[kN / 16][4], float (&o)[32], Softmax& sm,
-                            const unsigned char* kt, int valid, int c2) {
-  first_scores<kN>(score, s, pf, sm, kt, valid, c2);
-  sm.rescale(o);
-  wgmma_fence();
-  values<kN>(o, pf, kt + kN * kHd * 2);
-  wgmma_commit();
-  wgmma_wait<0>();
-}
-
-// A turn's gate for overlapped_turn (see TurnGate): none.
-struct NoGate {
-  __device__ void wait() const {}
-  __device__ void pass() const {}
-};
-
-// One overlapped turn, once tile j + 1's keys have landed (when more): tile j's P V
-// (probabilities cur, value tile vt) issued together with tile j + 1's scores (key tile
-// kt_next), and tile j + 1's softmax into next while P V runs. cur and next swap roles from turn
-// to turn (alternate_turns), so that no register a pending wgmma reads is written.
-// gate.wait() comes before the products are issued and gate.pass() right after, so that
-// warpgroups can take turns on the tensor cores.
-template <int kN, typename Score, typename Gate = NoGate>
-__device__ void overlapped_turn(Score&& score, float (&s)[kN / 2], float (&o)[32], const uint32_t (&cur)[kN / 16][4],
-                                uint32_t (&next)[kN / 16][4], Softmax& sm, const unsigned char* kt_next,
-                                const unsigned char* vt, bool more, int valid_next, int c2, const Gate& gate = {}) {
-  if (more) {
-#pragma unroll
-    for (float& x : s) x = 0.f;
-  }
-  gate.wait();
-  wgmma_fence();
-  if (more) {
-    score(s, kt_next);
-    wgmma_commit();
-  }
-  values<kN>(o, cur, vt);
-  wgmma_commit();
-  gate.pass();
-  if (more) {
-    wgmma_wait<1>();
-    sm.step<kN>(s, next, valid_next, c2);
-    wgmma_wait<0>();
-    sm.rescale(o);
-  } else {
-    wgmma_wait<0>();
-  }
-}
-
-// Turns j = 0 .. tiles - 1 of an overlapped loop, two at a time with the probability arrays'
-// roles swapped; turn(j, cur, next).
-template <typename Turn, typename P>
-__device__ void alternate_turns(int tiles, P& pf, P& pk, Turn&& turn) {
-  for (int j = 0; j < tiles; j += 2) {
-    turn(j, pf, pk);
-    if (j + 1 < tiles) turn(j + 1, pk, pf);
+    *reinterpret_cast<float2*>(out + row_a * kHd + col) = make_float2(o[4 * j] * inv_a, o[4 * j + 1] * inv_a);
+    *reinterpret_cast<float2*>(out + row_b * kHd + col) = make_float2(o[4 * j + 2] * inv_b, o[4 * j + 3] * inv_b);
   }
 }
 
@@ -365,7 +141,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   const int tiles = (keys + kN - 1) / kN;
   auto fetch = [&](int tile) {
     copy_tile<kN>(smem + (tile % kStages) * 2 * kTileBytes, k, v, tile * kN, keys);
-    copy_commit();
+    copy_async_commit();
   };
   auto tile_k = [&](int tile) { return smem + (tile % kStages) * 2 * kTileBytes; };
 
@@ -379,31 +155,31 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
       if (a < tiles) fetch(a);
     for (int j = 0; j < tiles; ++j) {
       if (kAhead == 2 && j + 1 < tiles)
-        copy_wait<1>();
+        copy_async_wait<1>();
       else
-        copy_wait<0>();
+        copy_async_wait<0>();
       // cp.async wrote through the generic proxy; wgmma reads through the async one.
       asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
       __syncthreads();
       if (j + kAhead < tiles) fetch(j + kAhead);
-      serial_tile<kN>(score, run.s, run.pf, run.o, run.sm, tile_k(j), keys - j * kN, c2);
+      serial_tile<kN>(score, run.s, run.pf, run.o, run.sm, tile_k(j), keys - j * kN, keys - j * kN, c2);
     }
   } else {
     if (tiles > 1) fetch(1);
     if (tiles > 1)
-      copy_wait<1>();
+      copy_async_wait<1>();
     else
-      copy_wait<0>();
+      copy_async_wait<0>();
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     __syncthreads();
-    first_scores<kN>(score, run.s, run.pf, run.sm, tile_k(0), keys, c2);
+    first_scores<kN>(score, run.s, run.pf, run.sm, tile_k(0), keys, keys, c2);
     // Tile j's product with cur while tile j + 1's probabilities go into next; the loop runs
     // two tiles a turn with the arrays' roles swapped, so that no register a pending wgmma
     // reads is written.
     auto turn = [&](int j, const uint32_t(&cur)[kN / 16][4], uint32_t(&next)[kN / 16][4]) {
       const bool more = j + 1 < tiles;
       if (more) {
-        copy_wait<0>();
+        copy_async_wait<0>();
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         // Past this barrier every warpgroup is done with tile j - 1, whose stage the fetch of
         // tile j + 2 refills.
@@ -411,7 +187,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
         if (j + 2 < tiles) fetch(j + 2);
       }
       overlapped_turn<kN>(score, run.s, run.o, cur, next, run.sm, tile_k(j + 1), tile_k(j) + kTileBytes, more,
-                          keys - (j + 1) * kN, c2);
+                          keys - (j + 1) * kN, keys - (j + 1) * kN, c2);
     };
     alternate_turns(tiles, run.pf, run.pk, turn);
   }
@@ -461,7 +237,7 @@ __global__ void __launch_bounds__(kThreads)
     // The copies wrote through the generic proxy; wgmma reads through the async one.
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     serial_tile<kN>([&](float(&acc)[kN / 2], const unsigned char* kt) { scores<kN>(acc, qf, kt); }, run.s, run.pf,
-                    run.o, run.sm, tile_k(j), keys - j * kN, c2);
+                    run.o, run.sm, tile_k(j), keys - j * kN, keys - j * kN, c2);
     barrier_arrive(&empty[j % kRing]);
   }
   store_output(run.o, run.sm, out, row_a, row_b, c2);
@@ -560,7 +336,7 @@ __global__ void __launch_bounds__(spec_threads<kGroups, kRegs>(), 1)
   Running<kN> run;
   auto score = [&](float(&acc)[kN / 2], const unsigned char* kt) { scores<kN>(acc, qf, kt); };
   wait_full(0);
-  first_scores<kN>(score, run.s, run.pf, run.sm, tile_k(0), keys, c2);
+  first_scores<kN>(score, run.s, run.pf, run.sm, tile_k(0), keys, keys, c2);
   auto turn = [&](int j, const uint32_t(&cur)[kN / 16][4], uint32_t(&next)[kN / 16][4]) {
     const bool more = j + 1 < tiles;
     // The stage of tile j - 1, whose P V the last turn waited for, goes back to the producer.
@@ -568,10 +344,10 @@ __global__ void __launch_bounds__(spec_threads<kGroups, kRegs>(), 1)
     if (more) wait_full(j + 1);
     if constexpr (kPingPong)
       overlapped_turn<kN>(score, run.s, run.o, cur, next, run.sm, tile_k(j + 1), tile_k(j) + kTileBytes, more,
-                          keys - (j + 1) * kN, c2, TurnGate<kGroups>{warp / 4, j, tiles - 1});
+                          keys - (j + 1) * kN, keys - (j + 1) * kN, c2, TurnGate<kGroups>{warp / 4, j, tiles - 1});
     else
       overlapped_turn<kN>(score, run.s, run.o, cur, next, run.sm, tile_k(j + 1), tile_k(j) + kTileBytes, more,
-                          keys - (j + 1) * kN, c2);
+                          keys - (j + 1) * kN, keys - (j + 1) * kN, c2);
   };
   alternate_turns(tiles, run.pf, run.pk, turn);
   store_output(run.o, run.sm, out, row_a, row_b, c2);

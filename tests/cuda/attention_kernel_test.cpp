@@ -1,6 +1,7 @@
 // The paged attention kernels against a float64 CPU attention on random queries and caches:
 // prefill chunks, decode rows with and without their keys split over blocks, ALiBi, grouped
-// and multi-query heads, head dims on tensor cores (8-128) and past them (fp32, 160).
+// and multi-query heads, head dims on tensor cores (8-128) and past them (fp32, 160), and the
+// warp-group kernel for prompts at head dim 64 where the device runs it.
 #include <gtest/gtest.h>
 
 #if EYRIE_HAS_CUDA
@@ -10,6 +11,7 @@
 #include <numeric>
 #include <random>
 
+#include "cuda/attention_wgmma.hpp"
 #include "cuda/check.hpp"
 #include "cuda/cuda_engine.hpp"
 #include "cuda/kernels.hpp"
@@ -164,39 +166,67 @@ void check_attention(const Shape& sh, bool split_keys, uint32_t seed, bool bf16_
   }
 
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-  double worst = 0;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int32_t h = 0; h < sh.heads; ++h) {
-      const int32_t kv = h / group;
-      const int32_t* table = tables.data() + static_cast<std::size_t>(seq_of[r]) * max_blocks;
-      auto at = [&](int32_t p) {
-        return ((static_cast<std::size_t>(table[p / kBlock]) * sh.kv_heads + kv) * kBlock + p % kBlock) * hd;
-      };
-      std::vector<double> w(pos[r] + 1);
-      double mx = -1e300;
-      for (int32_t p = 0; p <= pos[r]; ++p) {
-        double dot = 0;
-        for (int32_t d = 0; d < hd; ++d) dot += static_cast<double>(q[(r * sh.heads + h) * hd + d]) * kc[at(p) + d];
-        w[p] = dot * scale;
-        // The bias rounded to bf16, as transformers builds it in the model's dtype.
-        if (sh.alibi) w[p] += static_cast<float>(__float2bfloat16(slopes[h] * static_cast<float>(p))) * scale;
-        mx = std::max(mx, w[p]);
+  // The largest difference of an output (split halves summed) from the float64 attention.
+  auto worst_of = [&](const std::vector<cuda::bf16>& got_out) {
+    double worst = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int32_t h = 0; h < sh.heads; ++h) {
+        const int32_t kv = h / group;
+        const int32_t* table = tables.data() + static_cast<std::size_t>(seq_of[r]) * max_blocks;
+        auto at = [&](int32_t p) {
+          return ((static_cast<std::size_t>(table[p / kBlock]) * sh.kv_heads + kv) * kBlock + p % kBlock) * hd;
+        };
+        std::vector<double> w(pos[r] + 1);
+        double mx = -1e300;
+        for (int32_t p = 0; p <= pos[r]; ++p) {
+          double dot = 0;
+          for (int32_t d = 0; d < hd; ++d) dot += static_cast<double>(q[(r * sh.heads + h) * hd + d]) * kc[at(p) + d];
+          w[p] = dot * scale;
+          // The bias rounded to bf16, as transformers builds it in the model's dtype.
+          if (sh.alibi) w[p] += static_cast<float>(__float2bfloat16(slopes[h] * static_cast<float>(p))) * scale;
+          mx = std::max(mx, w[p]);
+        }
+        double den = 0;
+        for (auto& x : w) den += (x = std::exp(x - mx));
+        for (int32_t d = 0; d < hd; ++d) {
+          double ref = 0;
+          for (int32_t p = 0; p <= pos[r]; ++p) ref += w[p] * vc[at(p) + d];
+          ref /= den;
+          const std::size_t o = (r * sh.heads + h) * hd + d;
+          const double got = static_cast<double>(static_cast<float>(got_out[o])) +
+                             static_cast<double>(static_cast<float>(got_out[rows * sh.heads * hd + o]));
+          worst = std::max(worst, std::abs(got - ref));
+        }
       }
-      double den = 0;
-      for (auto& x : w) den += (x = std::exp(x - mx));
-      for (int32_t d = 0; d < hd; ++d) {
-        double ref = 0;
-        for (int32_t p = 0; p <= pos[r]; ++p) ref += w[p] * vc[at(p) + d];
-        ref /= den;
-        const std::size_t o = (r * sh.heads + h) * hd + d;
-        const double got = static_cast<double>(static_cast<float>(out[o])) +
-                           static_cast<double>(static_cast<float>(out[rows * sh.heads * hd + o]));
-        worst = std::max(worst, std::abs(got - ref));
-      }
-    }
+    // fp32 accumulation over a few hundred keys, and outputs of magnitude below one; bf16
+    // products round queries, keys, values and probabilities to 8 significant bits.
+    return worst;
+  };
   // fp32 accumulation over a few hundred keys, and outputs of magnitude below one; bf16
   // products round queries, keys, values and probabilities to 8 significant bits.
-  EXPECT_LT(worst, bf16_products ? 1e-2 : 5e-5) << "largest absolute difference from float64";
+  EXPECT_LT(worst_of(out), bf16_products ? 1e-2 : 5e-5) << "largest absolute difference from float64";
+  if (bf16_products && q_bf16 && hd == 64 && !sh.alibi && cuda::attention_wgmma_device(0)) {
+    // The warp-group kernel on tiles of its size, keys and values cached in bf16 as it reads
+    // them: within the same bf16 bound.
+    std::vector<int32_t> wide, wide_launch;
+    for (std::size_t s = 0, first = 0; s < seqs.size(); first += seqs[s].rows, ++s)
+      cuda::attention_tiles(static_cast<int32_t>(first), seqs[s].rows, sh.heads, 0, group,
+                            seqs[s].rows == 1 && split_keys ? 16 : 128, cuda::kWgmmaTileQueries, wide);
+    cuda::launch_tiles(wide, row_split, wide_launch);
+    std::vector<uint16_t> kb(kc.size()), vb(vc.size());
+    for (std::size_t i = 0; i < kc.size(); ++i) kb[i] = f32_to_bf16(kc[i]);
+    for (std::size_t i = 0; i < vc.size(); ++i) vb[i] = f32_to_bf16(vc[i]);
+    Device<uint16_t> d_kb(kb), d_vb(vb);
+    Device<int32_t> d_wide(wide_launch);
+    Device<cuda::bf16> d_ow(2 * rows * sh.heads * hd);
+    cuda::AttentionShape aw = a;
+    aw.bf16_cache = true;
+    aw.wgmma = true;
+    cuda::paged_attention(qp, d_kb.p, d_vb.p, rows, static_cast<int32_t>(wide_launch.size() / cuda::kAttentionTileInts),
+                          d_wide.p, aw, meta, d_slopes.p, d_ow.p, splits, nullptr);
+    EYRIE_CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_LT(worst_of(d_ow.get(2 * rows * sh.heads * hd)), 1e-2) << "warp-group kernel, largest difference";
+  }
 }
 
 // Offsets of query head h and of KV head j's key (its value follows) in a fused
@@ -354,8 +384,8 @@ TEST_F(AttentionKernel, MatchesFloat64OnRandomInputs) {
 }
 
 TEST_F(AttentionKernel, Bf16ProductsStayWithinBf16RoundingOfFloat64) {
-  const std::vector<Shape> shapes{{8, 1, 16, false}, {6, 3, 32, false}, {71, 1, 64, false}, {16, 2, 64, true},
-                                  {16, 2, 128, false}};
+  const std::vector<Shape> shapes{{8, 1, 16, false}, {6, 3, 32, false}, {71, 1, 64, false},
+                                  {16, 2, 64, true}, {8, 2, 64, false}, {16, 2, 128, false}};
   uint32_t seed = 50;
   for (const auto& sh : shapes)
     for (bool split : {false, true})

@@ -448,6 +448,53 @@ TEST(CudaEngine, SequentialBlocksWithoutBiasesAddTheirProductsIntoTheResidualStr
   EXPECT_LT(bf16, 0.1 * other);
 }
 
+// Prompts on bf16 activations at head dim 64 run attention on the warp-group MMA kernel
+// (wgmma_attention_rows_min) where the device runs it. A 400-token prompt on two layers of
+// Falcon-7B's shape cut to 12 heads (random weights, 192-slot tiles of 16 rows and 12 heads):
+// its logprobs against the same engine on the mma.sync kernel differ, as the two kernels sum
+// differently, but far less than those of a model with other weights.
+TEST(CudaEngine, PromptsOnTheWarpGroupAttentionKernelMatchTheMmaKernel) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  if (!cuda_wgmma_attention_available()) GTEST_SKIP() << "the device does not run sm_90a code";
+  FalconConfig cfg = FalconConfig::from_file(test::test_data("configs/falcon-7b.json"));
+  cfg.num_layers = 2;
+  cfg.num_heads = 12;
+  cfg.hidden_size = cfg.num_heads * cfg.head_dim;
+  cfg.ffn_hidden_size = 4 * cfg.hidden_size;
+  ASSERT_EQ(cfg.head_dim, 64);
+  std::vector<int32_t> prompt(400);
+  for (std::size_t i = 0; i < prompt.size(); ++i)
+    prompt[i] = static_cast<int32_t>((i * 7919 + 13) % static_cast<std::size_t>(cfg.vocab_size));
+  auto logprobs = [&](uint64_t seed, int64_t wgmma_rows_min) {
+    CudaEngineOptions o;
+    o.kv_tokens = 2048;
+    o.split_rows_max = 0;
+    o.wgmma_attention_rows_min = wgmma_rows_min;
+    CudaEngine engine(cfg, seed, o);
+    auto blocks = blocks_for(engine.kv_spec(), static_cast<int64_t>(prompt.size()));
+    StepBatch batch;
+    batch.seqs.push_back({1, 0, prompt, blocks, true});
+    StepOutput out;
+    engine.step(batch, out);
+    std::vector<double> lp;
+    for (std::size_t i = 0; i + 1 < prompt.size(); ++i)
+      lp.push_back(out.row(0, i)[prompt[i + 1]] - out.logsumexp(0, i));
+    return lp;
+  };
+  auto worst = [](const std::vector<double>& a, const std::vector<double>& b) {
+    double w = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) w = std::max(w, std::abs(a[i] - b[i]));
+    return w;
+  };
+  const auto mma = logprobs(7, 0);
+  const double wgmma = worst(logprobs(7, 1), mma), other = worst(logprobs(8, 0), mma);
+  std::printf("worst prompt logprob difference from the mma.sync kernel: warp-group kernel %.4f, other weights %.4f\n",
+              wgmma, other);
+  EXPECT_GT(wgmma, 0.0) << "the same bits: the warp-group kernel did not run";
+  EXPECT_LT(wgmma, 0.25);
+  EXPECT_LT(wgmma, 0.1 * other);
+}
+
 TEST(CudaMemory, ModelThatDoesNotFitSaysHowMuchItNeeds) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   auto model = FalconModel::load(test::test_data("models/falcon-7b-tiny"));
