@@ -217,13 +217,15 @@ void attention_wgmma(const void* q, const void* k_cache, const void* v_cache, in
         "without ALiBi; not head dim " +
         std::to_string(a.head_dim));
   if (num_tiles <= 0) return;
-  thread_local int sm_count = 0;  // each worker thread drives one device
-  if (sm_count == 0) {
+  // Set up once for each device a thread launches on.
+  thread_local int configured_device = -1, sm_count = 0;
+  int device = 0;
+  EYRIE_CUDA_CHECK(cudaGetDevice(&device));
+  if (device != configured_device) {
     EYRIE_CUDA_CHECK(
         cudaFuncSetAttribute(attention_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
-    int device = 0;
-    EYRIE_CUDA_CHECK(cudaGetDevice(&device));
     EYRIE_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
+    configured_device = device;
   }
   const int32_t blocks = std::min(num_tiles, sm_count);
   attention_wgmma_kernel<<<static_cast<unsigned>(blocks), kThreads, kSmemBytes, s>>>(

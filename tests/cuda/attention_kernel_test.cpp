@@ -407,6 +407,26 @@ TEST_F(AttentionKernel, RejectsBf16QueriesItCannotRead) {
   }
 }
 
+// The warp-group kernel takes head dim 64 with bf16 products, bf16 queries and a bf16 cache,
+// without ALiBi: asked for any other shape, paged_attention says so instead of launching it.
+TEST_F(AttentionKernel, RefusesTheWarpGroupKernelForShapesItDoesNotTake) {
+  Device<float> buf(64);
+  Device<cuda::bf16> out(64);
+  const std::vector<int32_t> zeros(8, 0);
+  Device<int32_t> meta_rows(zeros);
+  const cuda::RowMeta meta{meta_rows.p, meta_rows.p, meta_rows.p};
+  for (int variant = 0; variant < 4; ++variant) {
+    cuda::AttentionShape a{2, 1, variant == 0 ? 32 : 64, 0, 16, 1, 10000.f, variant == 1, 2, 0, true};
+    a.q_bf16 = variant != 2;
+    a.bf16_cache = variant != 3;
+    a.wgmma = true;
+    EXPECT_FALSE(cuda::attention_wgmma_supports(a)) << "variant " << variant;
+    EXPECT_THROW(cuda::paged_attention(buf.p, buf.p, buf.p, 1, 1, meta_rows.p, a, meta, nullptr, out.p, {}, nullptr),
+                 InvalidArgument)
+        << "variant " << variant;
+  }
+}
+
 TEST_F(AttentionKernel, QkvToCacheRotatesAsTransformersDoes) {
   uint32_t seed = 100;
   // A decode step's rows and a prompt's (qkv_to_cache takes another kernel from 512 rows).
