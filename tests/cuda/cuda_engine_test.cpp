@@ -406,6 +406,35 @@ TEST_P(CudaReference, AgreesWithCpuEngineInBatchedMixedSteps) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaReference, ::testing::ValuesIn(test::fixture_models()),
                          [](const auto& p) { return test::fixture_name(p.param); });
 
+// A prompt of n token ids spread over the vocabulary.
+std::vector<int32_t> spread_prompt(std::size_t n, int64_t vocab) {
+  std::vector<int32_t> prompt(n);
+  for (std::size_t i = 0; i < n; ++i)
+    prompt[i] = static_cast<int32_t>((i * 7919 + 13) % static_cast<std::size_t>(vocab));
+  return prompt;
+}
+
+// The logprob of each next token of `prompt`, on a model of random weights (seed) in one step.
+std::vector<double> prompt_logprobs(const FalconConfig& cfg, uint64_t seed, CudaEngineOptions o,
+                                    const std::vector<int32_t>& prompt) {
+  o.kv_tokens = 2048;
+  CudaEngine engine(cfg, seed, o);
+  auto blocks = blocks_for(engine.kv_spec(), static_cast<int64_t>(prompt.size()));
+  StepBatch batch;
+  batch.seqs.push_back({1, 0, prompt, blocks, true});
+  StepOutput out;
+  engine.step(batch, out);
+  std::vector<double> lp;
+  for (std::size_t i = 0; i + 1 < prompt.size(); ++i) lp.push_back(out.row(0, i)[prompt[i + 1]] - out.logsumexp(0, i));
+  return lp;
+}
+
+double worst_difference(const std::vector<double>& a, const std::vector<double>& b) {
+  double w = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) w = std::max(w, std::abs(a[i] - b[i]));
+  return w;
+}
+
 // On bf16 activations a sequential (non-parallel) block without biases adds its two output
 // products into the residual stream (cuBLAS's beta = 1) instead of leaving them to the next
 // LayerNorm, a shape none of the fixtures has. Random weights on the falcon-rw-tiny config
@@ -418,31 +447,14 @@ TEST(CudaEngine, SequentialBlocksWithoutBiasesAddTheirProductsIntoTheResidualStr
   ASSERT_FALSE(cfg.parallel_attn);
   cfg.bias = false;
   cfg.num_layers = 4;
-  std::vector<int32_t> prompt(48);
-  for (std::size_t i = 0; i < prompt.size(); ++i)
-    prompt[i] = static_cast<int32_t>((i * 7919 + 13) % static_cast<std::size_t>(cfg.vocab_size));
+  const auto prompt = spread_prompt(48, cfg.vocab_size);
   auto logprobs = [&](uint64_t seed, bool split) {
     CudaEngineOptions o;
-    o.kv_tokens = 2048;
     o.split_rows_max = split ? std::numeric_limits<int64_t>::max() : 0;
-    CudaEngine engine(cfg, seed, o);
-    auto blocks = blocks_for(engine.kv_spec(), static_cast<int64_t>(prompt.size()));
-    StepBatch batch;
-    batch.seqs.push_back({1, 0, prompt, blocks, true});
-    StepOutput out;
-    engine.step(batch, out);
-    std::vector<double> lp;
-    for (std::size_t i = 0; i + 1 < prompt.size(); ++i)
-      lp.push_back(out.row(0, i)[prompt[i + 1]] - out.logsumexp(0, i));
-    return lp;
-  };
-  auto worst = [](const std::vector<double>& a, const std::vector<double>& b) {
-    double w = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) w = std::max(w, std::abs(a[i] - b[i]));
-    return w;
+    return prompt_logprobs(cfg, seed, o, prompt);
   };
   const auto split = logprobs(7, true);
-  const double bf16 = worst(logprobs(7, false), split), other = worst(logprobs(8, true), split);
+  const double bf16 = worst_difference(logprobs(7, false), split), other = worst_difference(logprobs(8, true), split);
   std::printf("worst prompt logprob difference: bf16 activations %.4f, other weights %.4f\n", bf16, other);
   EXPECT_LT(bf16, 0.25);
   EXPECT_LT(bf16, 0.1 * other);
@@ -462,32 +474,15 @@ TEST(CudaEngine, PromptsOnTheWarpGroupAttentionKernelMatchTheMmaKernel) {
   cfg.hidden_size = cfg.num_heads * cfg.head_dim;
   cfg.ffn_hidden_size = 4 * cfg.hidden_size;
   ASSERT_EQ(cfg.head_dim, 64);
-  std::vector<int32_t> prompt(400);
-  for (std::size_t i = 0; i < prompt.size(); ++i)
-    prompt[i] = static_cast<int32_t>((i * 7919 + 13) % static_cast<std::size_t>(cfg.vocab_size));
+  const auto prompt = spread_prompt(400, cfg.vocab_size);
   auto logprobs = [&](uint64_t seed, int64_t wgmma_rows_min) {
     CudaEngineOptions o;
-    o.kv_tokens = 2048;
     o.split_rows_max = 0;
     o.wgmma_attention_rows_min = wgmma_rows_min;
-    CudaEngine engine(cfg, seed, o);
-    auto blocks = blocks_for(engine.kv_spec(), static_cast<int64_t>(prompt.size()));
-    StepBatch batch;
-    batch.seqs.push_back({1, 0, prompt, blocks, true});
-    StepOutput out;
-    engine.step(batch, out);
-    std::vector<double> lp;
-    for (std::size_t i = 0; i + 1 < prompt.size(); ++i)
-      lp.push_back(out.row(0, i)[prompt[i + 1]] - out.logsumexp(0, i));
-    return lp;
-  };
-  auto worst = [](const std::vector<double>& a, const std::vector<double>& b) {
-    double w = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) w = std::max(w, std::abs(a[i] - b[i]));
-    return w;
+    return prompt_logprobs(cfg, seed, o, prompt);
   };
   const auto mma = logprobs(7, 0);
-  const double wgmma = worst(logprobs(7, 1), mma), other = worst(logprobs(8, 0), mma);
+  const double wgmma = worst_difference(logprobs(7, 1), mma), other = worst_difference(logprobs(8, 0), mma);
   std::printf("worst prompt logprob difference from the mma.sync kernel: warp-group kernel %.4f, other weights %.4f\n",
               wgmma, other);
   EXPECT_GT(wgmma, 0.0) << "the same bits: the warp-group kernel did not run";
