@@ -1,11 +1,11 @@
 // Paged causal attention on warp-group MMAs (wgmma, sm_90a) for prompts on bf16 activations at
 // head dim 64, in FlashAttention-3's shape for that head dim: three consumer warpgroups of 64
 // query slots (192 a block) and a producer warpgroup that copies each 64-key tile of keys and
-// values from the paged bf16 cache into a ring of six stages. Each consumer warpgroup overlaps a tile's
-// P V product with the next tile's softmax (cuda/attention_wgmma.cuh), and holds 160 registers
-// a thread, handed over by the producers (setmaxnreg). The tiles, masking and
-// outputs (key-split partials included) are the mma.sync kernel's (cuda/attention_mma.cu), with
-// slots in threes of warpgroups instead of eight warps.
+// values from the paged bf16 cache into a ring of six stages. Each consumer warpgroup overlaps
+// a tile's P V product with the next tile's softmax (cuda/attention_wgmma.cuh) and holds 160
+// registers a thread, handed over by the producers (setmaxnreg). The tiles, masking and outputs
+// (key-split partials included) are the mma.sync kernel's (cuda/attention_mma.cu), with slots in
+// threes of warpgroups instead of eight warps.
 #include "cuda/attention_wgmma.hpp"
 
 #include <cuda_bf16.h>
@@ -211,11 +211,14 @@ bool attention_wgmma_device(int device) {
 void attention_wgmma(const void* q, const void* k_cache, const void* v_cache, int32_t num_tiles, const int32_t* tiles,
                      const AttentionShape& a, const RowMeta& m, bf16* out, int64_t lo_offset, float* part_o,
                      float* part_ml, cudaStream_t s) {
-  if (!attention_wgmma_supports(a))
+  if (!attention_wgmma_supports(a)) {
+    auto yes = [](bool b) { return std::string(b ? "yes" : "no"); };
     throw InvalidArgument(
-        "attention_wgmma: takes head dim 64 with bf16 products, bf16 queries and a bf16 cache, "
-        "without ALiBi; not head dim " +
-        std::to_string(a.head_dim));
+        "attention_wgmma: takes head dim 64, bf16 products, bf16 queries, a bf16 cache and no ALiBi; "
+        "got head dim " +
+        std::to_string(a.head_dim) + ", bf16 products " + yes(a.bf16_products) + ", bf16 queries " + yes(a.q_bf16) +
+        ", bf16 cache " + yes(a.bf16_cache) + ", ALiBi " + yes(a.alibi));
+  }
   if (num_tiles <= 0) return;
   // Set up once for each device a thread launches on.
   thread_local int configured_device = -1, sm_count = 0;
