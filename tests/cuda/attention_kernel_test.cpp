@@ -392,29 +392,31 @@ TEST_F(AttentionKernel, Bf16ProductsStayWithinBf16RoundingOfFloat64) {
       for (bool q_bf16 : {false, true}) check_attention(sh, split, seed++, true, q_bf16);
 }
 
+// Small device buffers for calls that must be refused before any kernel reads them.
+struct RefusedCallBuffers {
+  Device<float> buf{64};
+  Device<cuda::bf16> out{64};
+  Device<int32_t> rows{std::vector<int32_t>(8, 0)};
+  cuda::RowMeta meta{rows.p, rows.p, rows.p};
+};
+
 TEST_F(AttentionKernel, RejectsBf16QueriesItCannotRead) {
-  Device<float> buf(64);
-  Device<cuda::bf16> out(64);
-  const std::vector<int32_t> zeros(8, 0);
-  Device<int32_t> meta_rows(zeros);
-  const cuda::RowMeta meta{meta_rows.p, meta_rows.p, meta_rows.p};
+  const RefusedCallBuffers d;
   for (auto [hd, bf16_products] : {std::pair{64, false}, std::pair{160, true}}) {
     cuda::AttentionShape a{2, 1, hd, 0, 16, 1, 10000.f, false, 2, 0, bf16_products};
     a.q_bf16 = true;
-    EXPECT_THROW(cuda::qkv_to_cache(buf.p, nullptr, 1, a, meta, buf.p, buf.p, buf.p, nullptr), InvalidArgument);
-    EXPECT_THROW(cuda::paged_attention(buf.p, buf.p, buf.p, 1, 0, meta_rows.p, a, meta, nullptr, out.p, {}, nullptr),
+    EXPECT_THROW(cuda::qkv_to_cache(d.buf.p, nullptr, 1, a, d.meta, d.buf.p, d.buf.p, d.buf.p, nullptr),
                  InvalidArgument);
+    EXPECT_THROW(
+        cuda::paged_attention(d.buf.p, d.buf.p, d.buf.p, 1, 0, d.rows.p, a, d.meta, nullptr, d.out.p, {}, nullptr),
+        InvalidArgument);
   }
 }
 
 // The warp-group kernel takes head dim 64 with bf16 products, bf16 queries and a bf16 cache,
 // without ALiBi: asked for any other shape, paged_attention says so instead of launching it.
 TEST_F(AttentionKernel, RefusesTheWarpGroupKernelForShapesItDoesNotTake) {
-  Device<float> buf(64);
-  Device<cuda::bf16> out(64);
-  const std::vector<int32_t> zeros(8, 0);
-  Device<int32_t> meta_rows(zeros);
-  const cuda::RowMeta meta{meta_rows.p, meta_rows.p, meta_rows.p};
+  const RefusedCallBuffers d;
   for (int variant = 0; variant < 4; ++variant) {
     cuda::AttentionShape a{2, 1, variant == 0 ? 32 : 64, 0, 16, 1, 10000.f, variant == 1, 2, 0, true};
     a.q_bf16 = variant != 2;
@@ -422,7 +424,7 @@ TEST_F(AttentionKernel, RefusesTheWarpGroupKernelForShapesItDoesNotTake) {
     a.wgmma = true;
     EXPECT_FALSE(cuda::attention_wgmma_supports(a)) << "variant " << variant;
     try {
-      cuda::paged_attention(buf.p, buf.p, buf.p, 1, 1, meta_rows.p, a, meta, nullptr, out.p, {}, nullptr);
+      cuda::paged_attention(d.buf.p, d.buf.p, d.buf.p, 1, 1, d.rows.p, a, d.meta, nullptr, d.out.p, {}, nullptr);
       ADD_FAILURE() << "variant " << variant << " was launched";
     } catch (const InvalidArgument& e) {
       EXPECT_NE(std::string(e.what()).find("attention_wgmma: takes head dim 64"), std::string::npos) << e.what();
