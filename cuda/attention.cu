@@ -12,6 +12,7 @@
 #include "cuda/attention_wgmma.hpp"
 #include "cuda/check.hpp"
 #include "cuda/dependent_launch.cuh"
+#include "cuda/dynamic_smem.cuh"
 #include "cuda/kernels.hpp"
 
 namespace eyrie::cuda {
@@ -426,11 +427,7 @@ void paged_attention(const void* q, const void* k_cache, const void* v_cache, in
     const size_t smem = static_cast<size_t>(2 * kTileQueries * hd + kTileKeys * (2 * hd + 1) +
                                             kTileQueries * kTileKeys + 3 * kTileQueries) *
                         sizeof(float);
-    thread_local bool configured = false;  // each worker thread drives one device
-    if (!configured) {
-      EYRIE_CUDA_CHECK(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));
-      configured = true;
-    }
+    allow_dynamic_smem<attention_kernel>(200 * 1024);
     attention_kernel<<<static_cast<unsigned>(num_tiles), kAttnThreads, smem, s>>>(
         static_cast<const float*>(q), static_cast<const float*>(k_cache), static_cast<const float*>(v_cache), a, m,
         tiles, slopes, out, lo_offset, splits.part_o, splits.part_ml);

@@ -36,10 +36,6 @@ struct AttentionTile {
   __device__ int last_key(int qi) const { return p0 + qi / nh; }
 };
 
-}  // namespace eyrie::cuda
-
-namespace eyrie::cuda {
-
 // Element d of query slot qi's attention output, o the unnormalised sum and l its softmax mass:
 // the result as a.out stores it, or for a split decode row this key range's partial.
 __device__ inline void write_attention_out(const AttentionTile& t, const AttentionShape& a, int qi, int d, float o,
@@ -87,6 +83,31 @@ __device__ inline void write_attention_stats(const AttentionTile& t, const Atten
   float* ml = part_ml + (static_cast<int64_t>(t.slot + t.split) * a.num_heads + t.h0 + qi) * 2;
   ml[0] = m;
   ml[1] = l;
+}
+
+// The end of a tile for the two query slots qa and qb whose output columns c2 and c2 + 1 of
+// every 8 a thread holds, as MMA accumulators lie: o[4j], o[4j + 1] of slot qa and o[4j + 2],
+// o[4j + 3] of qb. The outputs divided by their softmax masses, then, for a split decode row, the
+// slots' maxima (natural units) and masses from the thread with c2 == 0.
+template <int kHd>
+__device__ __forceinline__ void write_attention_slots(const AttentionTile& t, const AttentionShape& a, int c2, int qa,
+                                                      bool live_a, float m_a, float l_a, int qb, bool live_b, float m_b,
+                                                      float l_b, const float* o, bf16* out, int64_t lo_offset,
+                                                      float* part_o, float* part_ml) {
+  const int64_t row_a = live_a ? attention_slot_row(t, a, qa) : 0;
+  const int64_t row_b = live_b ? attention_slot_row(t, a, qb) : 0;
+  const float inv_a = l_a > 0.f ? 1.f / l_a : 0.f, inv_b = l_b > 0.f ? 1.f / l_b : 0.f;
+#pragma unroll
+  for (int j = 0; j < kHd / 8; ++j) {
+    const int d = j * 8 + c2;
+    if (d >= a.head_dim) continue;
+    if (live_a) write_attention_out2(t, a, row_a, d, o[4 * j], o[4 * j + 1], inv_a, out, lo_offset, part_o);
+    if (live_b) write_attention_out2(t, a, row_b, d, o[4 * j + 2], o[4 * j + 3], inv_b, out, lo_offset, part_o);
+  }
+  if (c2 == 0) {
+    if (live_a) write_attention_stats(t, a, qa, m_a, l_a, part_ml);
+    if (live_b) write_attention_stats(t, a, qb, m_b, l_b, part_ml);
+  }
 }
 
 }  // namespace eyrie::cuda

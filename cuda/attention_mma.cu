@@ -16,6 +16,7 @@
 #include "cuda/attention_mma.hpp"
 #include "cuda/check.hpp"
 #include "cuda/dependent_launch.cuh"
+#include "cuda/dynamic_smem.cuh"
 #include "cuda/fast_math.cuh"
 
 namespace eyrie::cuda {
@@ -394,20 +395,8 @@ __global__ void __launch_bounds__(kSlots * 2, HD <= 64 ? 2 : 1)
     l_b = mass[2];
   }
   // Columns c2 and c2 + 1 of every 8 are this thread's: a pair per store (hd is a multiple of 4).
-  const int64_t row_a = live_a ? attention_slot_row(t, a, qa) : 0;
-  const int64_t row_b = live_b ? attention_slot_row(t, a, qb) : 0;
-  const float inv_a = l_a > 0.f ? 1.f / l_a : 0.f, inv_b = l_b > 0.f ? 1.f / l_b : 0.f;
-#pragma unroll
-  for (int j = 0; j < HD / 8; ++j) {
-    const int d = j * 8 + c2;
-    if (d >= hd) continue;
-    if (live_a) write_attention_out2(t, a, row_a, d, o[j][0], o[j][1], inv_a, out, lo_offset, part_o);
-    if (live_b) write_attention_out2(t, a, row_b, d, o[j][2], o[j][3], inv_b, out, lo_offset, part_o);
-  }
-  if (c2 == 0) {
-    if (live_a) write_attention_stats(t, a, qa, m_a, l_a, part_ml);
-    if (live_b) write_attention_stats(t, a, qb, m_b, l_b, part_ml);
-  }
+  write_attention_slots<HD>(t, a, c2, qa, live_a, m_a, l_a, qb, live_b, m_b, l_b, &o[0][0], out, lo_offset, part_o,
+                            part_ml);
 }
 
 template <int HD, int kSlots, bool kSplit, bool kBf16Rows>
@@ -416,12 +405,7 @@ void launch(const void* q, const void* k_cache, const void* v_cache, int32_t num
             float* part_o, float* part_ml, cudaStream_t s) {
   // Rows of bf16: their two stages alone, in place of the fp32 stage and the converted tiles.
   constexpr size_t bytes = kBf16Rows ? 2 * (kSplit ? 4 : 2) * Smem<HD>::kTile * sizeof(bf16) : Smem<HD>::bytes;
-  thread_local bool configured = false;  // each worker thread drives one device
-  if (!configured) {
-    EYRIE_CUDA_CHECK(cudaFuncSetAttribute(attention_mma_kernel<HD, kSlots, kSplit, kBf16Rows>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-    configured = true;
-  }
+  allow_dynamic_smem<attention_mma_kernel<HD, kSlots, kSplit, kBf16Rows>>(static_cast<int>(bytes));
   attention_mma_kernel<HD, kSlots, kSplit, kBf16Rows><<<static_cast<unsigned>(num_tiles), kSlots * 2, bytes, s>>>(
       q, k_cache, v_cache, a, m, tiles, slopes, out, lo_offset, part_o, part_ml);
   EYRIE_CUDA_LAUNCHED();

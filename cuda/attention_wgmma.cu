@@ -19,6 +19,7 @@
 #include "cuda/attention_wgmma.cuh"
 #include "cuda/check.hpp"
 #include "cuda/dependent_launch.cuh"
+#include "cuda/dynamic_smem.cuh"
 
 namespace eyrie::cuda {
 namespace {
@@ -176,22 +177,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       l_a += __shfl_xor_sync(0xffffffffu, l_a, sh);
       l_b += __shfl_xor_sync(0xffffffffu, l_b, sh);
     }
-    const int64_t row_a = live_a ? attention_slot_row(t, a, qa) : 0;
-    const int64_t row_b = live_b ? attention_slot_row(t, a, qb) : 0;
-    const float inv_a = l_a > 0.f ? 1.f / l_a : 0.f, inv_b = l_b > 0.f ? 1.f / l_b : 0.f;
-#pragma unroll
-    for (int j = 0; j < kHd / 8; ++j) {
-      const int d = j * 8 + c2;
-      if (live_a) write_attention_out2(t, a, row_a, d, run.o[4 * j], run.o[4 * j + 1], inv_a, out, lo_offset, part_o);
-      if (live_b)
-        write_attention_out2(t, a, row_b, d, run.o[4 * j + 2], run.o[4 * j + 3], inv_b, out, lo_offset, part_o);
-    }
-    if (c2 == 0) {
-      // The softmax keeps its bases in log2 units; a key split's merge takes natural ones.
-      auto natural = [](float m2) { return m2 == -FLT_MAX ? -FLT_MAX : m2 / kLog2e; };
-      if (live_a) write_attention_stats(t, a, qa, natural(run.sm.m_a), l_a, part_ml);
-      if (live_b) write_attention_stats(t, a, qb, natural(run.sm.m_b), l_b, part_ml);
-    }
+    // The softmax keeps its bases in log2 units; a key split's merge takes natural ones.
+    auto natural = [](float m2) { return m2 == -FLT_MAX ? -FLT_MAX : m2 / kLog2e; };
+    write_attention_slots<kHd>(t, a, c2, qa, live_a, natural(run.sm.m_a), l_a, qb, live_b, natural(run.sm.m_b), l_b,
+                               run.o, out, lo_offset, part_o, part_ml);
   }
 }
 
@@ -220,15 +209,14 @@ void attention_wgmma(const void* q, const void* k_cache, const void* v_cache, in
         ", bf16 cache " + yes(a.bf16_cache) + ", ALiBi " + yes(a.alibi));
   }
   if (num_tiles <= 0) return;
-  // Set up once for each device a thread launches on.
-  thread_local int configured_device = -1, sm_count = 0;
+  allow_dynamic_smem<attention_wgmma_kernel>(kSmemBytes);
+  // The SM count of the device this thread last launched on.
+  thread_local int counted_device = -1, sm_count = 0;
   int device = 0;
   EYRIE_CUDA_CHECK(cudaGetDevice(&device));
-  if (device != configured_device) {
-    EYRIE_CUDA_CHECK(
-        cudaFuncSetAttribute(attention_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
+  if (device != counted_device) {
     EYRIE_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
-    configured_device = device;
+    counted_device = device;
   }
   const int32_t blocks = std::min(num_tiles, sm_count);
   attention_wgmma_kernel<<<static_cast<unsigned>(blocks), kThreads, kSmemBytes, s>>>(

@@ -392,6 +392,24 @@ TEST_F(AttentionKernel, Bf16ProductsStayWithinBf16RoundingOfFloat64) {
       for (bool q_bf16 : {false, true}) check_attention(sh, split, seed++, true, q_bf16);
 }
 
+// Kernels of more than 48 KB of shared memory, launched by one thread on one device and then on
+// another, as a thread driving several tensor-parallel shards would: each device's copy of a
+// kernel needs its own attribute. The fp32-stage kernel for split products, the fp32 kernel
+// past head dim 128, and bf16 products (the warp-group kernel where the device has it).
+TEST_F(AttentionKernel, RunsOnEveryDeviceOneThreadLaunchesOn) {
+  if (cuda_device_count() < 2) GTEST_SKIP() << "one device";
+  struct BackToDeviceZero {
+    ~BackToDeviceZero() { cudaSetDevice(0); }
+  } back;
+  for (const int device : {0, 1}) {
+    SCOPED_TRACE("device " + std::to_string(device));
+    EYRIE_CUDA_CHECK(cudaSetDevice(device));
+    check_attention({71, 1, 64, false}, true, 90);
+    check_attention({4, 4, 160, false}, false, 91);
+    check_attention({8, 2, 64, false}, true, 92, true, true);
+  }
+}
+
 // Small device buffers for calls that must be refused before any kernel reads them.
 struct RefusedCallBuffers {
   Device<float> buf{64};

@@ -1,0 +1,26 @@
+// Kernels that take more than 48 KB of dynamic shared memory have to say so with an attribute
+// of the device's copy of the kernel: set once per kernel and device, whichever thread launches
+// there first, so that one thread may drive several devices (tensor-parallel shards).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "cuda/check.hpp"
+
+namespace eyrie::cuda {
+
+template <auto kKernel>
+void allow_dynamic_smem(int bytes) {
+  static std::atomic<uint64_t> set_on{0};  // a bit per device; devices past 63 set it every launch
+  int device = 0;
+  EYRIE_CUDA_CHECK(cudaGetDevice(&device));
+  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
+  if (set_on.load(std::memory_order_acquire) & bit) return;
+  EYRIE_CUDA_CHECK(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  set_on.fetch_or(bit, std::memory_order_acq_rel);
+}
+
+}  // namespace eyrie::cuda
