@@ -198,14 +198,17 @@ void check_attention(const Shape& sh, bool split_keys, uint32_t seed, bool bf16_
           worst = std::max(worst, std::abs(got - ref));
         }
       }
-    // fp32 accumulation over a few hundred keys, and outputs of magnitude below one; bf16
-    // products round queries, keys, values and probabilities to 8 significant bits.
     return worst;
   };
   // fp32 accumulation over a few hundred keys, and outputs of magnitude below one; bf16
   // products round queries, keys, values and probabilities to 8 significant bits.
   EXPECT_LT(worst_of(out), bf16_products ? 1e-2 : 5e-5) << "largest absolute difference from float64";
-  if (bf16_products && q_bf16 && hd == 64 && !sh.alibi && cuda::attention_wgmma_device(0)) {
+  cuda::AttentionShape aw = a;
+  aw.bf16_cache = true;
+  aw.wgmma = true;
+  int device = 0;
+  EYRIE_CUDA_CHECK(cudaGetDevice(&device));
+  if (cuda::attention_wgmma_supports(aw) && cuda::attention_wgmma_device(device)) {
     // The warp-group kernel on tiles of its size, keys and values cached in bf16 as it reads
     // them: within the same bf16 bound.
     std::vector<int32_t> wide, wide_launch;
@@ -219,9 +222,6 @@ void check_attention(const Shape& sh, bool split_keys, uint32_t seed, bool bf16_
     Device<uint16_t> d_kb(kb), d_vb(vb);
     Device<int32_t> d_wide(wide_launch);
     Device<cuda::bf16> d_ow(2 * rows * sh.heads * hd);
-    cuda::AttentionShape aw = a;
-    aw.bf16_cache = true;
-    aw.wgmma = true;
     cuda::paged_attention(qp, d_kb.p, d_vb.p, rows, static_cast<int32_t>(wide_launch.size() / cuda::kAttentionTileInts),
                           d_wide.p, aw, meta, d_slopes.p, d_ow.p, splits, nullptr);
     EYRIE_CUDA_CHECK(cudaDeviceSynchronize());

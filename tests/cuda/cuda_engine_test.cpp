@@ -12,6 +12,7 @@
 #include "model/cpu/cpu_engine.hpp"
 #include "model/error.hpp"
 #include "model/sampling/logits_processors.hpp"
+#include "tests/support/likeliest.hpp"
 #include "tests/support/reference.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -394,9 +395,7 @@ TEST_P(CudaReference, AgreesWithCpuEngineInBatchedMixedSteps) {
   for (std::size_t i = 0; i < cases.size(); ++i) {
     auto gr = g.last(i), cr = c.last(i);
     // The CPU engine's ten most likely tokens, compared as logprobs.
-    std::vector<int32_t> idx(cr.size());
-    for (std::size_t k = 0; k < idx.size(); ++k) idx[k] = static_cast<int32_t>(k);
-    std::partial_sort(idx.begin(), idx.begin() + 10, idx.end(), [&](int32_t a, int32_t b) { return cr[a] > cr[b]; });
+    const auto idx = test::likeliest_tokens(cr, 10);
     for (int k = 0; k < 10; ++k)
       EXPECT_NEAR(gr[idx[k]] - g.last_logsumexp(i), cr[idx[k]] - c.last_logsumexp(i), kBf16LogprobTol)
           << "case " << i << " rank " << k;

@@ -14,6 +14,7 @@
 #include "model/cpu/cpu_engine.hpp"
 #include "model/falcon_config.hpp"
 #include "model/falcon_weights.hpp"
+#include "tests/support/likeliest.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace eyrie {
@@ -75,9 +76,7 @@ double worst_top10(const StepOutput& g, const StepOutput& c, std::size_t rows, d
   double worst = 0;
   for (std::size_t r = 0; r < rows; ++r) {
     const auto gr = g.row(0, r), cr = c.row(0, r);
-    std::vector<int32_t> idx(cr.size());
-    for (std::size_t k = 0; k < idx.size(); ++k) idx[k] = static_cast<int32_t>(k);
-    std::partial_sort(idx.begin(), idx.begin() + 10, idx.end(), [&](int32_t a, int32_t b) { return cr[a] > cr[b]; });
+    const auto idx = test::likeliest_tokens(cr, 10);
     const double uniform = -std::log(static_cast<double>(cr.size()));
     least_peak = std::min(least_peak, static_cast<double>(cr[idx[0]]) - c.logsumexp(0, r) - uniform);
     for (int k = 0; k < 10; ++k) {
