@@ -6,7 +6,9 @@
 // turns that overlap a tile's P V product with the next tile's softmax. Key and value tiles sit
 // in shared memory as 8x8 core matrices: key kk, head dims d..d+7 at (kk / 8) * 1024 +
 // (d / 8) * 128 + (kk % 8) * 16; keys K-major (LBO 128, SBO 1024), values read N-major with the
-// transpose bit (LBO 1024, SBO 128).
+// transpose bit (LBO 1024, SBO 128). Split products (fp32 precision from bf16 MMAs, as in
+// cuda/attention_mma.cu) take the probabilities as SplitProbs and a stage of four tiles: keys,
+// values, then their low halves (kLowHalves further on).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -29,6 +31,27 @@ __device__ inline uint32_t pack_bf16(float lo, float hi) {
   return as_u32(__floats2bfloat162_rn(lo, hi));
 }
 
+// From a stage's key (value) tile of kN keys to its low halves: past the key and value tiles.
+template <int kN>
+inline constexpr int kLowHalves = 2 * kN* kHd * 2;
+
+// A tile's probabilities for split products: bf16 high halves and what they leave out, each as
+// the A fragments of P V (a plain uint32_t[kN / 16][4] holds bf16 probabilities alone).
+template <int kN>
+struct SplitProbs {
+  uint32_t hi[kN / 16][4], lo[kN / 16][4];
+};
+
+// Probabilities x, y (one row's neighbouring keys) into word w of fragment f.
+template <int kF>
+__device__ inline void put_probs(uint32_t (&p)[kF][4], int f, int w, float x, float y) {
+  p[f][w] = pack_bf16(x, y);
+}
+template <int kN>
+__device__ inline void put_probs(SplitProbs<kN>& p, int f, int w, float x, float y) {
+  split2(x, y, p.hi[f][w], p.lo[f][w]);
+}
+
 // One warpgroup's running softmax over its warp's rows a and b (this thread's two).
 struct Softmax {
   float m_a = -FLT_MAX, m_b = -FLT_MAX, l_a = 0.f, l_b = 0.f;
@@ -38,8 +61,8 @@ struct Softmax {
   // The probabilities of scores s relative to the rows' bases: row a's keys at or past
   // valid_a masked, row b's at or past valid_b. s is only read: while a product is pending,
   // writing a wgmma's accumulator registers would serialize the wgmmas.
-  template <int kN>
-  __device__ void step(const float (&s)[kN / 2], uint32_t (&pk)[kN / 16][4], int valid_a, int valid_b, int c2) {
+  template <int kN, typename P>
+  __device__ void step(const float (&s)[kN / 2], P& pk, int valid_a, int valid_b, int c2) {
     // A tile full for the warp's rows skips the masking's compare and select per score. The
     // choice is the warp's, whose shuffles both paths take.
     if (__all_sync(0xffffffffu, valid_a >= kN && valid_b >= kN))
@@ -48,8 +71,8 @@ struct Softmax {
       masked_step<kN, true>(s, pk, valid_a, valid_b, c2);
   }
 
-  template <int kN, bool kMasked>
-  __device__ void masked_step(const float (&s)[kN / 2], uint32_t (&pk)[kN / 16][4], int valid_a, int valid_b, int c2) {
+  template <int kN, bool kMasked, typename P>
+  __device__ void masked_step(const float (&s)[kN / 2], P& pk, int valid_a, int valid_b, int c2) {
     // Score i is row a's when i % 4 < 2, key (i / 4) * 8 + c2 + i % 2.
     auto live = [&](int i) { return !kMasked || (i / 4) * 8 + c2 + i % 2 < (i % 4 < 2 ? valid_a : valid_b); };
     float mx_a = -FLT_MAX, mx_b = -FLT_MAX;
@@ -87,7 +110,7 @@ struct Softmax {
       const float nb = a ? nb_a : nb_b;
       const float x = live(i) ? exp2_approx(fmaf(s[i], kLog2e, nb)) : 0.f;
       const float y = live(i + 1) ? exp2_approx(fmaf(s[i + 1], kLog2e, nb)) : 0.f;
-      pk[i / 8][(i / 2) % 4] = pack_bf16(x, y);
+      put_probs(pk, i / 8, (i / 2) % 4, x, y);
       if (a)
         l_a += x + y;
       else
@@ -110,13 +133,13 @@ struct Softmax {
 // A warpgroup's state over the key tiles, in registers: the running output (wgmma's
 // accumulator layout), the softmax, a tile's scores, and the probabilities of keys
 // 16kb..16kb+15 as the A fragment of P V: pf while that product runs, pk for the next tile's
-// meanwhile (the serial variants use pf alone).
-template <int kN>
+// meanwhile (the serial variants use pf alone). P: bf16 probabilities, or SplitProbs<kN>.
+template <int kN, typename P = uint32_t[kN / 16][4]>
 struct Running {
   float o[32] = {};
   Softmax sm;
   float s[kN / 2];
-  uint32_t pf[kN / 16][4], pk[kN / 16][4];
+  P pf, pk;
 };
 
 // s must be zero: clearing it here, among pending wgmmas, would serialize them.
@@ -138,11 +161,19 @@ __device__ inline void values(float (&o)[32], const uint32_t (&pf)[kN / 16][4], 
     wgmma_n64<1>(o, pf[kb], descriptor(vt + kb * 2048, 1024, 128));
 }
 
+// Split products: (P_hi + P_lo)(V_hi + V_lo) without lo.lo, the smaller terms first.
+template <int kN>
+__device__ inline void values(float (&o)[32], const SplitProbs<kN>& p, const unsigned char* vt) {
+  values<kN>(o, p.lo, vt);
+  values<kN>(o, p.hi, vt + kLowHalves<kN>);
+  values<kN>(o, p.hi, vt);
+}
+
 // A tile's scores (keys kt) waited for, and their softmax into pf: the start of a serial tile,
 // and the first tile of an overlapped loop.
-template <int kN, typename Score>
-__device__ inline void first_scores(Score&& score, float (&s)[kN / 2], uint32_t (&pf)[kN / 16][4], Softmax& sm,
-                                    const unsigned char* kt, int valid_a, int valid_b, int c2) {
+template <int kN, typename Score, typename P>
+__device__ inline void first_scores(Score&& score, float (&s)[kN / 2], P& pf, Softmax& sm, const unsigned char* kt,
+                                    int valid_a, int valid_b, int c2) {
 #pragma unroll
   for (float& x : s) x = 0.f;
   wgmma_fence();
@@ -154,9 +185,9 @@ __device__ inline void first_scores(Score&& score, float (&s)[kN / 2], uint32_t 
 
 // One tile with each product waited for before the next step: scores (by score(s, kt)), the
 // softmax, then P V into o. kt is the stage's K tile, its V tile after it.
-template <int kN, typename Score>
-__device__ inline void serial_tile(Score&& score, float (&s)[kN / 2], uint32_t (&pf)[kN / 16][4], float (&o)[32],
-                                   Softmax& sm, const unsigned char* kt, int valid_a, int valid_b, int c2) {
+template <int kN, typename Score, typename P>
+__device__ inline void serial_tile(Score&& score, float (&s)[kN / 2], P& pf, float (&o)[32], Softmax& sm,
+                                   const unsigned char* kt, int valid_a, int valid_b, int c2) {
   first_scores<kN>(score, s, pf, sm, kt, valid_a, valid_b, c2);
   sm.rescale(o);
   wgmma_fence();
@@ -177,11 +208,10 @@ struct NoGate {
 // to turn (alternate_turns), so that no register a pending wgmma reads is written.
 // gate.wait() comes before the products are issued and gate.pass() right after, so that
 // warpgroups can take turns on the tensor cores.
-template <int kN, typename Score, typename Gate = NoGate>
-__device__ inline void overlapped_turn(Score&& score, float (&s)[kN / 2], float (&o)[32],
-                                       const uint32_t (&cur)[kN / 16][4], uint32_t (&next)[kN / 16][4], Softmax& sm,
-                                       const unsigned char* kt_next, const unsigned char* vt, bool more, int valid_a,
-                                       int valid_b, int c2, const Gate& gate = {}) {
+template <int kN, typename Score, typename P, typename Gate = NoGate>
+__device__ inline void overlapped_turn(Score&& score, float (&s)[kN / 2], float (&o)[32], const P& cur, P& next,
+                                       Softmax& sm, const unsigned char* kt_next, const unsigned char* vt, bool more,
+                                       int valid_a, int valid_b, int c2, const Gate& gate = {}) {
   if (more) {
 #pragma unroll
     for (float& x : s) x = 0.f;

@@ -9,8 +9,8 @@ namespace eyrie::cuda {
 // The most (row, head) query slots one of its tiles may hold: three warpgroups of 64.
 inline constexpr int32_t kWgmmaTileQueries = 192;
 
-// Whether the kernel covers the shape: head dim 64, bf16 products on bf16 queries and a bf16
-// cache, no ALiBi.
+// Whether the kernel covers the shape: head dim 64 without ALiBi, and bf16 products on bf16
+// queries and a bf16 cache, or split products on fp32 queries and a halves cache.
 bool attention_wgmma_supports(const AttentionShape& a);
 
 // Whether the device runs sm_90a code (compute capability 9.0).

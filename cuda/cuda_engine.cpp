@@ -269,19 +269,21 @@ struct CudaEngine::Impl {
     spec.block_size = opt.block_size;
     bf16_cache = opt.bf16_kv_cache && opt.split_rows_max <= 0 &&
                  cuda::bf16_cache_supports(static_cast<int32_t>(cfg.head_dim));
-    // An engine with a bf16 cache runs every step on bf16 products and bf16 queries: the shape
-    // its prompts give the warp-group kernel, which says whether it takes it.
-    cuda::AttentionShape prompts{};
-    prompts.head_dim = static_cast<int32_t>(cfg.head_dim);
-    prompts.alibi = cfg.alibi;
-    prompts.bf16_products = prompts.bf16_cache = bf16_cache;
-    prompts.q_bf16 = bf16_cache && cuda::attention_mma_supports(prompts.head_dim);
-    wgmma_attention = opt.wgmma_attention_rows_min > 0 && cuda::attention_wgmma_supports(prompts) &&
-                      cuda::attention_wgmma_device(opt.device);
     // Where every step is split, keys and values are cached as the halves its attention
     // multiplies, in the bytes of fp32.
     halves_cache =
         opt.split_rows_max >= opt.max_step_tokens && cuda::bf16_cache_supports(static_cast<int32_t>(cfg.head_dim));
+    // An engine with a bf16 cache runs every step on bf16 products and bf16 queries, one with a
+    // halves cache every step on split products and fp32 queries: the shape its prompts give
+    // the warp-group kernel, which says whether it takes it (a cache of fp32 rows it does not).
+    cuda::AttentionShape prompts{};
+    prompts.head_dim = static_cast<int32_t>(cfg.head_dim);
+    prompts.alibi = cfg.alibi;
+    prompts.bf16_products = prompts.bf16_cache = bf16_cache;
+    prompts.halves_cache = halves_cache;
+    prompts.q_bf16 = bf16_cache && cuda::attention_mma_supports(prompts.head_dim);
+    wgmma_attention = opt.wgmma_attention_rows_min > 0 && cuda::attention_wgmma_supports(prompts) &&
+                      cuda::attention_wgmma_device(opt.device);
     plan_memory();
     pad_block = spec.num_blocks;
     const std::size_t cache = static_cast<std::size_t>(cfg.num_layers) * (spec.num_blocks + 1) * nkv *

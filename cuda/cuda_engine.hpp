@@ -75,12 +75,14 @@ struct CudaEngineOptions {
   int64_t gemv_early_start_rows_min = 3;
   // Steps of at least this many token rows, other than decode steps, run attention on the
   // warp-group MMA kernel (cuda/attention_wgmma.hpp) where the device has compute capability
-  // 9.0 and the engine caches bf16 keys and values at head dim 64 without ALiBi; others, and 0,
-  // on the mma.sync kernel. On the H200 with Falcon-7B (bf16 activations, at ncu's fixed
-  // clocks) a layer's attention took 193 us against 211 at 2048 prompt tokens, 68.6 against
-  // 70.1 at 1024 and 30.2 against 30.9 at 512, where whole prompts came out 0.6% slower within
-  // the spread of their times.
-  int64_t wgmma_attention_rows_min = 1024;
+  // 9.0 and the engine caches keys and values at head dim 64 without ALiBi as bf16 (bf16
+  // activations) or as split halves (every step split); others, and 0, on the mma.sync kernel.
+  // On the H200 with Falcon-7B, a layer's attention at ncu's fixed clocks: bf16 193 us against
+  // 211 at 2048 prompt tokens, 68.6 against 70.1 at 1024 and 30.2 against 30.9 at 512, where
+  // whole prompts came out 0.6% slower within the spread of their times; split 323-325 against
+  // 453-457 at 2048, 112 against 140 at 1024, 45-46 against 63 at 512 and 27 against 30 at 256
+  // (prompts of 2048 / 1024 tokens 92.5-93.5 / 43.9-45.4 ms against 95.9-96.1 / 45.8-46.3).
+  int64_t wgmma_attention_rows_min = 512;
   // Where a parallel block's attention and MLP output products both run on the weight-streaming
   // kernel, they run as one launch summing both terms (cuda::gemv_products), after the norm and
   // both products of its output on the MLP branch. Not for tensor-parallel shards, whose halved

@@ -7,7 +7,7 @@
 //              [--split-rows-max 256] [--cuda-graphs on|off] [--concurrent-mlp-rows-max 128]
 //              [--concurrent-mlp-up-rows-min 512] [--gemv-rows-max 3] [--gemv-mma-rows-max 8]
 //              [--gemv-early-start-rows-min 3] [--fp32-gemv-rows-max 2]
-//              [--key-split-blocks-per-sm 1] [--wgmma-attention-rows-min 1024]
+//              [--key-split-blocks-per-sm 1] [--wgmma-attention-rows-min 512]
 //              [--decode-head-split-rows-max 8] [--bf16-kv-cache on|off] [--peer-exchange on|off]
 //              [--summed-output-products on|off]
 //              [--prompts 128,2048] [--tpot on|off] [--sampling greedy|device|host]

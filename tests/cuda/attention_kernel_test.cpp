@@ -120,31 +120,38 @@ void check_attention(const Shape& sh, bool split_keys, uint32_t seed, bool bf16_
     EYRIE_CUDA_CHECK(cudaDeviceSynchronize());
     return bits_of(d_o.get(2 * rows * sh.heads * hd));
   };
+  // Keys and values as a bf16 cache holds them, and as a halves cache does (each row's high
+  // halves, then its low).
+  auto bf16_of = [](const std::vector<float>& c) {
+    std::vector<uint16_t> b(c.size());
+    for (std::size_t i = 0; i < c.size(); ++i) b[i] = f32_to_bf16(c[i]);
+    return b;
+  };
+  auto halves_of = [hd](const std::vector<float>& c) {
+    std::vector<uint16_t> h(2 * c.size());
+    for (std::size_t row = 0; row < c.size() / hd; ++row)
+      for (int32_t d = 0; d < hd; ++d) {
+        const float x = c[row * hd + d];
+        const uint16_t hi = f32_to_bf16(x);
+        h[2 * row * hd + d] = hi;
+        h[2 * row * hd + hd + d] = f32_to_bf16(x - bf16_to_f32(hi));
+      }
+    return h;
+  };
   if (bf16_products && cuda::bf16_cache_supports(hd)) {
     // The same keys and values cached as bf16: the products round them to bf16 either way, so
     // the output has the same bits.
-    std::vector<uint16_t> kb(kc.size()), vb(vc.size());
-    for (std::size_t i = 0; i < kc.size(); ++i) kb[i] = f32_to_bf16(kc[i]);
-    for (std::size_t i = 0; i < vc.size(); ++i) vb[i] = f32_to_bf16(vc[i]);
+    const auto kb = bf16_of(kc), vb = bf16_of(vc);
     cuda::AttentionShape ab = a;
     ab.bf16_cache = true;
     EXPECT_EQ(bits_of(out), bits_with_cache(ab, kb, vb)) << "bf16 cache against fp32 cache";
   }
   if (!bf16_products && cuda::bf16_cache_supports(hd)) {
-    // The same keys and values cached as split-bf16 halves (each row's high halves, then its
-    // low): the products split them the same way either way, so the output has the same bits.
-    std::vector<uint16_t> kh(2 * kc.size()), vh(2 * vc.size());
-    for (std::size_t row = 0; row < kc.size() / hd; ++row)
-      for (int32_t d = 0; d < hd; ++d)
-        for (auto [src, dst] : {std::pair{&kc, &kh}, std::pair{&vc, &vh}}) {
-          const float x = (*src)[row * hd + d];
-          const uint16_t hi = f32_to_bf16(x);
-          (*dst)[2 * row * hd + d] = hi;
-          (*dst)[2 * row * hd + hd + d] = f32_to_bf16(x - bf16_to_f32(hi));
-        }
+    // The same keys and values cached as split-bf16 halves: the products split them the same
+    // way either way, so the output has the same bits.
     cuda::AttentionShape ah = a;
     ah.halves_cache = true;
-    EXPECT_EQ(bits_of(out), bits_with_cache(ah, kh, vh)) << "halves cache against fp32 cache";
+    EXPECT_EQ(bits_of(out), bits_with_cache(ah, halves_of(kc), halves_of(vc))) << "halves cache against fp32 cache";
   }
   {
     // The output as fp32 rows (Activations::fp32_rows): the values the split output rounds into halves.
@@ -204,28 +211,27 @@ void check_attention(const Shape& sh, bool split_keys, uint32_t seed, bool bf16_
   // products round queries, keys, values and probabilities to 8 significant bits.
   EXPECT_LT(worst_of(out), bf16_products ? 1e-2 : 5e-5) << "largest absolute difference from float64";
   cuda::AttentionShape aw = a;
-  aw.bf16_cache = true;
+  (bf16_products ? aw.bf16_cache : aw.halves_cache) = true;
   aw.wgmma = true;
   int device = 0;
   EYRIE_CUDA_CHECK(cudaGetDevice(&device));
   if (cuda::attention_wgmma_supports(aw) && cuda::attention_wgmma_device(device)) {
-    // The warp-group kernel on tiles of its size, keys and values cached in bf16 as it reads
-    // them: within the same bf16 bound.
+    // The warp-group kernel on tiles of its size, keys and values cached as it reads them:
+    // within the same bound.
     std::vector<int32_t> wide, wide_launch;
     for (std::size_t s = 0, first = 0; s < seqs.size(); first += seqs[s].rows, ++s)
       cuda::attention_tiles(static_cast<int32_t>(first), seqs[s].rows, sh.heads, 0, group,
                             seqs[s].rows == 1 && split_keys ? 16 : 128, cuda::kWgmmaTileQueries, wide);
     cuda::launch_tiles(wide, row_split, wide_launch);
-    std::vector<uint16_t> kb(kc.size()), vb(vc.size());
-    for (std::size_t i = 0; i < kc.size(); ++i) kb[i] = f32_to_bf16(kc[i]);
-    for (std::size_t i = 0; i < vc.size(); ++i) vb[i] = f32_to_bf16(vc[i]);
-    Device<uint16_t> d_kb(kb), d_vb(vb);
+    Device<uint16_t> d_kw(bf16_products ? bf16_of(kc) : halves_of(kc)),
+        d_vw(bf16_products ? bf16_of(vc) : halves_of(vc));
     Device<int32_t> d_wide(wide_launch);
     Device<cuda::bf16> d_ow(2 * rows * sh.heads * hd);
-    cuda::paged_attention(qp, d_kb.p, d_vb.p, rows, static_cast<int32_t>(wide_launch.size() / cuda::kAttentionTileInts),
+    cuda::paged_attention(qp, d_kw.p, d_vw.p, rows, static_cast<int32_t>(wide_launch.size() / cuda::kAttentionTileInts),
                           d_wide.p, aw, meta, d_slopes.p, d_ow.p, splits, nullptr);
     EYRIE_CUDA_CHECK(cudaDeviceSynchronize());
-    EXPECT_LT(worst_of(d_ow.get(2 * rows * sh.heads * hd)), 1e-2) << "warp-group kernel, largest difference";
+    EXPECT_LT(worst_of(d_ow.get(2 * rows * sh.heads * hd)), bf16_products ? 1e-2 : 5e-5)
+        << "warp-group kernel, largest difference";
   }
 }
 
@@ -376,8 +382,9 @@ class AttentionKernel : public ::testing::Test {
 
 TEST_F(AttentionKernel, MatchesFloat64OnRandomInputs) {
   // Head dim 6: the key-split merge's one-element-a-thread path.
-  const std::vector<Shape> shapes{{8, 1, 16, false},   {8, 2, 8, true},    {71, 1, 64, false}, {16, 2, 64, true},
-                                  {16, 2, 128, false}, {4, 4, 160, false}, {6, 3, 32, false},  {4, 2, 6, false}};
+  const std::vector<Shape> shapes{{8, 1, 16, false},  {8, 2, 8, true},   {71, 1, 64, false},
+                                  {16, 2, 64, true},  {8, 2, 64, false}, {16, 2, 128, false},
+                                  {4, 4, 160, false}, {6, 3, 32, false}, {4, 2, 6, false}};
   uint32_t seed = 1;
   for (const auto& sh : shapes)
     for (bool split : {false, true}) check_attention(sh, split, seed++);
@@ -431,14 +438,17 @@ TEST_F(AttentionKernel, RejectsBf16QueriesItCannotRead) {
   }
 }
 
-// The warp-group kernel takes head dim 64 with bf16 products, bf16 queries and a bf16 cache,
-// without ALiBi: asked for any other shape, paged_attention says so instead of launching it.
+// The warp-group kernel takes head dim 64 without ALiBi, with bf16 products on bf16 queries
+// and a bf16 cache or split products on fp32 queries and a halves cache: asked for any other
+// shape, paged_attention says so instead of launching it.
 TEST_F(AttentionKernel, RefusesTheWarpGroupKernelForShapesItDoesNotTake) {
   const RefusedCallBuffers d;
-  for (int variant = 0; variant < 4; ++variant) {
-    cuda::AttentionShape a{2, 1, variant == 0 ? 32 : 64, 0, 16, 1, 10000.f, variant == 1, 2, 0, true};
-    a.q_bf16 = variant != 2;
-    a.bf16_cache = variant != 3;
+  for (int variant = 0; variant < 5; ++variant) {
+    // Variant 4: split products on a cache of fp32 rows.
+    const bool split = variant == 4;
+    cuda::AttentionShape a{2, 1, variant == 0 ? 32 : 64, 0, 16, 1, 10000.f, variant == 1, 2, 0, !split};
+    a.q_bf16 = !split && variant != 2;
+    a.bf16_cache = !split && variant != 3;
     a.wgmma = true;
     EXPECT_FALSE(cuda::attention_wgmma_supports(a)) << "variant " << variant;
     try {
