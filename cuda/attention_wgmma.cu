@@ -133,8 +133,8 @@ __global__ void __launch_bounds__(kThreads, 1)
           copy_async16(kt + e * 16, k_cache + at, valid);
           copy_async16(kt + kTileBytes + e * 16, v_cache + at, valid);
           if constexpr (kSplit) {
-            copy_async16(kt + kLowHalves<kKeys> + e * 16, k_cache + at + kHd, valid);
-            copy_async16(kt + kLowHalves<kKeys> + kTileBytes + e * 16, v_cache + at + kHd, valid);
+            copy_async16(kt + low_halves(kKeys) + e * 16, k_cache + at + kHd, valid);
+            copy_async16(kt + low_halves(kKeys) + kTileBytes + e * 16, v_cache + at + kHd, valid);
           }
         }
         barrier_arrive_on_copies(&full[g % kRing]);
@@ -191,7 +191,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       auto score = [&](float(&acc)[kKeys / 2], const unsigned char* kt) {
         if constexpr (kSplit) {
           scores<kKeys>(acc, ql, kt);
-          scores<kKeys>(acc, qf, kt + kLowHalves<kKeys>);
+          scores<kKeys>(acc, qf, kt + low_halves(kKeys));
         }
         scores<kKeys>(acc, qf, kt);
       };

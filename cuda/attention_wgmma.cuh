@@ -8,7 +8,7 @@
 // (d / 8) * 128 + (kk % 8) * 16; keys K-major (LBO 128, SBO 1024), values read N-major with the
 // transpose bit (LBO 1024, SBO 128). Split products (fp32 precision from bf16 MMAs, as in
 // cuda/attention_mma.cu) take the probabilities as SplitProbs and a stage of four tiles: keys,
-// values, then their low halves (kLowHalves further on).
+// values, then their low halves (low_halves() further on).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -31,9 +31,11 @@ __device__ inline uint32_t pack_bf16(float lo, float hi) {
   return as_u32(__floats2bfloat162_rn(lo, hi));
 }
 
-// From a stage's key (value) tile of kN keys to its low halves: past the key and value tiles.
-template <int kN>
-inline constexpr int kLowHalves = 2 * kN* kHd * 2;
+// Bytes from a stage's key (value) tile of `keys` keys to its low halves: past the key and the
+// value tile, each keys x kHd bf16.
+__host__ __device__ constexpr int low_halves(int keys) {
+  return 2 * keys * kHd * 2;
+}
 
 // A tile's probabilities for split products: bf16 high halves and what they leave out, each as
 // the A fragments of P V (a plain uint32_t[kN / 16][4] holds bf16 probabilities alone).
@@ -165,7 +167,7 @@ __device__ inline void values(float (&o)[32], const uint32_t (&pf)[kN / 16][4], 
 template <int kN>
 __device__ inline void values(float (&o)[32], const SplitProbs<kN>& p, const unsigned char* vt) {
   values<kN>(o, p.lo, vt);
-  values<kN>(o, p.hi, vt + kLowHalves<kN>);
+  values<kN>(o, p.hi, vt + low_halves(kN));
   values<kN>(o, p.hi, vt);
 }
 
