@@ -251,11 +251,11 @@ void launch(const void* q, const void* k_cache, const void* v_cache, int32_t num
   if (launch_regs < kLaunchRegs)
     throw Error("attention_wgmma: the kernel was built with " + std::to_string(launch_regs) +
                 " registers a thread, fewer than the " + std::to_string(kLaunchRegs) + " its warpgroups share out");
-  allow_dynamic_smem<attention_wgmma_kernel<kSplit>>(C::kSmemBytes);
-  // The SM count of the device this thread last launched on.
-  thread_local int counted_device = -1, sm_count = 0;
   int device = 0;
   EYRIE_CUDA_CHECK(cudaGetDevice(&device));
+  allow_dynamic_smem<attention_wgmma_kernel<kSplit>>(C::kSmemBytes, device);
+  // The SM count of the device this thread last launched on.
+  thread_local int counted_device = -1, sm_count = 0;
   if (device != counted_device) {
     EYRIE_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
     counted_device = device;

@@ -32,6 +32,7 @@
 #include "bench/cuda/int_list.hpp"
 #include "cuda/check.hpp"
 #include "cuda/kernels.hpp"
+#include "model/dtype.hpp"
 
 using namespace eyrie;
 
@@ -128,24 +129,6 @@ struct Product {
   }
 };
 
-float bf16_value(cuda::bf16 v) {
-  uint16_t bits;
-  std::memcpy(&bits, &v, sizeof bits);
-  const uint32_t u = uint32_t{bits} << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-// bf16 round-to-nearest-even of f (finite values).
-float bf16_round(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-
 // dense_h_to_4h at `rows` rows: time with the GELU epilogue against the product then the
 // in-place GELU, and the epilogue's outputs against both GELU forms of the fp32 products.
 void gelu_epilogue(int rows, int iters, cublasHandle_t blas, cublasLtHandle_t lt, void* ws, std::size_t ws_bytes) {
@@ -172,18 +155,18 @@ void gelu_epilogue(int rows, int iters, cublasHandle_t blas, cublasLtHandle_t lt
   EYRIE_CUDA_CHECK(cudaDeviceSynchronize());
   const std::size_t n = std::size_t{18176} * rows;
   std::vector<float> y(n);
-  std::vector<cuda::bf16> g(n);
+  std::vector<uint16_t> g(n);  // bf16 bits
   EYRIE_CUDA_CHECK(cudaMemcpy(y.data(), exact.y, n * sizeof(float), cudaMemcpyDeviceToHost));
-  EYRIE_CUDA_CHECK(cudaMemcpy(g.data(), fused.y, n * sizeof(cuda::bf16), cudaMemcpyDeviceToHost));
+  EYRIE_CUDA_CHECK(cudaMemcpy(g.data(), fused.y, n * sizeof(uint16_t), cudaMemcpyDeviceToHost));
   std::size_t erf_diff = 0, tanh_diff = 0;
   double erf_max = 0, tanh_max = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const double v = y[i];
     const double by_erf = 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
     const double by_tanh = 0.5 * v * (1.0 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
-    const float got = bf16_value(g[i]);
-    erf_diff += got != bf16_round(static_cast<float>(by_erf));
-    tanh_diff += got != bf16_round(static_cast<float>(by_tanh));
+    const float got = bf16_to_f32(g[i]);
+    erf_diff += got != round_to_bf16(static_cast<float>(by_erf));
+    tanh_diff += got != round_to_bf16(static_cast<float>(by_tanh));
     erf_max = std::max(erf_max, std::fabs(got - by_erf));
     tanh_max = std::max(tanh_max, std::fabs(got - by_tanh));
   }
