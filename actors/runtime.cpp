@@ -93,8 +93,8 @@ Runtime::Impl::Impl(const RuntimeOptions& opt) : options(opt) {
     throw InvalidArgument(EYRIE_HAS_CUDA ? "device is cuda but no GPU is visible"
                                          : "device is cuda but this eyrie was built without the CUDA backend");
   if (options.replicas < 0) throw InvalidArgument("replicas must be >= 0");
-  if (options.activation_precision != "split" && options.activation_precision != "bf16")
-    throw InvalidArgument("activation_precision must be split or bf16, got '" + options.activation_precision + "'");
+  CudaEngineOptions named_precision;  // checks the name before anything loads
+  set_activation_precision(named_precision, options.activation_precision, "activation_precision");
   const int degree = options.tensor_parallel_degree;
   if (degree < 1) throw InvalidArgument("tensor_parallel_degree must be at least 1, got " + std::to_string(degree));
   if (gpu && degree > gpus)
@@ -168,7 +168,7 @@ Runtime::Impl::Impl(const RuntimeOptions& opt) : options(opt) {
         co.block_size = options.kv_block_size;
         co.kv_tokens = options.kv_cache_tokens;
         co.max_step_tokens = std::max<int64_t>(options.max_step_tokens + options.max_batch_size, 256);
-        if (options.activation_precision == "bf16") co.split_rows_max = 0;
+        set_activation_precision(co, options.activation_precision, "activation_precision");
         // Replicas load at the same time; their staging threads share the machine's.
         co.upload_threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()) / options.replicas, 1, 8);
         cos.push_back(std::move(co));

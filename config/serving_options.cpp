@@ -66,8 +66,9 @@ const std::vector<OptionDecl>& serving_option_decls() {
       {"port", T::integer, "8080", "port to listen on (0: any free port)"},
       {"device", T::string, "cpu", "cpu or cuda: where the replicas run"},
       {"dtype", T::string, "auto", "weight type in memory: auto keeps the checkpoint's (bf16, fp16, fp32)"},
-      {"activation_precision", T::string, "split",
-       "cuda: split (activations as two bf16 halves, ~fp32 results) or bf16 (faster, bf16 rounding)"},
+      {"activation_precision", T::string, "mixed",
+       "cuda: mixed (activations as two bf16 halves, the MLP's as fp16), split (all as halves, ~fp32 results) or "
+       "bf16 (fastest, bf16 rounding)"},
       {"tensor_parallel_degree", T::integer, "1", "shards per replica: GPUs (NCCL), or CPU thread groups"},
       {"peer_sums", T::boolean, "true",
        "cuda, tensor_parallel_degree > 1: small residual sums through the GPUs' peer memory instead of NCCL"},
@@ -138,8 +139,10 @@ ServingOptions ServingOptions::resolve(const std::optional<std::string>& path,
   if (dtype != "auto" && dtype != "bf16" && dtype != "fp16" && dtype != "fp32")
     throw InvalidArgument(o.sources_["dtype"] + ": 'dtype' must be auto, bf16, fp16 or fp32");
   const std::string& precision = o.values_["activation_precision"];
-  if (precision != "split" && precision != "bf16")
-    throw InvalidArgument(o.sources_["activation_precision"] + ": 'activation_precision' must be split or bf16, got '" +
+  if (precision != "mixed" && precision != "split" && precision != "bf16")
+    throw InvalidArgument(o.sources_["activation_precision"] +
+                          ": 'activation_precision' must be mixed, split or bf16, "
+                          "got '" +
                           precision + "'");
   if (o.integer("tensor_parallel_degree") < 1)
     throw InvalidArgument(o.sources_["tensor_parallel_degree"] + ": 'tensor_parallel_degree' must be at least 1: " +

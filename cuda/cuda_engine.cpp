@@ -66,10 +66,11 @@ class DeviceArray {
 };
 
 struct Linear {
-  DeviceArray<bf16> w;  // [out, in]
+  DeviceArray<bf16> w;  // [out, in], of `type` (fp16 in the same bytes)
   DeviceArray<float> b;
   int64_t in = 0, out = 0;
   bool has_bias = false;
+  cuda::WeightType type = cuda::WeightType::bfloat16;
   const float* bias() const { return has_bias ? b.get() : nullptr; }
 };
 
@@ -146,6 +147,9 @@ struct CudaEngine::Impl {
   // weight-streaming kernel (fp32_rows_fit), which then takes each of them.
   cuda::Activations acts = cuda::Activations::split_halves;
   bool fp32_rows_fit = false;
+  // The MLP's weights are fp16 and its products, but for steps of fp32 rows, run on fp16
+  // activations (CudaEngineOptions::fp16_mlp).
+  bool mlp_f16 = false;
   DeviceArray<uint8_t> blas_workspace;
   int64_t nq = 0, nkv = 0, qkv_dim = 0, ffn = 0, vocab_rows = 0;
   KvCacheSpec spec;
@@ -209,6 +213,7 @@ struct CudaEngine::Impl {
   DeviceArray<float> x, qkv, q, o, f, y, partial, logits_split, logits_part, logits_all, logits, lse, rowmax;
   DeviceArray<int32_t> argmax;
   DeviceArray<bf16> a, m, attn, fb, lnf;
+  DeviceArray<cuda::f16> mlp_in16;  // the MLP's input as fp16 rows (mlp_f16)
   std::vector<int32_t> h_tokens, h_pos, h_seq, h_tables, h_pick, h_tiles, h_launch_tiles, h_row_split;
   // The last layer's rows past attention when a step picks some out (plan_last_layer_rows).
   std::vector<int32_t> h_kept, h_last_tiles, h_last_row_split;
@@ -267,6 +272,7 @@ struct CudaEngine::Impl {
       throw InvalidArgument("the CUDA engine's KV block size must be a power of two (kv_block_size), not " +
                             std::to_string(opt.block_size));
     spec.block_size = opt.block_size;
+    mlp_f16 = opt.fp16_mlp && opt.split_rows_max > 0;
     bf16_cache = opt.bf16_kv_cache && opt.split_rows_max <= 0 &&
                  cuda::bf16_cache_supports(static_cast<int32_t>(cfg.head_dim));
     // Where every step is split, keys and values are cached as the halves its attention
@@ -318,8 +324,9 @@ struct CudaEngine::Impl {
     const double vocab = static_cast<double>(cfg.vocab_size);
     const double scratch =
         4.0 * t * (h + 2 * h + 2 * qd + attn_w + 2 * h + 2 * fd + 2 * h + h) +
-        2.0 * t * (2 * h + 2 * h + 2 * attn_w + 2 * fd) + 12.0 * t * vocab +
-        (comm ? 4.0 * t * (3.0 * static_cast<double>(vocab_rows) + static_cast<double>(plan.degree * vocab_rows)) : 0.0);
+        2.0 * t * (2 * h + 2 * h + 2 * attn_w + 2 * fd + h) + 12.0 * t * vocab +
+        (comm ? 4.0 * t * (3.0 * static_cast<double>(vocab_rows) + static_cast<double>(plan.degree * vocab_rows))
+              : 0.0);
     const double per_token = 2.0 * static_cast<double>(cache_elem_bytes()) * cfg.num_layers * nkv * cfg.head_dim;
     const double reserve = 512.0 * (1 << 20);  // cuBLAS workspace, CUDA context growth
     int64_t tokens = opt.kv_tokens;
@@ -349,18 +356,20 @@ struct CudaEngine::Impl {
       const TensorView* src;
       bf16* matrix;  // else vector
       float* vector;
+      cuda::WeightType type = cuda::WeightType::bfloat16;
     };
     std::vector<Job> jobs;
-    auto matrix = [&](DeviceArray<bf16>& dst, const TensorView& t) {
+    auto matrix = [&](DeviceArray<bf16>& dst, const TensorView& t, cuda::WeightType type = cuda::WeightType::bfloat16) {
       dst.resize(static_cast<std::size_t>(t.numel()));
-      jobs.push_back({&t, dst.get(), nullptr});
+      jobs.push_back({&t, dst.get(), nullptr, type});
     };
     auto vector = [&](DeviceArray<float>& dst, const TensorView& t) {
       dst.resize(static_cast<std::size_t>(t.numel()));
       jobs.push_back({&t, nullptr, dst.get()});
     };
-    auto linear = [&](Linear& l, const LinearWeights& lw) {
-      matrix(l.w, *lw.weight);
+    auto linear = [&](Linear& l, const LinearWeights& lw, cuda::WeightType type = cuda::WeightType::bfloat16) {
+      l.type = type;
+      matrix(l.w, *lw.weight, type);
       l.in = lw.in;
       l.out = lw.out;
       l.has_bias = lw.bias != nullptr;
@@ -377,8 +386,9 @@ struct CudaEngine::Impl {
       if (!l.shared_norm) norm(l.ln_mlp, lw.ln_mlp);
       linear(l.qkv, lw.qkv);
       linear(l.dense, lw.dense);
-      linear(l.h_to_4h, lw.h_to_4h);
-      linear(l.h4_to_h, lw.h4_to_h);
+      const auto mlp_type = mlp_f16 ? cuda::WeightType::float16 : cuda::WeightType::bfloat16;
+      linear(l.h_to_4h, lw.h_to_4h, mlp_type);
+      linear(l.h4_to_h, lw.h4_to_h, mlp_type);
       layers.push_back(std::move(l));
     }
     norm(ln_f, w.ln_f);
@@ -401,7 +411,9 @@ struct CudaEngine::Impl {
                                  : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
     cuda::StagedUpload up(stream, progress, std::size_t{16} << 20, 4, fill_threads);
     for (const Job& j : jobs) {
-      if (j.matrix)
+      if (j.matrix && j.type == cuda::WeightType::float16)
+        up.to_f16(reinterpret_cast<uint16_t*>(j.matrix), *j.src);
+      else if (j.matrix)
         up.to_bf16(reinterpret_cast<uint16_t*>(j.matrix), *j.src);
       else
         up.to_f32(j.vector, *j.src);
@@ -445,6 +457,12 @@ struct CudaEngine::Impl {
       linear(l.dense, h, nq * hd, h, true);
       linear(l.h_to_4h, ffn, h, h, false);
       linear(l.h4_to_h, h, ffn, cfg.ffn_hidden_size, true);
+      if (mlp_f16) {
+        for (Linear* lin : {&l.h_to_4h, &l.h4_to_h}) {
+          cuda::bf16_to_f16_inplace(lin->w.get(), lin->out * lin->in, stream);
+          lin->type = cuda::WeightType::float16;
+        }
+      }
       layers.push_back(std::move(l));
     }
     norm(ln_f);
@@ -478,6 +496,7 @@ struct CudaEngine::Impl {
     // memory plan counts them): a decode graph holds their addresses, and one that grew would
     // void every graph captured so far, those of the warm-up included.
     lnf.resize(2 * t * h);
+    if (mlp_f16) mlp_in16.resize(t * h);
     logits_split.resize(2 * t * vocab_rows);
     logits.resize(t * cfg.vocab_size);
     lse.resize(t);
@@ -602,9 +621,9 @@ struct CudaEngine::Impl {
   // On the main stream, or on the MLP branch's stream and cuBLAS handle; early: on the
   // weight-streaming kernel, reading its first weights while the kernel before it finishes.
   void gemm_rows(const bf16* xin, int64_t n, const bf16* w, int64_t out_dim, int64_t in_dim, float* yout,
-                 bool on_mlp_stream = false, bool early = false) {
+                 bool on_mlp_stream = false, bool early = false, cuda::WeightType w_type = cuda::WeightType::bfloat16) {
     product(on_mlp_stream ? mlp_blas : blas, on_mlp_stream ? mlp_stream : stream, xin, split ? 2 * n : n, w, out_dim,
-            in_dim, yout, split, early);
+            in_dim, yout, split, early, w_type);
   }
 
   // Whether the FMA weight-streaming kernel takes every product of a step of split rows
@@ -622,11 +641,13 @@ struct CudaEngine::Impl {
   }
 
   // The weight-streaming kernel that takes a product of this many rows, if one does.
-  std::optional<cuda::GemvTiling> streaming_tiling(int64_t rows, int64_t in_dim, const bf16* xin, const bf16* w) const {
+  std::optional<cuda::GemvTiling> streaming_tiling(int64_t rows, int64_t in_dim, const bf16* xin, const bf16* w,
+                                                   cuda::WeightType w_type = cuda::WeightType::bfloat16) const {
     std::optional<cuda::GemvTiling> t;
     if ((rows <= opt.gemv_rows_max || acts == cuda::Activations::fp32_rows) && cuda::gemv_fits(rows, in_dim, xin, w))
       t = cuda::GemvTiling{};
-    else if (rows <= opt.gemv_mma_rows_max && cuda::gemv_mma_fits(rows, in_dim, xin, w))
+    else if (rows <= opt.gemv_mma_rows_max && w_type == cuda::WeightType::bfloat16 &&
+             cuda::gemv_mma_fits(rows, in_dim, xin, w))
       t = cuda::kGemvMmaTiling;
     if (t) t->early_start = rows >= opt.gemv_early_start_rows_min;
     return t;
@@ -636,16 +657,18 @@ struct CudaEngine::Impl {
   // weight-streaming kernel (split-bf16 pairs added before their products: cuda::gemv_pairs),
   // more by cuBLAS.
   void product(cublasHandle_t handle, cudaStream_t s, const bf16* xin, int64_t rows, const bf16* w, int64_t out_dim,
-               int64_t in_dim, float* yout, bool pairs, bool early = false) {
-    if (auto t = streaming_tiling(rows, in_dim, xin, w)) {
+               int64_t in_dim, float* yout, bool pairs, bool early = false,
+               cuda::WeightType w_type = cuda::WeightType::bfloat16) {
+    if (auto t = streaming_tiling(rows, in_dim, xin, w, w_type)) {
       t->early_start = t->early_start || early;
       if (pairs)
-        cuda::gemv_pairs(xin, rows, w, out_dim, in_dim, yout, s, *t, acts);
+        cuda::gemv_pairs(xin, rows, w, out_dim, in_dim, yout, s, *t, acts, w_type);
       else
-        cuda::gemv(xin, rows, w, out_dim, in_dim, yout, s, *t);
+        cuda::gemv(xin, rows, w, out_dim, in_dim, yout, s, *t, w_type);
       return;
     }
     if (acts == cuda::Activations::fp32_rows) throw Error("CUDA engine: a product of fp32 rows fell to cuBLAS");
+    if (w_type != cuda::WeightType::bfloat16) throw Error("CUDA engine: a product of fp16 weights on bf16 activations");
     blas_product(handle, xin, rows, w, out_dim, in_dim, yout, CUDA_R_32F);
   }
 
@@ -657,19 +680,22 @@ struct CudaEngine::Impl {
     return !split && !comm && !l.has_bias && !streaming_tiling(n, l.in, xin, l.w.get());
   }
 
-  // x += xin l^T, for rows adds_into_x() allows.
-  void add_product_into_x(const bf16* xin, int64_t n, const Linear& l, bool on_mlp_stream = false) {
-    blas_product(on_mlp_stream ? mlp_blas : blas, xin, n, l.w.get(), l.out, l.in, x.get(), CUDA_R_32F, 1.f);
+  // x += xin l^T, for rows adds_into_x() allows (xin fp16 rows for fp16 weights).
+  void add_product_into_x(const void* xin, int64_t n, const Linear& l, bool on_mlp_stream = false) {
+    blas_product(on_mlp_stream ? mlp_blas : blas, xin, n, l.w.get(), l.out, l.in, x.get(), CUDA_R_32F, 1.f,
+                 l.type == cuda::WeightType::float16 ? CUDA_R_16F : CUDA_R_16BF);
   }
 
-  // y = x W^T (+ y when beta is 1) on cuBLAS, fp32 accumulation, y written as y_type (fp32 or bf16).
-  static void blas_product(cublasHandle_t handle, const bf16* xin, int64_t rows, const bf16* w, int64_t out_dim,
-                           int64_t in_dim, void* y, cudaDataType y_type, float beta = 0.f) {
+  // y = x W^T (+ y when beta is 1) on cuBLAS, fp32 accumulation, y written as y_type (fp32 or
+  // bf16); x and W of in_type (bf16, or fp16).
+  static void blas_product(cublasHandle_t handle, const void* xin, int64_t rows, const void* w, int64_t out_dim,
+                           int64_t in_dim, void* y, cudaDataType y_type, float beta = 0.f,
+                           cudaDataType in_type = CUDA_R_16BF) {
     const float alpha = 1.f;
     EYRIE_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out_dim), static_cast<int>(rows),
-                                    static_cast<int>(in_dim), &alpha, w, CUDA_R_16BF, static_cast<int>(in_dim), xin,
-                                    CUDA_R_16BF, static_cast<int>(in_dim), &beta, y, y_type,
-                                    static_cast<int>(out_dim), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                                    static_cast<int>(in_dim), &alpha, w, in_type, static_cast<int>(in_dim), xin,
+                                    in_type, static_cast<int>(in_dim), &beta, y, y_type, static_cast<int>(out_dim),
+                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   }
 
   struct GraphKey {
@@ -785,9 +811,9 @@ struct CudaEngine::Impl {
   // dense_4h_to_h) run as one weight-streaming product of both terms (see sum_outputs), where
   // they do.
   std::optional<cuda::GemvTiling> summed_outputs(const Layer& L, int64_t n) const {
-    if (!opt.summed_output_products || !cfg.parallel_attn || comm) return std::nullopt;
+    if (!opt.summed_output_products || !cfg.parallel_attn || comm || mlp_on_f16_rows()) return std::nullopt;
     const int64_t rows = split ? 2 * n : n;
-    const auto t = streaming_tiling(rows, ffn, fb.get(), L.h4_to_h.w.get());
+    const auto t = streaming_tiling(rows, ffn, fb.get(), L.h4_to_h.w.get(), L.h4_to_h.type);
     const auto td = streaming_tiling(rows, L.dense.in, attn.get(), L.dense.w.get());
     if (!t || !td || t->tensor_cores || td->tensor_cores) return std::nullopt;
     return t;
@@ -797,7 +823,7 @@ struct CudaEngine::Impl {
   // in place of two, and one output for the residual (or the all-reduce) to read.
   void sum_outputs(const Layer& L, int64_t n, const cuda::GemvTiling& t) {
     const cuda::GemvProduct p{.term = {attn.get(), L.dense.w.get(), L.dense.in},
-                              .term2 = {fb.get(), L.h4_to_h.w.get(), ffn},
+                              .term2 = {fb.get(), L.h4_to_h.w.get(), ffn, L.h4_to_h.type},
                               .out_dim = cfg.hidden_size,
                               .y = y.get(),
                               .bias = L.dense.bias(),
@@ -812,12 +838,20 @@ struct CudaEngine::Impl {
            bool into_x = false) {
     prof.mark("gemm_mlp", stream);
     const int64_t rows = split ? 2 * n : n;
-    if (auto t = streaming_tiling(rows, cfg.hidden_size, in, L.h_to_4h.w.get())) {
+    if (mlp_on_f16_rows()) {
+      // The input rounded to fp16 rows once, the product in fp32, its GELU written in fp16.
+      cudaStream_t s = on_mlp_stream ? mlp_stream : stream;
+      cuda::to_f16_rows(in, acts, n, cfg.hidden_size, mlp_in16.get(), s);
+      blas_product(on_mlp_stream ? mlp_blas : blas, mlp_in16.get(), n, L.h_to_4h.w.get(), ffn, cfg.hidden_size, f.get(),
+                   CUDA_R_32F, 0.f, CUDA_R_16F);
+      prof.mark("gelu", stream);
+      cuda::bias_gelu_f16(f.get(), L.h_to_4h.bias(), n, ffn, reinterpret_cast<cuda::f16*>(fb.get()), s);
+    } else if (auto t = streaming_tiling(rows, cfg.hidden_size, in, L.h_to_4h.w.get(), L.h_to_4h.type)) {
       // A few decode rows: the GELU rides on the weight-streaming kernel's epilogue. Beside
       // query_key_value, which reads the same normed input (see GemvTiling::beside_previous).
       t->beside_previous = beside_qkv;
       cuda::gemv_bias_gelu(in, rows, L.h_to_4h.w.get(), ffn, cfg.hidden_size, L.h_to_4h.bias(), fb.get(),
-                           on_mlp_stream ? mlp_stream : stream, *t, acts);
+                           on_mlp_stream ? mlp_stream : stream, *t, acts, L.h_to_4h.type);
     } else if (!split) {
       // bf16 activations on cuBLAS: the product is written in bf16, as transformers' bf16 Linear
       // writes it, and the GELU runs in place: half the bytes of an fp32 output and its re-read.
@@ -836,11 +870,24 @@ struct CudaEngine::Impl {
   // y = dense_4h_to_h(fb), or with into_x, x += that product.
   void mlp_down(const Layer& L, int64_t n, bool on_mlp_stream, bool into_x) {
     prof.mark("gemm_mlp", stream);
-    if (into_x)
+    if (into_x) {
       add_product_into_x(fb.get(), n, L.h4_to_h, on_mlp_stream);
-    else
-      gemm_rows(fb.get(), n, L.h4_to_h.w.get(), cfg.hidden_size, ffn, y.get(), on_mlp_stream);
+    } else if (mlp_on_f16_rows()) {
+      blas_product(on_mlp_stream ? mlp_blas : blas, fb.get(), n, L.h4_to_h.w.get(), cfg.hidden_size, ffn, y.get(),
+                   CUDA_R_32F, 0.f, CUDA_R_16F);
+      // The residual's kernels read y as the step's other outputs are laid out: with low halves,
+      // which an fp16 product has none of.
+      if (split)
+        EYRIE_CUDA_CHECK(cudaMemsetAsync(y.get() + n * cfg.hidden_size, 0, n * cfg.hidden_size * sizeof(float),
+                                         on_mlp_stream ? mlp_stream : stream));
+    } else {
+      gemm_rows(fb.get(), n, L.h4_to_h.w.get(), cfg.hidden_size, ffn, y.get(), on_mlp_stream, false, L.h4_to_h.type);
+    }
   }
+
+  // Whether this step's MLP runs on fp16 rows (cuBLAS): with fp16 weights, every step but those
+  // of fp32 rows, whose weight-streaming products read the fp16 weights as they are.
+  bool mlp_on_f16_rows() const { return mlp_f16 && acts != cuda::Activations::fp32_rows; }
 
   // x += a + a_bias (+ c + c_bias). A shard's a and c are partial sums over its heads and MLP
   // columns: added up first, so a parallel block needs one all-reduce.

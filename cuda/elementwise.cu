@@ -1,5 +1,6 @@
 // Embedding gather, bias + GELU, residual adds and random fills.
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -104,6 +105,84 @@ __global__ void bias_gelu_inplace_kernel(bf16* x, const float* bias, int64_t row
   }
 }
 
+// fp16 of v, past its range the largest finite value of v's sign (NaN stays NaN): an fp16
+// product's input that overflowed would turn its every output to infinity or NaN.
+__device__ __forceinline__ __half saturated_f16(float v) {
+  constexpr float kMax = 65504.f;
+  return __float2half_rn(isnan(v) ? v : fminf(fmaxf(v, -kMax), kMax));
+}
+
+template <int V>
+__global__ void bias_gelu_f16_kernel(const float* x, const float* bias, int64_t rows, int64_t cols, __half* out) {
+  allow_dependents();  // the product after this kernel starts reading its weights
+  const int64_t c = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * V;
+  if (c >= cols) return;
+  float b[V];
+  for (int v = 0; v < V; ++v) b[v] = bias ? bias[c + v] : 0.f;
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    const int64_t i = r * cols + c;
+    float in[V];
+    if constexpr (V == 4) {
+      const float4 h4 = *reinterpret_cast<const float4*>(x + i);
+      in[0] = h4.x, in[1] = h4.y, in[2] = h4.z, in[3] = h4.w;
+    } else {
+      in[0] = x[i];
+    }
+    __half g[V];
+    for (int v = 0; v < V; ++v) g[v] = saturated_f16(bias_gelu_value(in[v], 0.f, b[v]));
+    if constexpr (V == 4)
+      *reinterpret_cast<uint2*>(out + i) = *reinterpret_cast<const uint2*>(g);
+    else
+      out[i] = g[0];
+  }
+}
+
+// Element i of the activations as `form` stores them; n = rows x cols.
+__device__ __forceinline__ float activation_at(const void* x, Activations form, int64_t i, int64_t n) {
+  switch (form) {
+    case Activations::split_halves: {
+      const bf16* h = static_cast<const bf16*>(x);
+      return __bfloat162float(h[i]) + __bfloat162float(h[n + i]);
+    }
+    case Activations::bf16_rows: return __bfloat162float(static_cast<const bf16*>(x)[i]);
+    default: return static_cast<const float*>(x)[i];
+  }
+}
+
+__global__ void to_f16_kernel(const void* x, Activations form, int64_t n, __half* out) {
+  allow_dependents();  // the product after this kernel starts reading its weights
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    out[i] = saturated_f16(activation_at(x, form, i, n));
+}
+
+// Eight elements a thread, 16-byte stores, from bf16 halves or rows (n a multiple of 8).
+__global__ void to_f16_kernel8(const bf16* x, bool halves, int64_t n, __half* out) {
+  allow_dependents();
+  for (int64_t i = 8 * (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x); i < n;
+       i += 8 * static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const uint4 hv = *reinterpret_cast<const uint4*>(x + i);
+    const uint4 lv = halves ? *reinterpret_cast<const uint4*>(x + n + i) : make_uint4(0, 0, 0, 0);
+    const uint32_t hw[4] = {hv.x, hv.y, hv.z, hv.w}, lw[4] = {lv.x, lv.y, lv.z, lv.w};
+    __half r[8];
+    for (int j = 0; j < 8; ++j) {
+      const int shift = j % 2 ? 0 : 16;
+      const float hi = __uint_as_float((hw[j / 2] << shift) & 0xffff0000u);
+      const float lo = __uint_as_float((lw[j / 2] << shift) & 0xffff0000u);
+      r[j] = saturated_f16(hi + lo);
+    }
+    *reinterpret_cast<uint4*>(out + i) = *reinterpret_cast<const uint4*>(r);
+  }
+}
+
+__global__ void bf16_to_f16_kernel(uint16_t* p, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float v = __uint_as_float(static_cast<uint32_t>(p[i]) << 16);
+    p[i] = __half_as_ushort(saturated_f16(v));
+  }
+}
+
 // grid: (rows gathered, column chunks); W-byte words, W 16 or 4.
 template <typename Word>
 __global__ void gather_rows_kernel(const Word* src, const int32_t* rows, int64_t words, Word* dst) {
@@ -189,6 +268,30 @@ void bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf
     launch_bias_gelu<1, false>(x, bias, rows, cols, out, s);
 }
 
+void bias_gelu_f16(const float* x, const float* bias, int64_t rows, int64_t cols, f16* out, cudaStream_t s) {
+  if (rows * cols == 0) return;
+  const bool vec = cols % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(out) % 8 == 0 && reinterpret_cast<uintptr_t>(bias) % 16 == 0;
+  if (vec)
+    bias_gelu_f16_kernel<4><<<gelu_grid(rows, cols, 4), kGeluThreads, 0, s>>>(x, bias, rows, cols, out);
+  else
+    bias_gelu_f16_kernel<1><<<gelu_grid(rows, cols, 1), kGeluThreads, 0, s>>>(x, bias, rows, cols, out);
+  EYRIE_CUDA_LAUNCHED();
+}
+
+void to_f16_rows(const void* x, Activations form, int64_t rows, int64_t cols, f16* out, cudaStream_t s) {
+  const int64_t n = rows * cols;
+  if (n == 0) return;
+  const bool vec = form != Activations::fp32_rows && n % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(out) % 16 == 0;
+  if (vec)
+    to_f16_kernel8<<<grid_for(n / 8), 256, 0, s>>>(static_cast<const bf16*>(x), form == Activations::split_halves, n,
+                                                   out);
+  else
+    to_f16_kernel<<<grid_for(n), 256, 0, s>>>(x, form, n, out);
+  EYRIE_CUDA_LAUNCHED();
+}
+
 void bias_gelu_inplace(bf16* x, const float* bias, int64_t rows, int64_t cols, cudaStream_t s) {
   if (rows * cols == 0) return;
   const bool vec = cols % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
@@ -258,6 +361,12 @@ void combine_halves(const float* y, int64_t rows, int64_t cols, float* out, cuda
 
 void fill_random_bf16(bf16* dst, int64_t n, uint64_t seed, float scale, float offset, cudaStream_t s) {
   fill_bf16_kernel<<<grid_for(n), 256, 0, s>>>(dst, n, seed, scale, offset);
+  EYRIE_CUDA_LAUNCHED();
+}
+
+void bf16_to_f16_inplace(void* p, int64_t n, cudaStream_t s) {
+  if (n == 0) return;
+  bf16_to_f16_kernel<<<grid_for(n), 256, 0, s>>>(static_cast<uint16_t*>(p), n);
   EYRIE_CUDA_LAUNCHED();
 }
 

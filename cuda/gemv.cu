@@ -1,6 +1,7 @@
 // Weight-streaming products for steps of a few rows (decode at small batch), where a GEMM is a
 // read of the weights and cuBLAS leaves part of the memory bandwidth unused.
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include "cuda/check.hpp"
 #include "cuda/dependent_launch.cuh"
@@ -59,6 +60,16 @@ __device__ __forceinline__ void widen(const uint4& v, float (&f)[8]) {
   }
 }
 
+__device__ __forceinline__ void widen_f16(const uint4& v, float (&f)[8]) {
+  const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 p = __half22float2(*reinterpret_cast<const __half2*>(&u[j]));
+    f[2 * j] = p.x;
+    f[2 * j + 1] = p.y;
+  }
+}
+
 // One product of a launch, on blocks first_block.. of its grid: the sum of one or two terms,
 // each x (rows as the launch says, split pairs included) times a weight matrix of out_dim rows,
 // over a reduction of `chunks` 16-byte chunks of its own. Written as y (plus the biases) or, with
@@ -67,6 +78,7 @@ struct Term {
   const bf16* x;
   const bf16* w;
   int64_t chunks;
+  bool f16;  // fp16 weights
 };
 
 struct Part {
@@ -127,6 +139,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32) gemv_kernel(const Job job) {
     if (ti && threadIdx.x >= p.term[0].chunks) load(t, threadIdx.x);
     const uint4* xv = reinterpret_cast<const uint4*>(t.x);
     const int64_t chunks = t.chunks;
+    const bool f16_weights = t.f16;
     for (int64_t c0 = threadIdx.x; c0 < chunks; c0 += stride) {
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
@@ -159,7 +172,10 @@ __global__ void __launch_bounds__(kMaxWarps * 32) gemv_kernel(const Job job) {
 #pragma unroll
         for (int j = 0; j < kOutPerBlock; ++j) {
           float wf[8];
-          widen(wc[u][j], wf);
+          if (f16_weights)
+            widen_f16(wc[u][j], wf);
+          else
+            widen(wc[u][j], wf);
 #pragma unroll
           for (int r = 0; r < A; ++r)
 #pragma unroll
@@ -344,6 +360,7 @@ struct GemvOut {
   const float* bias = nullptr;
   bf16* g = nullptr;
   Activations form = Activations::bf16_rows;  // of the input rows (split_halves: see Epilogue) and of g
+  WeightType w_type = WeightType::bfloat16;
 };
 
 template <int kUnroll>
@@ -392,6 +409,8 @@ void launch_mma_rows(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim
                           std::to_string(in_dim));
   if (out.form == Activations::fp32_rows)
     throw InvalidArgument("gemv: the tensor-core kernel reads bf16 rows or split halves, not fp32 rows");
+  if (out.w_type != WeightType::bfloat16)
+    throw InvalidArgument("gemv: the tensor-core kernel reads bf16 weights, not fp16");
   switch (t.unroll) {
     case 1: launch_mma<1>(x, rows, w, out_dim, in_dim, out, t.threads / 32, t.early_start, s); break;
     case 2: launch_mma<2>(x, rows, w, out_dim, in_dim, out, t.threads / 32, t.early_start, s); break;
@@ -414,15 +433,17 @@ unsigned blocks_for(const GemvProduct& p, const GemvTiling& t) {
 
 Part part_of(const GemvProduct& p, unsigned first_block) {
   const bool two = p.term2.w != nullptr;
-  return Part{.term = {Term{p.term.x, p.term.w, p.term.in_dim / 8},
-                       two ? Term{p.term2.x, p.term2.w, p.term2.in_dim / 8} : Term{nullptr, nullptr, 0}},
-              .terms = two ? 2 : 1,
-              .first_block = first_block,
-              .out_dim = p.out_dim,
-              .y = p.y,
-              .g = p.g,
-              .bias = p.bias,
-              .bias2 = p.bias2};
+  auto f16 = [](const GemvTerm& t) { return t.w_type == WeightType::float16; };
+  return Part{
+      .term = {Term{p.term.x, p.term.w, p.term.in_dim / 8, f16(p.term)},
+               two ? Term{p.term2.x, p.term2.w, p.term2.in_dim / 8, f16(p.term2)} : Term{nullptr, nullptr, 0, false}},
+      .terms = two ? 2 : 1,
+      .first_block = first_block,
+      .out_dim = p.out_dim,
+      .y = p.y,
+      .g = p.g,
+      .bias = p.bias,
+      .bias2 = p.bias2};
 }
 
 // The FMA kernel over one or two products (second may be null), already checked.
@@ -455,7 +476,7 @@ void launch_rows(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, in
     launch_mma_rows(x, rows, w, out_dim, in_dim, out, s, t);
     return;
   }
-  const GemvProduct p{.term = {x, w, in_dim}, .out_dim = out_dim, .y = out.y, .g = out.g, .bias = out.bias};
+  const GemvProduct p{.term = {x, w, in_dim, out.w_type}, .out_dim = out_dim, .y = out.y, .g = out.g, .bias = out.bias};
   launch_products(rows, out.form, p, nullptr, s, t);
 }
 
@@ -476,25 +497,25 @@ void check_product(const GemvProduct& p, int64_t rows, const char* which) {
 }  // namespace
 
 void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s,
-          const GemvTiling& t) {
+          const GemvTiling& t, WeightType w_type) {
   if (rows == 0 || out_dim == 0) return;
-  launch_rows(x, rows, w, out_dim, in_dim, GemvOut{.y = y}, s, t);
+  launch_rows(x, rows, w, out_dim, in_dim, GemvOut{.y = y, .w_type = w_type}, s, t);
 }
 
 void gemv_pairs(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s,
-                const GemvTiling& t, Activations form) {
+                const GemvTiling& t, Activations form, WeightType w_type) {
   if (form == Activations::bf16_rows) throw InvalidArgument("gemv_pairs: reads split rows, halves or fp32, not bf16");
   if (rows % 2) throw InvalidArgument("gemv_pairs: " + std::to_string(rows) + " rows; split-bf16 rows come in pairs");
   if (rows == 0 || out_dim == 0) return;
-  launch_rows(x, rows, w, out_dim, in_dim, GemvOut{.y = y, .form = form}, s, t);
+  launch_rows(x, rows, w, out_dim, in_dim, GemvOut{.y = y, .form = form, .w_type = w_type}, s, t);
 }
 
 void gemv_bias_gelu(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, const float* bias,
-                    bf16* g, cudaStream_t s, const GemvTiling& t, Activations form) {
+                    bf16* g, cudaStream_t s, const GemvTiling& t, Activations form, WeightType w_type) {
   if (form != Activations::bf16_rows && rows % 2)
     throw InvalidArgument("gemv_bias_gelu: " + std::to_string(rows) + " rows; split-bf16 rows come in pairs");
   if (rows == 0 || out_dim == 0) return;
-  launch_rows(x, rows, w, out_dim, in_dim, GemvOut{.bias = bias, .g = g, .form = form}, s, t);
+  launch_rows(x, rows, w, out_dim, in_dim, GemvOut{.bias = bias, .g = g, .form = form, .w_type = w_type}, s, t);
 }
 
 void gemv_products(int64_t rows, Activations form, const GemvProduct& first, const GemvProduct* second,

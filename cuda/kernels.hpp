@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -15,6 +16,12 @@
 namespace eyrie::cuda {
 
 using bf16 = __nv_bfloat16;
+using f16 = __half;
+
+// The element type of a weight matrix: bf16, or fp16 for products on fp16 activations (the
+// MLP's with CudaEngineOptions::fp16_mlp), which carry 11 mantissa bits in one tensor-core
+// product where split-bf16 halves carry 16 in two.
+enum class WeightType : uint8_t { bfloat16, float16 };
 
 // How kernels hand activation rows to the products that read them. fp32_rows is for steps of
 // split rows whose every product runs on the FMA weight-streaming kernel (gemv_pairs), which
@@ -154,6 +161,14 @@ void launch_tiles(const std::vector<int32_t>& tiles, const std::vector<int32_t>&
 void bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf16* out, cudaStream_t s,
                bool halves = true);
 
+// out = fp16(gelu(x + bias)), x a [rows, cols] fp32 GEMM output without halves: the input of an
+// fp16 product. Values past fp16's range saturate to its largest. bias may be null.
+void bias_gelu_f16(const float* x, const float* bias, int64_t rows, int64_t cols, f16* out, cudaStream_t s);
+
+// out[r] = fp16 of activation row r as `form` stores it in x (split_halves: hi + lo, [2 x rows,
+// cols]; bf16_rows; fp32_rows), saturating as bias_gelu_f16 does: the input of an fp16 product.
+void to_f16_rows(const void* x, Activations form, int64_t rows, int64_t cols, f16* out, cudaStream_t s);
+
 // x = bf16(gelu(x + bias)) in place, x [rows, cols] bf16: the MLP's activation when its
 // product on bf16 activations was written in bf16. bias may be null.
 void bias_gelu_inplace(bf16* x, const float* bias, int64_t rows, int64_t cols, cudaStream_t s);
@@ -186,27 +201,30 @@ struct GemvTiling {
   bool beside_previous = false;
 };
 inline constexpr GemvTiling kGemvMmaTiling{.threads = 256, .outputs_per_block = 16, .unroll = 2, .tensor_cores = true};
+// w_type: the FMA kernel reads fp16 weights too (the tensor-core one bf16 alone).
 void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s,
-          const GemvTiling& tiling = {});
+          const GemvTiling& tiling = {}, WeightType w_type = WeightType::bfloat16);
 // gemv over split-bf16 rows (an even count: the high halves, then the low): the two halves of
 // each row of y sum to W (x_hi + x_lo), y laid out as gemv's over the same rows. The FMA
 // kernel adds each pair's halves before its multiply-adds (half as many) and writes the sum to
 // the high half, zeros to the low; the tensor-core kernel multiplies each half. With form
 // fp32_rows, x holds the rows / 2 pairs' sums (FMA kernel only): the same y, bit for bit.
 void gemv_pairs(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s,
-                const GemvTiling& tiling = {}, Activations form = Activations::split_halves);
+                const GemvTiling& tiling = {}, Activations form = Activations::split_halves,
+                WeightType w_type = WeightType::bfloat16);
 // gemv (gemv_pairs unless form is bf16_rows) then bias_gelu in one kernel: g gets the bits
 // bias_gelu would write from that product's y (with halves, as form stores them; for fp32,
 // the value bias_gelu splits), without y's round trip through memory or a second launch. bias
 // may be null.
 void gemv_bias_gelu(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, const float* bias,
                     bf16* g, cudaStream_t s, const GemvTiling& tiling = {},
-                    Activations form = Activations::split_halves);
+                    Activations form = Activations::split_halves, WeightType w_type = WeightType::bfloat16);
 // One term of a gemv_products product: x [rows, in_dim] times W [out_dim, in_dim]^T.
 struct GemvTerm {
   const bf16* x = nullptr;
-  const bf16* w = nullptr;
+  const bf16* w = nullptr;  // of w_type, fp16 in the same bytes
   int64_t in_dim = 0;
+  WeightType w_type = WeightType::bfloat16;
 };
 // A product of gemv_products: term, plus term2 where its w is set, summed in fp32 (each row of
 // both terms' x is the same row of the step), then written to y (+ bias + bias2, either may be
@@ -246,6 +264,8 @@ void row_stats(const float* logits, int64_t rows, int64_t vocab, float* lse, int
 
 // Fills n bf16 values with a deterministic hash-based uniform(-scale, scale) + offset.
 void fill_random_bf16(bf16* dst, int64_t n, uint64_t seed, float scale, float offset, cudaStream_t s);
+// bf16 values converted to fp16 in place (the same bytes), saturating as bias_gelu_f16 does.
+void bf16_to_f16_inplace(void* p, int64_t n, cudaStream_t s);
 void fill_random_f32(float* dst, int64_t n, uint64_t seed, float scale, float offset, cudaStream_t s);
 
 }  // namespace eyrie::cuda

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -97,6 +99,51 @@ void StagedUpload::to_bf16(uint16_t* dst, const TensorView& src) {
       for (std::size_t j = 0; j < m; ++j) out[i + j] = f32_to_bf16(f[j]);
     }
   });
+}
+
+void StagedUpload::to_f16(uint16_t* dst, const TensorView& src) {
+  const DType t = src.dtype;
+  std::atomic<std::size_t> beyond{0};
+  std::atomic<uint32_t> largest{0};  // fp32 bits of the largest magnitude beyond the range
+  stream_tensor(dst, src, [&](uint16_t* out, const uint8_t* in, std::size_t n) {
+    if (t == DType::f16) {
+      std::memcpy(out, in, n * 2);
+      return;
+    }
+    std::array<float, 4096> f;
+    const std::size_t in_size = dtype_size(t);
+    std::size_t over = 0;
+    float worst = 0.f;
+    for (std::size_t i = 0; i < n; i += f.size()) {
+      const std::size_t m = std::min(f.size(), n - i);
+      eyrie::to_f32(t, in + i * in_size, f.data(), m);
+      for (std::size_t j = 0; j < m; ++j) {
+        const float a = std::fabs(f[j]);
+        // Past 65504 rounds to infinity (from 65520), or is infinite or NaN already.
+        if (!(a < 65520.f)) {
+          ++over;
+          if (a > worst || std::isnan(a)) worst = a;
+        }
+        out[i + j] = f32_to_f16(f[j]);
+      }
+    }
+    if (over == 0) return;
+    beyond += over;
+    uint32_t bits;
+    std::memcpy(&bits, &worst, 4);
+    uint32_t seen = largest.load();
+    while (bits > seen && !largest.compare_exchange_weak(seen, bits)) {
+    }
+  });
+  if (beyond.load() > 0) {
+    float worst;
+    const uint32_t bits = largest.load();
+    std::memcpy(&worst, &bits, 4);
+    throw InvalidArgument("tensor '" + src.name + "' has " + std::to_string(beyond.load()) +
+                          " values beyond fp16's range (the largest magnitude " + std::to_string(worst) +
+                          "; fp16 holds up to 65504), so its product cannot run on fp16 activations: load the "
+                          "model with activation precision split or bf16");
+  }
 }
 
 void StagedUpload::to_f32(float* dst, const TensorView& src) {

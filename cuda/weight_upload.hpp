@@ -36,6 +36,9 @@ class StagedUpload {
   // chunk_bytes: at least 16.
   // dst holds numel elements of the output type. Sources may be f32, f16 or bf16.
   void to_bf16(uint16_t* dst, const TensorView& src);
+  // fp16, for products on fp16 activations: bf16 values convert exactly in fp16's normal range;
+  // a tensor with values past its largest (65504) is refused, naming it.
+  void to_f16(uint16_t* dst, const TensorView& src);
   void to_f32(float* dst, const TensorView& src);
   // Waits until every queued copy has reached the device; throws on a failed copy.
   void finish();

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine from the repo root with .device-pack carried: every GPU test, the CUDA
-# benchmark (split and bf16 activations) and the Hugging Face baseline on the same shapes; on a machine with several GPUs
+# benchmark (mixed, split and bf16 activations) and the Hugging Face baseline on the same shapes; on a machine with several GPUs
 # also the benchmark at tensor-parallel degree 2 (residual sums in peer memory and through NCCL).
 # With EYRIE_SERVE_RUN=1, a transformers-written Falcon-7B-shaped checkpoint is served by one
 # replica (and by two where there are two GPUs) to the WebSocket load generator, against the
@@ -18,6 +18,9 @@ date -u | tee "$out/date.txt"
 timeout 300 .device-pack/eyrie_tests --gtest_filter='*Cuda*:*AttentionKernel*:*Nccl*:*PeerExchange*:*TensorParallel*' \
   2>&1 | tee "$out/gpu_tests.txt" | grep -aE "^\[  (  OK|FAILED) |PASSED|FAILED"
 .device-pack/bench_cuda --config "$config" --batches "${EYRIE_BENCH_BATCHES:-16,64,256}" 2>&1 | tee "$out/bench_cuda.txt"
+# Every product on split halves (activation_precision=split).
+.device-pack/bench_cuda --config "$config" --fp16-mlp off --batches "${EYRIE_BENCH_BATCHES:-16,64,256}" \
+  2>&1 | tee "$out/bench_cuda_split.txt"
 # The same shapes with bf16 activations (activation_precision=bf16), as other servers compute.
 .device-pack/bench_cuda --config "$config" --split-rows-max 0 --batches "${EYRIE_BENCH_BATCHES:-16,64,256}" \
   2>&1 | tee "$out/bench_cuda_bf16.txt"

@@ -120,7 +120,8 @@ TEST(Runtime, ValidationAndOverload) {
     Runtime::create(bad);
     ADD_FAILURE() << "an unknown activation_precision was accepted";
   } catch (const InvalidArgument& e) {
-    EXPECT_NE(std::string(e.what()).find("activation_precision must be split or bf16, got 'fp8'"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("activation_precision must be mixed, split or bf16, got 'fp8'"),
+              std::string::npos);
   }
   // One running, one waiting, then the queue is full.
   p.max_new_tokens = 50;

@@ -54,7 +54,7 @@ TEST(ServingOptions, ErrorsNameTheKeyAndPlace) {
   EXPECT_NE(error_of(std::nullopt, {}, {{"trust-remote-code", "yes"}}).find("true or false"), std::string::npos);
   EXPECT_NE(error_of(std::nullopt, {}, {{"device", "tpu"}}).find("cpu or cuda"), std::string::npos);
   EXPECT_NE(error_of(std::nullopt, {{"OPTION_ACTIVATION_PRECISION", "fp8"}}, {})
-                .find("OPTION_ACTIVATION_PRECISION: 'activation_precision' must be split or bf16, got 'fp8'"),
+                .find("OPTION_ACTIVATION_PRECISION: 'activation_precision' must be mixed, split or bf16, got 'fp8'"),
             std::string::npos);
   EXPECT_NE(error_of("/nonexistent/serving.properties", {}, {}).find("cannot read"), std::string::npos);
   EXPECT_NE(error_of(std::nullopt, {{"OPTION_PEER_SUMS", "maybe"}}, {}).find("true or false"), std::string::npos);

@@ -20,7 +20,9 @@
 namespace eyrie {
 namespace {
 
-constexpr double kShardTol = 2e-3;  // logprobs: sliced bf16 GEMMs sum in another order
+// Logprobs: sliced GEMMs sum in another order, and the MLP's fp16 inputs (activation_precision
+// mixed, the default) round those sums (up to 5.1e-3 on the H200, 2e-3 with every product split).
+constexpr double kShardTol = 1e-2;
 
 #if EYRIE_HAS_CUDA
 // Device buffers through the host around an in-process group: NCCL refuses two ranks on one

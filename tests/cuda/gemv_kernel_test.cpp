@@ -12,6 +12,7 @@
 #include "cuda/check.hpp"
 #include "cuda/cuda_engine.hpp"
 #include "cuda/kernels.hpp"
+#include "model/dtype.hpp"
 #include "tests/cuda/device_buffer.hpp"
 
 namespace eyrie {
@@ -326,6 +327,78 @@ TEST(CudaGemvKernel, Fp32RowsGiveTheBitsOfTheirSplitPairs) {
   EXPECT_THROW(cuda::gemv_pairs(x.p, 2, w.p, 1, 64, y.p, nullptr, {}, cuda::Activations::bf16_rows), InvalidArgument);
   EXPECT_THROW(cuda::gemv_pairs(x.p, 2, w.p, 1, 64, y.p, nullptr, cuda::kGemvMmaTiling, cuda::Activations::fp32_rows),
                InvalidArgument);
+}
+
+// fp16 weights (the MLP's with fp16_mlp) on every form of activation rows the FMA kernel reads,
+// against float64; a two-term product with a bf16 and an fp16 term; the GELU epilogue giving the
+// bits of the product it stands for; and the tensor-core kernel, which reads bf16 alone, refusing.
+TEST(CudaGemvKernel, Fp16WeightsMatchFloat64Products) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(123);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  auto random_f16 = [&](std::size_t n) {
+    std::vector<uint16_t> v(n);
+    for (auto& x : v) x = f32_to_f16(u(rng));
+    return v;
+  };
+  constexpr auto kF16 = cuda::WeightType::float16;
+  for (const auto form : {cuda::Activations::bf16_rows, cuda::Activations::split_halves, cuda::Activations::fp32_rows})
+    for (int64_t rows = 1; rows <= cuda::kGemvRowsMax; ++rows)
+      for (const auto& [out_dim, in_dim] : {std::pair<int64_t, int64_t>{37, 4544}, {9, 18176}, {130, 72}}) {
+        const bool pairs = form != cuda::Activations::bf16_rows;
+        if (pairs && rows % 2) continue;
+        const int64_t n = pairs ? rows / 2 : rows;
+        SCOPED_TRACE("form " + std::to_string(static_cast<int>(form)) + " rows " + std::to_string(rows) + " out " +
+                     std::to_string(out_dim) + " in " + std::to_string(in_dim));
+        const Rows x = random_rows(rows, in_dim, pairs, rng), x2 = random_rows(rows, 64, pairs, rng);
+        std::vector<float> whole(x.value.begin(), x.value.end()), whole2(x2.value.begin(), x2.value.end());
+        const auto w = random_f16(out_dim * in_dim);
+        const auto w2 = random_bf16(out_dim * 64, rng);
+        Device<cuda::bf16> dx(x.x), dx2(x2.x), dw2(w2), g(rows * out_dim);
+        Device<uint16_t> dw(w);
+        Device<float> dwhole(whole), dwhole2(whole2), y(rows * out_dim), y2(rows * out_dim);
+        const bool fp32 = form == cuda::Activations::fp32_rows;
+        const auto* xin = fp32 ? reinterpret_cast<const cuda::bf16*>(dwhole.p) : dx.p;
+        const auto* xin2 = fp32 ? reinterpret_cast<const cuda::bf16*>(dwhole2.p) : dx2.p;
+        const auto* wf = reinterpret_cast<const cuda::bf16*>(dw.p);
+        if (pairs)
+          cuda::gemv_pairs(xin, rows, wf, out_dim, in_dim, y.p, nullptr, {}, form, kF16);
+        else
+          cuda::gemv(xin, rows, wf, out_dim, in_dim, y.p, nullptr, {}, kF16);
+        const cuda::GemvProduct two{
+            .term = {xin2, dw2.p, 64}, .term2 = {xin, wf, in_dim, kF16}, .out_dim = out_dim, .y = y2.p};
+        cuda::gemv_products(rows, form, two, nullptr, nullptr, {});
+        const auto got = y.get(rows * out_dim), got2 = y2.get(rows * out_dim);
+        for (int64_t r = 0; r < n; ++r)
+          for (int64_t o = 0; o < out_dim; ++o) {
+            double exact = 0, magnitude = 0, exact2 = 0, magnitude2 = 0;
+            for (int64_t k = 0; k < in_dim; ++k) {
+              const double p = x.value[r * in_dim + k] * f16_to_f32(w[o * in_dim + k]);
+              exact += p;
+              magnitude += std::fabs(p);
+            }
+            for (int64_t k = 0; k < 64; ++k) {
+              const double p = x2.value[r * 64 + k] * __bfloat162float(w2[o * 64 + k]);
+              exact2 += p;
+              magnitude2 += std::fabs(p);
+            }
+            ASSERT_NEAR(got[r * out_dim + o], exact, 1e-5 * magnitude + 1e-6) << "row " << r << " output " << o;
+            ASSERT_NEAR(got2[r * out_dim + o], exact + exact2, 1e-5 * (magnitude + magnitude2) + 1e-6)
+                << "two terms, row " << r << " output " << o;
+          }
+        // The GELU epilogue on fp16 weights: the bits bias_gelu writes from the product's y.
+        cuda::gemv_bias_gelu(xin, rows, wf, out_dim, in_dim, nullptr, g.p, nullptr, {}, form, kF16);
+        if (!fp32) {
+          Device<cuda::bf16> want(rows * out_dim);
+          cuda::bias_gelu(y.p, nullptr, n, out_dim, want.p, nullptr, pairs);
+          const auto a = g.get(rows * out_dim), b = want.get(rows * out_dim);
+          for (int64_t i = 0; i < rows * out_dim; ++i)
+            ASSERT_EQ(__bfloat16_as_ushort(a[i]), __bfloat16_as_ushort(b[i])) << "GELU element " << i;
+        }
+      }
+  Device<cuda::bf16> x(64), w(64);
+  Device<float> y(64);
+  EXPECT_THROW(cuda::gemv(x.p, 1, w.p, 1, 64, y.p, nullptr, cuda::kGemvMmaTiling, kF16), InvalidArgument);
 }
 
 TEST(CudaGemvKernel, RefusesShapesItCannotRead) {

@@ -79,6 +79,52 @@ TEST(CudaWeightUpload, ConvertsEveryTypeAcrossChunks) {
   cudaStreamDestroy(stream);
 }
 
+// fp16 matrices (the MLP's with fp16_mlp): each stored type converted as the host rounds it, and
+// a tensor with values past fp16's range refused, naming it, the count and the largest.
+TEST(CudaWeightUpload, ConvertsToFp16AndRefusesValuesPastItsRange) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  cudaStream_t stream;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  {
+    cuda::StagedUpload up(stream, {}, 4096, 2, 2);
+    uint32_t seed = 40;
+    for (DType t : {DType::bf16, DType::f16, DType::f32}) {
+      SCOPED_TRACE(dtype_name(t));
+      Stored s = stored(t, 5000, seed++);
+      std::vector<float> f(5000);
+      to_f32(t, s.view.data, f.data(), f.size());
+      Device<uint16_t> d(f.size());
+      up.to_f16(d.p, s.view);
+      up.finish();
+      const auto got = d.get(f.size());
+      for (std::size_t i = 0; i < f.size(); ++i) ASSERT_EQ(got[i], f32_to_f16(f[i])) << "element " << i;
+    }
+    for (DType t : {DType::bf16, DType::f32}) {
+      SCOPED_TRACE(dtype_name(t));
+      Stored s = stored(t, 3000, seed++);
+      auto put = [&](std::size_t i, float v) {
+        s.full[i] = v;
+        if (t == DType::bf16) s.half[i] = f32_to_bf16(v);
+      };
+      put(7, 65280.f);  // within fp16 (and bf16): kept
+      put(100, -70000.f);
+      put(2999, 1e6f);
+      Device<uint16_t> d(3000);
+      try {
+        up.to_f16(d.p, s.view);
+        up.finish();
+        FAIL() << "no error";
+      } catch (const InvalidArgument& e) {
+        const std::string m = e.what();
+        EXPECT_NE(m.find("'" + s.view.name + "'"), std::string::npos) << m;
+        EXPECT_NE(m.find("has 2 values beyond fp16's range"), std::string::npos) << m;
+        EXPECT_NE(m.find(t == DType::bf16 ? "999424" : "1000000"), std::string::npos) << m;
+      }
+    }
+  }
+  cudaStreamDestroy(stream);
+}
+
 TEST(CudaWeightUpload, RefusesAViewWhoseBytesDoNotMatchItsShape) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   cudaStream_t stream;

@@ -28,7 +28,8 @@ const OptionSpec kOptions[] = {
     {"json", "", "print one JSON object shaped like TGI's /generate response with details"},
     {"threads", "N", "CPU threads (default: all)"},
     {"device", "D", "cpu (default) or cuda"},
-    {"activation-precision", "P", "cuda: split (default; GEMM activations as two bf16 halves) or bf16"},
+    {"activation-precision", "P",
+     "cuda: mixed (default; GEMM activations as two bf16 halves, the MLP's as fp16), split (all halves) or bf16"},
     {"help", "", "show this help"},
 };
 
@@ -73,13 +74,11 @@ int generate_command(std::span<char*> args) {
   auto model = FalconModel::load(dir);
   Tokenizer tok = Tokenizer::from_file((std::filesystem::path(dir) / "tokenizer.json").string());
   const std::string device = a.get("device").value_or("cpu");
-  const std::string precision = a.get("activation-precision").value_or("split");
-  if (precision != "split" && precision != "bf16")
-    throw InvalidArgument("--activation-precision must be split or bf16, got '" + precision + "'");
+  const std::string precision = a.get("activation-precision").value_or("mixed");
+  CudaEngineOptions co;
+  set_activation_precision(co, precision, "--activation-precision");
   std::unique_ptr<Engine> engine;
   if (device == "cuda") {
-    CudaEngineOptions co;
-    if (precision == "bf16") co.split_rows_max = 0;
     co.kv_tokens = model->config.max_position_embeddings;
     co.max_step_tokens = model->config.max_position_embeddings;
     ProgressBar upload("uploading weights to the GPU");
