@@ -14,7 +14,11 @@
 // engine's product and in-place GELU after it, and which GELU the epilogue computes: its bf16
 // outputs against the exact (erf) form and the tanh approximation of the same fp32 products.
 //
+// With --fp16 on, the MLP's products on fp16 operands (activation_precision mixed) instead, beside
+// the same products on bf16.
+//
 //   bench_gemm [--rows 2048,4096] [--candidates 8] [--iters 20] [--sustained 32] [--gelu-epilogue on]
+//              [--fp16 on]
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -43,6 +47,7 @@ struct Shape {
   int out, in;
   cudaDataType out_type;
   float beta;
+  cudaDataType in_type = CUDA_R_16BF;  // of both operands
 };
 
 void lt_check(cublasStatus_t s, const char* what) {
@@ -67,14 +72,18 @@ struct Product {
     EYRIE_CUDA_CHECK(cudaMalloc(&y, std::size_t{4} * rows * sh.out));
     cuda::fill_random_bf16(w, std::int64_t{sh.out} * sh.in, 1, 0.05f, 0.f, nullptr);
     cuda::fill_random_bf16(x, std::int64_t{rows} * sh.in, 2, 1.f, 0.f, nullptr);
+    if (sh.in_type == CUDA_R_16F) {
+      cuda::bf16_to_f16_inplace(w, std::int64_t{sh.out} * sh.in, nullptr);
+      cuda::bf16_to_f16_inplace(x, std::int64_t{rows} * sh.in, nullptr);
+    }
     EYRIE_CUDA_CHECK(cudaMemset(y, 0, std::size_t{4} * rows * sh.out));
     lt_check(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
     const cublasOperation_t trans_a = CUBLAS_OP_T;
     lt_check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof trans_a), "transa");
     lt_check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue),
              "epilogue");
-    lt_check(cublasLtMatrixLayoutCreate(&a, CUDA_R_16BF, sh.in, sh.out, sh.in), "layout a");
-    lt_check(cublasLtMatrixLayoutCreate(&b, CUDA_R_16BF, sh.in, rows, sh.in), "layout b");
+    lt_check(cublasLtMatrixLayoutCreate(&a, sh.in_type, sh.in, sh.out, sh.in), "layout a");
+    lt_check(cublasLtMatrixLayoutCreate(&b, sh.in_type, sh.in, rows, sh.in), "layout b");
     lt_check(cublasLtMatrixLayoutCreate(&c, sh.out_type, sh.out, rows, sh.out), "layout c");
     cublasLtMatmulPreference_t pref;
     lt_check(cublasLtMatmulPreferenceCreate(&pref), "pref");
@@ -105,8 +114,8 @@ struct Product {
   void run(cublasHandle_t blas, cublasLtHandle_t lt, void* ws, std::size_t ws_bytes, int cand) const {
     const float alpha = 1.f, beta = sh.beta;
     if (cand < 0) {
-      EYRIE_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, sh.out, rows, sh.in, &alpha, w, CUDA_R_16BF,
-                                      sh.in, x, CUDA_R_16BF, sh.in, &beta, y, sh.out_type, sh.out, CUBLAS_COMPUTE_32F,
+      EYRIE_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, sh.out, rows, sh.in, &alpha, w, sh.in_type, sh.in,
+                                      x, sh.in_type, sh.in, &beta, y, sh.out_type, sh.out, CUBLAS_COMPUTE_32F,
                                       CUBLAS_GEMM_DEFAULT));
       return;
     }
@@ -181,8 +190,9 @@ void gelu_epilogue(int rows, int iters, cublasHandle_t blas, cublasLtHandle_t lt
 int main(int argc, char** argv) {
   std::vector<int> rows_list = {2048, 4096};
   int candidates = 8, iters = 20, sustained = 0;
-  bool gelu = false;
+  bool gelu = false, fp16 = false;
   for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--fp16")) fp16 = !std::strcmp(argv[i + 1], "on");
     if (!std::strcmp(argv[i], "--rows")) rows_list = int_list(argv[i + 1]);
     if (!std::strcmp(argv[i], "--candidates")) candidates = std::stoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--iters")) iters = std::stoi(argv[i + 1]);
@@ -194,11 +204,20 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    const std::vector<Shape> shapes = {{"qkv", 4672, 4544, CUDA_R_16BF, 0.f},
-                                       {"dense", 4544, 4544, CUDA_R_32F, 1.f},
-                                       {"h_to_4h", 18176, 4544, CUDA_R_16BF, 0.f},
-                                       {"4h_to_h", 4544, 18176, CUDA_R_32F, 1.f},
-                                       {"dense+4h_to_h", 4544, 22720, CUDA_R_32F, 1.f}};
+    const std::vector<Shape> bf16_shapes = {{"qkv", 4672, 4544, CUDA_R_16BF, 0.f},
+                                            {"dense", 4544, 4544, CUDA_R_32F, 1.f},
+                                            {"h_to_4h", 18176, 4544, CUDA_R_16BF, 0.f},
+                                            {"4h_to_h", 4544, 18176, CUDA_R_32F, 1.f},
+                                            {"dense+4h_to_h", 4544, 22720, CUDA_R_32F, 1.f}};
+    // The MLP's products on fp16 (activation_precision mixed) as the engine writes them, fp32
+    // outputs, and against fp16 outputs and bf16 operands.
+    const std::vector<Shape> fp16_shapes = {{"h_to_4h", 18176, 4544, CUDA_R_32F, 0.f, CUDA_R_16F},
+                                            {"4h_to_h", 4544, 18176, CUDA_R_32F, 0.f, CUDA_R_16F},
+                                            {"h_to_4h f16", 18176, 4544, CUDA_R_16F, 0.f, CUDA_R_16F},
+                                            {"4h_to_h +=", 4544, 18176, CUDA_R_32F, 1.f, CUDA_R_16F},
+                                            {"h_to_4h bf16", 18176, 4544, CUDA_R_32F, 0.f},
+                                            {"4h_to_h bf16", 4544, 18176, CUDA_R_32F, 0.f}};
+    const std::vector<Shape>& shapes = fp16 ? fp16_shapes : bf16_shapes;
     cublasHandle_t blas;
     cublasLtHandle_t lt;
     EYRIE_CUBLAS_CHECK(cublasCreate(&blas));
@@ -223,7 +242,7 @@ int main(int argc, char** argv) {
         }
         std::printf(" TFLOP/s\n");
       }
-      if (sustained == 0) continue;
+      if (sustained == 0 || fp16) continue;
 
       // The layer's four products in the engine's order, each on its candidate (-1: default).
       std::vector<const Product*> layer;
