@@ -1,6 +1,6 @@
-// The Falcon forward pass on one GPU: bf16 weights and paged KV cache, cuBLAS GEMMs with fp32
-// accumulation, fp32 residual stream; the same batched step interface as the CPU engine. As a
-// tensor-parallel shard, rank 0's output is the step's; the other ranks leave theirs empty.
+// The Falcon forward pass on one GPU: bf16 weights (the MLP's fp16 with fp16_mlp) and paged KV
+// cache, cuBLAS GEMMs with fp32 accumulation, fp32 residual stream; the same batched step interface as the CPU engine.
+// As a tensor-parallel shard, rank 0's output is the step's; the other ranks leave theirs empty.
 #pragma once
 
 #include <cstddef>
