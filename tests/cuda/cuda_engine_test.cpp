@@ -113,99 +113,73 @@ TEST_P(CudaReference, PromptLogprobsAtEachActivationPrecision) {
   }
 }
 
+// Every case's prompt in one step, so that the step has the most rows the fixtures give, with
+// every row's logits, appended to `rows`; returns the worst prompt logprob error against the
+// reference. `blocks` get each sequence's, with room for `extra` positions past its prompt.
+double all_prompts_in_one_step(CudaEngine& engine, const std::vector<test::ReferenceCase>& cases, int64_t extra,
+                               std::vector<std::vector<int32_t>>& blocks, std::vector<std::vector<float>>& rows) {
+  StepBatch batch;
+  int32_t first_block = 0;
+  for (const auto& rc : cases) {
+    blocks.push_back(blocks_for(engine.kv_spec(), static_cast<int64_t>(rc.ids.size()) + extra, first_block));
+    first_block += static_cast<int32_t>(blocks.back().size());
+  }
+  for (std::size_t c = 0; c < cases.size(); ++c) batch.seqs.push_back({c + 1, 0, cases[c].ids, blocks[c], true});
+  StepOutput out;
+  engine.step(batch, out);
+  double worst = 0;
+  for (std::size_t c = 0; c < cases.size(); ++c) {
+    const auto& ids = cases[c].ids;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      const auto row = out.row(c, i);
+      rows.emplace_back(row.begin(), row.end());
+      if (i + 1 < ids.size())
+        worst = std::max(worst, std::abs(row[ids[i + 1]] - out.logsumexp(c, i) - *cases[c].logprobs[i + 1]));
+    }
+  }
+  return worst;
+}
+
 // A prompt step on bf16 activations with the MLP's first product and GELU on the second stream
 // (concurrent_mlp_up_rows_min) gives the same bits as with everything on one stream, and the
-// reference's prompt logprobs within the bf16 activations' bound (see above). Every prompt in
-// one step, so that the step has the most rows the fixtures give.
+// reference's prompt logprobs within the bf16 activations' bound (see above). With every step on
+// bf16 rows, and with split_rows_max between a decode step's rows and the prompt step's, where
+// the MLP's fp16 weights serve both: the prompt step's bf16 rows rounded to fp16 for the MLP,
+// then a decode step of every sequence on split rows, its greedy logprobs within the bf16 bound
+// too (its keys and values came from the bf16 step).
 TEST_P(CudaReference, PromptStepWithTheMlpUpProjectionBesideTheChainGivesTheSameLogits) {
   auto model = FalconModel::load(GetParam());
   const auto cases = test::load_reference(GetParam() + "/reference.json");
-  std::vector<std::vector<float>> runs[2];
-  for (int concurrent = 0; concurrent < 2; ++concurrent) {
-    CudaEngineOptions o;
-    o.kv_tokens = 2048;
-    o.split_rows_max = 0;
-    o.concurrent_mlp_rows_max = 0;
-    o.concurrent_mlp_up_rows_min = concurrent ? 1 : 0;
-    CudaEngine engine(model, o);
-    StepBatch batch;
-    std::vector<std::vector<int32_t>> blocks;
-    int32_t first_block = 0;
-    for (const auto& rc : cases) {
-      blocks.push_back(blocks_for(engine.kv_spec(), rc.ids.size(), first_block));
-      first_block += static_cast<int32_t>(blocks.back().size());
-    }
-    for (std::size_t c = 0; c < cases.size(); ++c) batch.seqs.push_back({c + 1, 0, cases[c].ids, blocks[c], true});
-    StepOutput out;
-    engine.step(batch, out);
-    double worst = 0;
-    for (std::size_t c = 0; c < cases.size(); ++c) {
-      const auto& ids = cases[c].ids;
-      for (std::size_t i = 0; i < ids.size(); ++i) {
-        const auto row = out.row(c, i);
-        runs[concurrent].emplace_back(row.begin(), row.end());
-        if (i + 1 < ids.size())
-          worst = std::max(worst, std::abs(row[ids[i + 1]] - out.logsumexp(c, i) - *cases[c].logprobs[i + 1]));
+  for (const int64_t split_max : {int64_t{0}, int64_t{8}}) {
+    SCOPED_TRACE("split_rows_max " + std::to_string(split_max));
+    std::vector<std::vector<float>> runs[2];
+    for (int concurrent = 0; concurrent < 2; ++concurrent) {
+      CudaEngineOptions o;
+      o.kv_tokens = 2048;
+      o.split_rows_max = split_max;
+      o.concurrent_mlp_rows_max = 0;
+      o.concurrent_mlp_up_rows_min = concurrent ? 1 : 0;
+      CudaEngine engine(model, o);
+      std::vector<std::vector<int32_t>> blocks;
+      EXPECT_LT(all_prompts_in_one_step(engine, cases, 1, blocks, runs[concurrent]), 1.0)
+          << "concurrent " << concurrent;
+      if (split_max == 0) continue;
+      std::vector<int32_t> first(cases.size());
+      StepBatch decode;
+      for (std::size_t c = 0; c < cases.size(); ++c) {
+        first[c] = cases[c].greedy_ids[0];
+        decode.seqs.push_back({c + 1, static_cast<int32_t>(cases[c].ids.size()), std::span<const int32_t>(&first[c], 1),
+                               blocks[c], false});
       }
+      StepOutput out;
+      engine.step(decode, out);
+      for (std::size_t c = 0; c < cases.size(); ++c)
+        EXPECT_NEAR(out.last(c)[cases[c].greedy_ids[1]] - out.last_logsumexp(c), cases[c].greedy_logprobs[1], 1.0)
+            << "decode step, case " << c;
     }
-    EXPECT_LT(worst, 1.0) << "concurrent " << concurrent;
+    ASSERT_EQ(runs[0].size(), runs[1].size());
+    for (std::size_t i = 0; i < runs[0].size(); ++i) ASSERT_EQ(runs[0][i], runs[1][i]) << "row " << i;
   }
-  ASSERT_EQ(runs[0].size(), runs[1].size());
-  for (std::size_t i = 0; i < runs[0].size(); ++i) ASSERT_EQ(runs[0][i], runs[1][i]) << "row " << i;
-}
-
-// With split_rows_max between a decode step's rows and a prompt step's, the MLP's fp16 weights
-// serve both: the prompt step's bf16 rows rounded to fp16 for the MLP (its first product and GELU
-// beside the chain or not, the same bits), then a decode step of every sequence on split rows.
-// Prompt logprobs within the bf16 activations' bound, the decode step's greedy logprobs within it
-// too (its keys and values came from the bf16 step).
-TEST_P(CudaReference, StepsPastSplitRowsMaxRunTheFp16MlpOnBf16Rows) {
-  auto model = FalconModel::load(GetParam());
-  const auto cases = test::load_reference(GetParam() + "/reference.json");
-  std::vector<std::vector<float>> runs[2];
-  for (int concurrent = 0; concurrent < 2; ++concurrent) {
-    CudaEngineOptions o;
-    o.kv_tokens = 2048;
-    o.split_rows_max = 8;
-    o.concurrent_mlp_rows_max = 0;
-    o.concurrent_mlp_up_rows_min = concurrent ? 1 : 0;
-    ASSERT_TRUE(o.fp16_mlp);
-    CudaEngine engine(model, o);
-    StepBatch batch;
-    std::vector<std::vector<int32_t>> blocks;
-    int32_t first_block = 0;
-    for (const auto& rc : cases) {
-      blocks.push_back(blocks_for(engine.kv_spec(), rc.ids.size() + 1, first_block));
-      first_block += static_cast<int32_t>(blocks.back().size());
-    }
-    for (std::size_t c = 0; c < cases.size(); ++c) batch.seqs.push_back({c + 1, 0, cases[c].ids, blocks[c], true});
-    StepOutput out;
-    engine.step(batch, out);
-    double worst = 0;
-    for (std::size_t c = 0; c < cases.size(); ++c) {
-      const auto& ids = cases[c].ids;
-      for (std::size_t i = 0; i < ids.size(); ++i) {
-        const auto row = out.row(c, i);
-        runs[concurrent].emplace_back(row.begin(), row.end());
-        if (i + 1 < ids.size())
-          worst = std::max(worst, std::abs(row[ids[i + 1]] - out.logsumexp(c, i) - *cases[c].logprobs[i + 1]));
-      }
-    }
-    EXPECT_LT(worst, 1.0) << "concurrent " << concurrent;
-    std::vector<int32_t> first(cases.size());
-    StepBatch decode;
-    for (std::size_t c = 0; c < cases.size(); ++c) {
-      first[c] = cases[c].greedy_ids[0];
-      decode.seqs.push_back(
-          {c + 1, static_cast<int32_t>(cases[c].ids.size()), std::span<const int32_t>(&first[c], 1), blocks[c], false});
-    }
-    engine.step(decode, out);
-    for (std::size_t c = 0; c < cases.size(); ++c)
-      EXPECT_NEAR(out.last(c)[cases[c].greedy_ids[1]] - out.last_logsumexp(c), cases[c].greedy_logprobs[1], 1.0)
-          << "decode step, case " << c;
-  }
-  ASSERT_EQ(runs[0].size(), runs[1].size());
-  for (std::size_t i = 0; i < runs[0].size(); ++i) ASSERT_EQ(runs[0][i], runs[1][i]) << "row " << i;
 }
 
 // A step that picks its prompts' last rows alone runs the last layer past attention on those
