@@ -18,6 +18,11 @@ for f in $all; do
   if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -qx "$name"; then continue; fi
   [ -x "$build_dir/$f" ] && cp "$build_dir/$f" "$pack/" && strip "$pack/$name"
 done
+# The kernel timeline library, loaded through CUDA_INJECTION64_PATH (bench/cuda/kernel_timeline.cpp).
+if [ $# -eq 0 ] || printf '%s\n' "$@" | grep -qx eyrie_kernel_timeline; then
+  lib="$build_dir/bench/libeyrie_kernel_timeline.so"
+  [ -f "$lib" ] && cp "$lib" "$pack/" && strip "$pack/libeyrie_kernel_timeline.so"
+fi
 # Libraries from Debian packages that the GPU machine does not have; the CUDA runtime is static,
 # cuBLAS and NCCL are found there.
 for bin in "$pack"/*; do
