@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the CUDA configuration here (sm_90) and packs what the GPU machine needs into
 # .device-pack/: by default what scripts/gpu_run.sh runs; name other programs to pack those
-# (eyrie, bench_gemv, bench_gemm, bench_upload, bench_cpu_decode, ...). Then, through the device
-# tool, with carry [".device-pack"]:
+# (eyrie, bench_gemv, bench_gemm, bench_upload, bench_cpu_decode, eyrie_kernel_timeline, ...).
+# Then, through the device tool, with carry [".device-pack"]:
 #   bash scripts/gpu_run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
