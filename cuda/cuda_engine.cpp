@@ -873,13 +873,9 @@ struct CudaEngine::Impl {
     if (into_x) {
       add_product_into_x(fb.get(), n, L.h4_to_h, on_mlp_stream);
     } else if (mlp_on_f16_rows()) {
+      // y without low halves: the residual that adds it is told so.
       blas_product(on_mlp_stream ? mlp_blas : blas, fb.get(), n, L.h4_to_h.w.get(), cfg.hidden_size, ffn, y.get(),
                    CUDA_R_32F, 0.f, CUDA_R_16F);
-      // The residual's kernels read y as the step's other outputs are laid out: with low halves,
-      // which an fp16 product has none of.
-      if (split)
-        EYRIE_CUDA_CHECK(cudaMemsetAsync(y.get() + n * cfg.hidden_size, 0, n * cfg.hidden_size * sizeof(float),
-                                         on_mlp_stream ? mlp_stream : stream));
     } else {
       gemm_rows(fb.get(), n, L.h4_to_h.w.get(), cfg.hidden_size, ffn, y.get(), on_mlp_stream, false, L.h4_to_h.type);
     }
@@ -889,22 +885,23 @@ struct CudaEngine::Impl {
   // of fp32 rows, whose weight-streaming products read the fp16 weights as they are.
   bool mlp_on_f16_rows() const { return mlp_f16 && acts != cuda::Activations::fp32_rows; }
 
-  // x += a + a_bias (+ c + c_bias). A shard's a and c are partial sums over its heads and MLP
-  // columns: added up first, so a parallel block needs one all-reduce.
-  void add_to_residual(const float* a_out, const float* a_bias, const float* c_out, const float* c_bias, int64_t n) {
+  // x += r.a + r.a_bias (+ r.c + r.c_bias). A shard's a and c are partial sums over its heads
+  // and MLP columns: added up first, so a parallel block needs one all-reduce.
+  void add_to_residual(const cuda::PendingResidual& r, int64_t n) {
     const int64_t h = cfg.hidden_size;
     if (!comm) {
-      cuda::residual_add(x.get(), a_out, a_bias, c_out, c_bias, n, h, stream, split);
+      cuda::residual_add(x.get(), r.a, r.a_bias, r.c, r.c_bias, n, h, stream, r.halves, r.c_halves);
       return;
     }
     if (opt.peer_exchange && opt.peer_exchange->fits(n * h)) {
       prof.mark("all_reduce", stream);
-      opt.peer_exchange->residual_all_reduce(comm->rank(), x.get(), a_out, a_bias, c_out, c_bias, n, h, split, stream);
+      opt.peer_exchange->residual_all_reduce(comm->rank(), x.get(), r.a, r.a_bias, r.c, r.c_bias, n, h, r.halves,
+                                             stream, r.c_halves);
       prof.mark("residual", stream);
       return;
     }
     EYRIE_CUDA_CHECK(cudaMemsetAsync(partial.get(), 0, n * h * sizeof(float), stream));
-    cuda::residual_add(partial.get(), a_out, a_bias, c_out, c_bias, n, h, stream, split);
+    cuda::residual_add(partial.get(), r.a, r.a_bias, r.c, r.c_bias, n, h, stream, r.halves, r.c_halves);
     prof.mark("all_reduce", stream);
     comm->all_reduce_sum(partial.get(), static_cast<std::size_t>(n * h), stream);
     prof.mark("residual", stream);
@@ -1139,7 +1136,7 @@ struct CudaEngine::Impl {
       if (cfg.parallel_attn) {
         if (cfg.two_layernorms()) mlp_in = m.get();
       } else if (comm) {
-        add_to_residual(o.get(), L.dense.bias(), nullptr, nullptr, rows);
+        add_to_residual({o.get(), L.dense.bias(), nullptr, nullptr, split}, rows);
         cuda::layer_norm(x.get(), nullptr, rows, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream, acts);
         mlp_in = m.get();
       } else {
@@ -1164,14 +1161,16 @@ struct CudaEngine::Impl {
       // with its bias.
       const float* dense_out = cfg.parallel_attn && !dense_into_x ? o.get() : nullptr;
       const float* mlp_out = mlp_into_x ? nullptr : y.get();
+      // The MLP's product on fp16 rows writes no low halves.
+      const bool mlp_halves = split && !mlp_on_f16_rows();
       const cuda::PendingResidual res =
           summed      ? cuda::PendingResidual{y.get(), nullptr, nullptr, nullptr, split}
-          : dense_out ? cuda::PendingResidual{dense_out, L.dense.bias(), mlp_out, L.h4_to_h.bias(), split}
-                      : cuda::PendingResidual{mlp_out, L.h4_to_h.bias(), nullptr, nullptr, split};
+          : dense_out ? cuda::PendingResidual{dense_out, L.dense.bias(), mlp_out, L.h4_to_h.bias(), split, mlp_halves}
+                      : cuda::PendingResidual{mlp_out, L.h4_to_h.bias(), nullptr, nullptr, mlp_halves};
       if (!comm && li + 1 < layers.size())
         pending = res;
       else if (res.a)
-        add_to_residual(res.a, res.a_bias, res.c, res.c_bias, rows);
+        add_to_residual(res, rows);
       if (li == 0) graph_cut();
     }
     prof.mark("lm_head", stream);

@@ -194,10 +194,10 @@ __global__ void gather_rows_kernel(const Word* src, const int32_t* rows, int64_t
 }
 
 __global__ void residual_kernel(float* x, const float* a, const float* ab, const float* c, const float* cb,
-                                int64_t cols, int64_t n, bool halves) {
+                                int64_t cols, int64_t n, bool halves, bool c_halves) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    x[i] += residual_at(a, ab, c, cb, halves, i, n, i % cols);
+    x[i] += residual_at(a, ab, c, cb, halves, c_halves, i, n, i % cols);
   }
 }
 
@@ -312,10 +312,10 @@ void bias_gelu_inplace(bf16* x, const float* bias, int64_t rows, int64_t cols, c
 }
 
 void residual_add(float* x, const float* a, const float* ab, const float* c, const float* cb, int64_t rows,
-                  int64_t cols, cudaStream_t s, bool halves) {
+                  int64_t cols, cudaStream_t s, bool halves, bool c_halves) {
   const int64_t n = rows * cols;
   if (n == 0) return;
-  residual_kernel<<<grid_for(n), 256, 0, s>>>(x, a, ab, c, cb, cols, n, halves);
+  residual_kernel<<<grid_for(n), 256, 0, s>>>(x, a, ab, c, cb, cols, n, halves, halves && c_halves);
   EYRIE_CUDA_LAUNCHED();
 }
 

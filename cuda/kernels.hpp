@@ -53,6 +53,8 @@ struct PendingResidual {
   const float* c = nullptr;
   const float* c_bias = nullptr;
   bool halves = true;  // false: a and c have no low halves (GEMMs on bf16 activations write none)
+  // With halves, false where c alone has none: an fp16 product's output in a step of split rows.
+  bool c_halves = true;
 };
 
 // x += the pending residual (as residual_add), then out1 = LayerNorm(x) with (w1, b1) and,
@@ -245,9 +247,10 @@ void gemv_products(int64_t rows, Activations form, const GemvProduct& first, con
                    const GemvTiling& tiling = {});
 
 // x += a + a_bias (+ c + c_bias when c is given): the block's residual adds; a and c are
-// [2 x rows, cols] GEMM outputs whose halves are summed (with halves false, [rows, cols]).
-void residual_add(float* x, const float* a, const float* a_bias, const float* c, const float* c_bias,
-                  int64_t rows, int64_t cols, cudaStream_t s, bool halves = true);
+// [2 x rows, cols] GEMM outputs whose halves are summed (with halves false, [rows, cols]; with
+// c_halves false, c alone is [rows, cols], as PendingResidual says).
+void residual_add(float* x, const float* a, const float* a_bias, const float* c, const float* c_bias, int64_t rows,
+                  int64_t cols, cudaStream_t s, bool halves = true, bool c_halves = true);
 
 // dst row k = src row rows[k], for k < count; rows of row_bytes bytes, a multiple of 4.
 void gather_rows(const void* src, const int32_t* rows, int64_t count, int64_t row_bytes, void* dst, cudaStream_t s);

@@ -22,7 +22,7 @@ struct PeerArgs {
   float* x;
   const float *a, *a_bias, *c, *c_bias;
   int64_t cols, n, lo;
-  bool halves;
+  bool halves, c_halves;
 };
 
 __device__ __forceinline__ uint32_t load_acquire(const uint32_t* p) {
@@ -54,7 +54,7 @@ __global__ void peer_residual_kernel(PeerArgs p) {
   const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   float* mine = p.staging[p.rank] + half;
   for (int64_t i = first; i < p.n; i += stride)
-    mine[i] = residual_at(p.a, p.a_bias, p.c, p.c_bias, p.halves, i, p.lo, i % p.cols);
+    mine[i] = residual_at(p.a, p.a_bias, p.c, p.c_bias, p.halves, p.c_halves, i, p.lo, i % p.cols);
   __threadfence_system();
   __syncthreads();
   const int peer = threadIdx.x;
@@ -153,7 +153,8 @@ void PeerExchange::abort() {
 }
 
 void PeerExchange::residual_all_reduce(int rank, float* x, const float* a, const float* a_bias, const float* c,
-                                       const float* c_bias, int64_t rows, int64_t cols, bool halves, cudaStream_t s) {
+                                       const float* c_bias, int64_t rows, int64_t cols, bool halves, cudaStream_t s,
+                                       bool c_halves) {
   const int64_t n = rows * cols;
   if (n == 0) return;
   if (!fits(n) || rank < 0 || rank >= size())
@@ -177,6 +178,7 @@ void PeerExchange::residual_all_reduce(int rank, float* x, const float* a, const
   p.n = n;
   p.lo = halves ? n : 0;
   p.halves = halves;
+  p.c_halves = halves && c_halves;
   const int blocks = static_cast<int>(std::clamp<int64_t>((n + kThreads - 1) / kThreads, 1, kMaxBlocks));
   peer_residual_kernel<<<blocks, kThreads, 0, s>>>(p);
   EYRIE_CUDA_LAUNCHED();

@@ -34,10 +34,10 @@ class PeerExchange {
 
   // On the rank's device and stream: x += the sum over ranks, in rank order, of each rank's
   // residual_sum of a (+ a_bias) and c (+ c_bias) ([2 x rows, cols] split halves, or [rows,
-  // cols] without). Every rank calls it with the same rows and cols in the same order; all end
-  // with the same bits in x. Launches one kernel and nothing else (CUDA graphs can hold it).
-  void residual_all_reduce(int rank, float* x, const float* a, const float* a_bias, const float* c,
-                           const float* c_bias, int64_t rows, int64_t cols, bool halves, cudaStream_t s);
+  // cols] without; with c_halves false, c alone without). Every rank calls it with the same rows and cols in the same
+  // order; all end with the same bits in x. Launches one kernel and nothing else (CUDA graphs can hold it).
+  void residual_all_reduce(int rank, float* x, const float* a, const float* a_bias, const float* c, const float* c_bias,
+                           int64_t rows, int64_t cols, bool halves, cudaStream_t s, bool c_halves = true);
 
   // Makes every kernel waiting on a peer return, now and later: a rank that failed will not
   // come. The sums are then not made; the group is no longer usable.

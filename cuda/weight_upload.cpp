@@ -84,20 +84,31 @@ void StagedUpload::stream_tensor(Out* dst, const TensorView& src, Convert conver
   }
 }
 
+namespace {
+
+// n values of type t at `in` as 16-bit values of type `as`: copied when they are already, else
+// through fp32 a few thousand at a time, out[i] = narrow(value i).
+template <typename Narrow>
+void narrow_values(DType t, DType as, const uint8_t* in, uint16_t* out, std::size_t n, Narrow&& narrow) {
+  if (t == as) {
+    std::memcpy(out, in, n * 2);
+    return;
+  }
+  std::array<float, 4096> f;
+  const std::size_t in_size = dtype_size(t);
+  for (std::size_t i = 0; i < n; i += f.size()) {
+    const std::size_t m = std::min(f.size(), n - i);
+    eyrie::to_f32(t, in + i * in_size, f.data(), m);
+    for (std::size_t j = 0; j < m; ++j) out[i + j] = narrow(f[j]);
+  }
+}
+
+}  // namespace
+
 void StagedUpload::to_bf16(uint16_t* dst, const TensorView& src) {
   const DType t = src.dtype;
   stream_tensor(dst, src, [t](uint16_t* out, const uint8_t* in, std::size_t n) {
-    if (t == DType::bf16) {
-      std::memcpy(out, in, n * 2);
-      return;
-    }
-    std::array<float, 4096> f;
-    const std::size_t in_size = dtype_size(t);
-    for (std::size_t i = 0; i < n; i += f.size()) {
-      const std::size_t m = std::min(f.size(), n - i);
-      eyrie::to_f32(t, in + i * in_size, f.data(), m);
-      for (std::size_t j = 0; j < m; ++j) out[i + j] = f32_to_bf16(f[j]);
-    }
+    narrow_values(t, DType::bf16, in, out, n, f32_to_bf16);
   });
 }
 
@@ -106,27 +117,17 @@ void StagedUpload::to_f16(uint16_t* dst, const TensorView& src) {
   std::atomic<std::size_t> beyond{0};
   std::atomic<uint32_t> largest{0};  // fp32 bits of the largest magnitude beyond the range
   stream_tensor(dst, src, [&](uint16_t* out, const uint8_t* in, std::size_t n) {
-    if (t == DType::f16) {
-      std::memcpy(out, in, n * 2);
-      return;
-    }
-    std::array<float, 4096> f;
-    const std::size_t in_size = dtype_size(t);
     std::size_t over = 0;
     float worst = 0.f;
-    for (std::size_t i = 0; i < n; i += f.size()) {
-      const std::size_t m = std::min(f.size(), n - i);
-      eyrie::to_f32(t, in + i * in_size, f.data(), m);
-      for (std::size_t j = 0; j < m; ++j) {
-        const float a = std::fabs(f[j]);
-        // Past 65504 rounds to infinity (from 65520), or is infinite or NaN already.
-        if (!(a < 65520.f)) {
-          ++over;
-          if (a > worst || std::isnan(a)) worst = a;
-        }
-        out[i + j] = f32_to_f16(f[j]);
+    narrow_values(t, DType::f16, in, out, n, [&](float v) {
+      const float a = std::fabs(v);
+      // Past 65504 rounds to infinity (from 65520), or is infinite or NaN already.
+      if (!(a < 65520.f)) {
+        ++over;
+        if (a > worst || std::isnan(a)) worst = a;
       }
-    }
+      return f32_to_f16(v);
+    });
     if (over == 0) return;
     beyond += over;
     uint32_t bits;
