@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cuda/attention_common.cuh"
@@ -149,20 +150,47 @@ __device__ inline void load4(const bf16* p, const float* bias, float (&v)[4]) {
   }
 }
 
+// Four fp32 values, plus the low parts of split products' outputs (lo, when given) and four
+// biases (when given), added in qkv_kernel's order.
+__device__ inline void load4(const float* p, const float* lo, const float* bias, float (&v)[4]) {
+  float4 x = *reinterpret_cast<const float4*>(p);
+  if (lo) {
+    const float4 l = *reinterpret_cast<const float4*>(lo);
+    x = make_float4(x.x + l.x, x.y + l.y, x.z + l.z, x.w + l.w);
+  }
+  v[0] = x.x;
+  v[1] = x.y;
+  v[2] = x.z;
+  v[3] = x.w;
+  if (bias) {
+    const float4 b = *reinterpret_cast<const float4*>(bias);
+    v[0] += b.x;
+    v[1] += b.y;
+    v[2] += b.z;
+    v[3] += b.w;
+  }
+}
+
 constexpr int kQkvRowThreads = 128;
 constexpr int64_t kQkvRowsKernelRows = 512;
+// From this many rows an fp32 query_key_value output takes qkv_rows_kernel too: past 64 rows
+// qkv_kernel gives each thread nine pairs in turn, and a batch-256 decode step's 256 rows took
+// 12 us a layer on an H200, bound by the latency of those loads.
+constexpr int64_t kQkvRowsKernelFp32Rows = 65;
 constexpr int kQkvRowHalfMax = 128;  // half the head dim, at most
 
-// qkv_kernel for a bf16 query_key_value output (AttentionShape::qkv_bf16) and head dims in
-// multiples of 8 up to 256, with the same arithmetic. qkv_kernel's scattered two-byte accesses
+// qkv_kernel for head dims in multiples of 8 up to 256, with the same arithmetic, on a bf16
+// query_key_value output (AttentionShape::qkv_bf16) or an fp32 one, whose split products' low
+// parts (AttentionShape::qkv_halves) follow its rows. qkv_kernel's scattered two-byte accesses
 // and its angles, one per thread and head pass, left a prompt's rows latency-bound (43 us a
 // layer for 2048 Falcon-7B rows, 0.9 TB/s). Here a block's row has its angles worked out once,
 // into shared memory, and each item is four adjacent pairs of one head (8-byte loads and
 // stores); small blocks keep enough of them resident to hide the loads' latency.
 // grid: rows x item chunks; thread: items of heads * hd / 8, strided by the row's threads.
+template <typename In>
 __global__ void __launch_bounds__(kQkvRowThreads)
-    qkv_rows_kernel(const bf16* __restrict__ qkv, const float* __restrict__ bias, AttentionShape a, RowMeta m,
-                    void* __restrict__ q, void* __restrict__ k_cache, void* __restrict__ v_cache) {
+    qkv_rows_kernel(const In* __restrict__ qkv, int64_t rows, const float* __restrict__ bias, AttentionShape a,
+                    RowMeta m, void* __restrict__ q, void* __restrict__ k_cache, void* __restrict__ v_cache) {
   __shared__ float2 angle[kQkvRowHalfMax];  // (cos, sin) of pair i at this row's position
   const int hd = a.head_dim, half = hd / 2, groups = half / 4;
   const int64_t r = blockIdx.x;
@@ -176,7 +204,15 @@ __global__ void __launch_bounds__(kQkvRowThreads)
       cache_index(a, m.block_tables[static_cast<int64_t>(m.seq[r]) * a.max_blocks_per_seq + pos / a.block_size], 0,
                   pos % a.block_size);
   const int64_t width = static_cast<int64_t>(a.num_heads + 2 * a.num_kv_heads) * hd;
-  const bf16* row = qkv + r * width;
+  const In* row = qkv + r * width;
+  const In* lo_row = a.qkv_halves ? qkv + (rows + r) * width : nullptr;
+  // The four values at column c: bf16, or fp32 with their low parts.
+  auto load = [&](int64_t c, float(&v)[4]) {
+    if constexpr (std::is_same_v<In, float>)
+      load4(row + c, lo_row ? lo_row + c : nullptr, bias ? bias + c : nullptr, v);
+    else
+      load4(row + c, bias ? bias + c : nullptr, v);
+  };
   const float q_scale = rsqrtf(static_cast<float>(hd));
   const int items = (a.num_heads + a.num_kv_heads) * groups;
   __syncthreads();
@@ -185,11 +221,11 @@ __global__ void __launch_bounds__(kQkvRowThreads)
     const bool query = h < a.num_heads;
     const int64_t off = query ? q_offset(a, h) : k_offset(a, h - a.num_heads);
     float x1[4], x2[4], v1[4], v2[4];
-    load4(row + off + i, bias ? bias + off + i : nullptr, x1);
-    load4(row + off + half + i, bias ? bias + off + half + i : nullptr, x2);
+    load(off + i, x1);
+    load(off + half + i, x2);
     if (!query) {
-      load4(row + off + hd + i, bias ? bias + off + hd + i : nullptr, v1);
-      load4(row + off + hd + half + i, bias ? bias + off + hd + half + i : nullptr, v2);
+      load(off + hd + i, v1);
+      load(off + hd + half + i, v2);
     }
     float o1[4], o2[4];
 #pragma unroll
@@ -378,16 +414,22 @@ void qkv_to_cache(const void* qkv, const float* bias, int64_t rows, const Attent
   check_query_form("qkv_to_cache", a);
   if (a.qkv_bf16 && a.qkv_halves)
     throw InvalidArgument("qkv_to_cache: a bf16 query_key_value output has no low halves");
-  // qkv_rows_kernel from a long prompt's row count: at 128 rows qkv_kernel ran Falcon-7B's TTFT
-  // 128 faster (4.72-4.81 ms against 4.82-4.90 on an H200); at 2048, 0.55 ms of kernel time
-  // against 1.39 a prompt.
-  if (a.qkv_bf16 && a.head_dim % 8 == 0 && a.head_dim / 2 <= kQkvRowHalfMax && rows >= kQkvRowsKernelRows) {
+  // qkv_rows_kernel from a long prompt's row count on a bf16 output: at 128 rows qkv_kernel ran
+  // Falcon-7B's TTFT 128 faster (4.72-4.81 ms against 4.82-4.90 on an H200); at 2048, 0.55 ms of
+  // kernel time against 1.39 a prompt.
+  if (a.head_dim % 8 == 0 && a.head_dim / 2 <= kQkvRowHalfMax &&
+      rows >= (a.qkv_bf16 ? kQkvRowsKernelRows : kQkvRowsKernelFp32Rows)) {
     // One or two blocks a row.
     const int64_t items = static_cast<int64_t>(a.num_heads + a.num_kv_heads) * (a.head_dim / 8);
     const int64_t chunks =
         std::clamp<int64_t>((4096 + rows - 1) / rows, 1, (items + kQkvRowThreads - 1) / kQkvRowThreads);
     const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(chunks));
-    qkv_rows_kernel<<<grid, kQkvRowThreads, 0, s>>>(static_cast<const bf16*>(qkv), bias, a, m, q, k_cache, v_cache);
+    if (a.qkv_bf16)
+      qkv_rows_kernel<<<grid, kQkvRowThreads, 0, s>>>(static_cast<const bf16*>(qkv), rows, bias, a, m, q, k_cache,
+                                                      v_cache);
+    else
+      qkv_rows_kernel<<<grid, kQkvRowThreads, 0, s>>>(static_cast<const float*>(qkv), rows, bias, a, m, q, k_cache,
+                                                      v_cache);
     EYRIE_CUDA_LAUNCHED();
     return;
   }

@@ -250,11 +250,15 @@ int64_t k_col(int32_t layout, int32_t heads, int32_t kv_heads, int32_t hd, int32
                        : static_cast<int64_t>(3 * j + 1) * hd;
 }
 
+// The KV cache's element: fp32, bf16, or a pair of bf16 halves (AttentionShape::halves_cache).
+enum class CacheForm { fp32, bf16, halves };
+
 struct QkvCase {
   int32_t heads, kv_heads, head_dim, layout;
   bool alibi;
   int32_t rows;
-  bool qkv_bf16, q_bf16, bf16_cache;
+  bool qkv_bf16, q_bf16;
+  CacheForm cache;
 };
 
 // qkv_to_cache against a float64 rotary (NeoX halves, transformers' angles) of the same inputs:
@@ -263,7 +267,9 @@ void check_qkv_to_cache(const QkvCase& c, uint32_t seed) {
   SCOPED_TRACE("heads " + std::to_string(c.heads) + "/" + std::to_string(c.kv_heads) + " hd " +
                std::to_string(c.head_dim) + " layout " + std::to_string(c.layout) + " rows " + std::to_string(c.rows) +
                (c.alibi ? " alibi" : "") + (c.qkv_bf16 ? " bf16 qkv" : " split qkv") + (c.q_bf16 ? " bf16 q" : "") +
-               (c.bf16_cache ? " bf16 cache" : ""));
+               (c.cache == CacheForm::bf16     ? " bf16 cache"
+                : c.cache == CacheForm::halves ? " halves cache"
+                                               : ""));
   constexpr int32_t kBlock = 16;
   const int32_t hd = c.head_dim, half = hd / 2;
   const int64_t width = static_cast<int64_t>(c.heads + 2 * c.kv_heads) * hd;
@@ -282,7 +288,8 @@ void check_qkv_to_cache(const QkvCase& c, uint32_t seed) {
     seq[r] = r / kSeqRows;
     pos[r] = kFirstPos + r % kSeqRows;
   }
-  // The product's output as both forms: split halves (fp32 hi rows, lo rows) or bf16.
+  // The product's output as either form: bf16, or split products' fp32 rows (the high halves'
+  // products) followed by the low halves' rows, which are added to them.
   std::vector<double> value(c.rows * width);
   std::vector<float> split(2 * c.rows * width);
   std::vector<uint16_t> packed(c.rows * width);
@@ -291,14 +298,18 @@ void check_qkv_to_cache(const QkvCase& c, uint32_t seed) {
   for (int64_t e = 0; e < c.rows * width; ++e) {
     const uint16_t b = f32_to_bf16(u(rng));
     packed[e] = b;
-    split[e] = bf16_to_f32(b);  // high half; the low half stays 0
-    value[e] = static_cast<double>(bf16_to_f32(b)) + bias[e % width];
+    split[e] = bf16_to_f32(b);
+    split[c.rows * width + e] = std::ldexp(u(rng), -9);
+    value[e] = (c.qkv_bf16 ? static_cast<double>(bf16_to_f32(b))
+                           : static_cast<double>(split[e]) + static_cast<double>(split[c.rows * width + e])) +
+               bias[e % width];
   }
   Device<float> d_split(split), d_bias(bias);
   Device<uint16_t> d_packed(packed);
   Device<int32_t> d_pos(pos), d_seq(seq), d_table(table);
   const std::size_t cache_n = static_cast<std::size_t>(blocks) * c.kv_heads * kBlock * hd;
-  const std::size_t elem = c.bf16_cache ? 2 : 4;
+  const bool bf16_cache = c.cache == CacheForm::bf16;
+  const std::size_t elem = bf16_cache ? 2 : 4;
   Device<uint8_t> d_k(cache_n * elem), d_v(cache_n * elem);
   Device<float> d_q(static_cast<std::size_t>(c.rows) * c.heads * hd);
   cuda::AttentionShape a{c.heads,
@@ -311,24 +322,28 @@ void check_qkv_to_cache(const QkvCase& c, uint32_t seed) {
                          c.alibi,
                          c.heads / c.kv_heads,
                          0,
-                         c.q_bf16 || c.bf16_cache};
+                         c.q_bf16 || bf16_cache};
   a.qkv_halves = !c.qkv_bf16;
   a.qkv_bf16 = c.qkv_bf16;
   a.q_bf16 = c.q_bf16;
-  a.bf16_cache = c.bf16_cache;
+  a.bf16_cache = bf16_cache;
+  a.halves_cache = c.cache == CacheForm::halves;
   const void* qkv = c.qkv_bf16 ? static_cast<const void*>(d_packed.p) : d_split.p;
   cuda::qkv_to_cache(qkv, d_bias.p, c.rows, a, {d_seq.p, d_pos.p, d_table.p}, d_q.p, d_k.p, d_v.p, nullptr);
   EYRIE_CUDA_CHECK(cudaDeviceSynchronize());
   const auto q = d_q.get(static_cast<std::size_t>(c.rows) * c.heads * hd);
   const auto k = d_k.get(cache_n * elem), v = d_v.get(cache_n * elem);
-  auto cache_at = [&](const std::vector<uint8_t>& cache, std::size_t i) {
-    if (c.bf16_cache) {
+  // Element d of the cache row that an fp32 cache would start at `row`.
+  auto cache_at = [&](const std::vector<uint8_t>& cache, std::size_t row, int32_t d) {
+    auto bf16_at = [&](std::size_t i) {
       uint16_t b;
       std::memcpy(&b, cache.data() + 2 * i, 2);
       return static_cast<double>(bf16_to_f32(b));
-    }
+    };
+    if (c.cache == CacheForm::bf16) return bf16_at(row + d);
+    if (c.cache == CacheForm::halves) return bf16_at(2 * row + d) + bf16_at(2 * row + hd + d);
     float f;
-    std::memcpy(&f, cache.data() + 4 * i, 4);
+    std::memcpy(&f, cache.data() + 4 * (row + d), 4);
     return static_cast<double>(f);
   };
   auto q_at = [&](std::size_t i) {
@@ -362,9 +377,9 @@ void check_qkv_to_cache(const QkvCase& c, uint32_t seed) {
     for (int32_t j = 0; j < c.kv_heads; ++j)
       for (int32_t d = 0; d < hd; ++d) {
         const int64_t off = k_col(c.layout, c.heads, c.kv_heads, hd, j);
-        const std::size_t at = slot + static_cast<std::size_t>(j) * kBlock * hd + d;
-        worst_kv = std::max(worst_kv, miss(cache_at(k, at), rotated(off, d), c.bf16_cache));
-        worst_kv = std::max(worst_kv, miss(cache_at(v, at), row[off + hd + d], c.bf16_cache));
+        const std::size_t at = slot + static_cast<std::size_t>(j) * kBlock * hd;
+        worst_kv = std::max(worst_kv, miss(cache_at(k, at, d), rotated(off, d), bf16_cache));
+        worst_kv = std::max(worst_kv, miss(cache_at(v, at, d), row[off + hd + d], bf16_cache));
       }
   }
   // fp32 angles as transformers computes them: up to 104 radians here, off by up to ~1.3e-5
@@ -462,18 +477,21 @@ TEST_F(AttentionKernel, RefusesTheWarpGroupKernelForShapesItDoesNotTake) {
 
 TEST_F(AttentionKernel, QkvToCacheRotatesAsTransformersDoes) {
   uint32_t seed = 100;
-  // A decode step's rows and a prompt's (qkv_to_cache takes another kernel from 512 rows).
-  for (int32_t rows : {3, 600})
+  // A decode step's rows and larger steps' (qkv_to_cache takes another kernel past 64 rows of
+  // fp32 products, and from 512 of bf16).
+  for (int32_t rows : {3, 200, 600})
     for (const auto& [heads, kv, hd, layout, alibi] :
          {std::tuple{8, 1, 64, 1, false}, std::tuple{8, 2, 16, 0, false}, std::tuple{4, 4, 32, 2, false},
           std::tuple{6, 3, 24, 0, false}, std::tuple{71, 1, 64, 1, false}, std::tuple{4, 4, 16, 2, true},
           std::tuple{16, 2, 128, 0, false}, std::tuple{4, 4, 160, 2, false}})
       for (bool qkv_bf16 : {false, true})
-        for (bool bf16_out : {false, true}) {
+        for (CacheForm cache : {CacheForm::fp32, CacheForm::bf16, CacheForm::halves}) {
           // bf16 queries and caches come with bf16 products, which the tensor cores take up to
-          // head dim 128.
+          // head dim 128; a halves cache comes with split products.
+          const bool bf16_out = cache == CacheForm::bf16;
           if (bf16_out && hd > 128) continue;
-          check_qkv_to_cache({heads, kv, hd, layout, alibi, rows, qkv_bf16, bf16_out, bf16_out}, seed++);
+          if (cache == CacheForm::halves && (qkv_bf16 || hd > 128 || hd % 8 != 0)) continue;
+          check_qkv_to_cache({heads, kv, hd, layout, alibi, rows, qkv_bf16, bf16_out, cache}, seed++);
         }
 }
 
