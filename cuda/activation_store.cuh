@@ -3,10 +3,26 @@
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include "cuda/kernels.hpp"
 
 namespace eyrie::cuda {
+
+// fp16 of v, past its range the largest finite value of v's sign (NaN stays NaN): an fp16
+// product's input that overflowed would turn its every output to infinity or NaN.
+__device__ __forceinline__ __half saturated_f16(float v) {
+  constexpr float kMax = 65504.f;
+  return __float2half_rn(isnan(v) ? v : fminf(fmaxf(v, -kMax), kMax));
+}
+
+// Four floats as saturated fp16, stored 8 bytes at a time (dst 8-byte aligned).
+__device__ inline void put_f16x4(__half* dst, float4 v) {
+  const __half2 a = __halves2half2(saturated_f16(v.x), saturated_f16(v.y));
+  const __half2 b = __halves2half2(saturated_f16(v.z), saturated_f16(v.w));
+  *reinterpret_cast<uint2*>(dst) =
+      make_uint2(*reinterpret_cast<const uint32_t*>(&a), *reinterpret_cast<const uint32_t*>(&b));
+}
 
 __device__ inline uint32_t as_u32(__nv_bfloat162 v) {
   return *reinterpret_cast<const uint32_t*>(&v);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "cuda/activation_store.cuh"
 #include "cuda/check.hpp"
 #include "cuda/dependent_launch.cuh"
 #include "cuda/gelu.cuh"
@@ -103,13 +104,6 @@ __global__ void bias_gelu_inplace_kernel(bf16* x, const float* bias, int64_t row
     gelu_store(k0, p0);
     if (second) gelu_store(k1, p1);
   }
-}
-
-// fp16 of v, past its range the largest finite value of v's sign (NaN stays NaN): an fp16
-// product's input that overflowed would turn its every output to infinity or NaN.
-__device__ __forceinline__ __half saturated_f16(float v) {
-  constexpr float kMax = 65504.f;
-  return __float2half_rn(isnan(v) ? v : fminf(fmaxf(v, -kMax), kMax));
 }
 
 template <int V>

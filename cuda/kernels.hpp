@@ -39,9 +39,11 @@ void embed_rows(const bf16* emb, const int32_t* tokens, int64_t rows, int64_t hi
                 cudaStream_t s);
 
 // out = LayerNorm(x[src(r)]) as `form` stores it (split_halves: [2 x rows, hidden]);
-// src(r) = rows_idx ? rows_idx[r] : r.
+// src(r) = rows_idx ? rows_idx[r] : r. With out16, the same values as fp16 rows [rows, hidden]
+// too (saturating, as to_f16_rows), for a product on fp16 activations.
 void layer_norm(const float* x, const int32_t* rows_idx, int64_t rows, int64_t hidden, const float* w, const float* b,
-                float eps, bf16* out, cudaStream_t s, Activations form = Activations::split_halves);
+                float eps, bf16* out, cudaStream_t s, Activations form = Activations::split_halves,
+                f16* out16 = nullptr);
 
 // Widest row the LayerNorm kernels take (Falcon-180B's is 14848).
 inline constexpr int64_t kLayerNormHiddenMax = 16384;
@@ -60,10 +62,11 @@ struct PendingResidual {
 // x += the pending residual (as residual_add), then out1 = LayerNorm(x) with (w1, b1) and,
 // when w2 is given, out2 with (w2, b2): one pass over each row, the two norms sharing its mean
 // and variance (new-architecture blocks' ln_attn and ln_mlp); the same arithmetic as
-// residual_add followed by layer_norm. form as for layer_norm.
+// residual_add followed by layer_norm. form as for layer_norm; out16, as for layer_norm, takes
+// the last norm's values (out2's when w2 is given, else out1's).
 void residual_layer_norm(float* x, const PendingResidual& res, int64_t rows, int64_t hidden, const float* w1,
                          const float* b1, const float* w2, const float* b2, float eps, bf16* out1, bf16* out2,
-                         cudaStream_t s, Activations form = Activations::split_halves);
+                         cudaStream_t s, Activations form = Activations::split_halves, f16* out16 = nullptr);
 
 // Geometry of the fused query_key_value row and of the paged cache, for the kernels below.
 struct AttentionShape {

@@ -43,6 +43,7 @@ struct NormArgs {
   bf16 *out1, *out2;
   int64_t lo_offset;  // rows * hidden: where the split outputs' low halves (and the pending ones') start
   Activations form;   // of the outputs
+  f16* out16;         // the last norm's values as fp16 rows too, when given
 };
 
 template <int K>
@@ -92,8 +93,14 @@ __global__ void __launch_bounds__(1024) layer_norm_kernel(NormArgs p) {
     const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
     if (i >= hidden) continue;
     const float norm = (v[k] - mean) * inv;
-    store_activation(out1, lo_offset, r * hidden + i, norm * w1v[k] + b1v[k], p.form);
-    if (w2) store_activation(out2, lo_offset, r * hidden + i, norm * w2[i] + b2[i], p.form);
+    const float n1 = norm * w1v[k] + b1v[k];
+    store_activation(out1, lo_offset, r * hidden + i, n1, p.form);
+    float last = n1;
+    if (w2) {
+      last = norm * w2[i] + b2[i];
+      store_activation(out2, lo_offset, r * hidden + i, last, p.form);
+    }
+    if (p.out16) p.out16[r * hidden + i] = saturated_f16(last);
   }
 }
 
@@ -170,15 +177,14 @@ __global__ void __launch_bounds__(1024) layer_norm_vec_kernel(NormArgs p) {
       w1 = ldg4(p.w1, i);
       b1 = ldg4(p.b1, i);
     }
-    store_activation4(p.out1, lo_offset, o,
-                      make_float4(n.x * w1.x + b1.x, n.y * w1.y + b1.y, n.z * w1.z + b1.z, n.w * w1.w + b1.w),
-                      p.form);
+    float4 last = make_float4(n.x * w1.x + b1.x, n.y * w1.y + b1.y, n.z * w1.z + b1.z, n.w * w1.w + b1.w);
+    store_activation4(p.out1, lo_offset, o, last, p.form);
     if (p.w2) {
       const float4 w2 = ldg4(p.w2, i), b2 = ldg4(p.b2, i);
-      store_activation4(p.out2, lo_offset, o,
-                        make_float4(n.x * w2.x + b2.x, n.y * w2.y + b2.y, n.z * w2.z + b2.z, n.w * w2.w + b2.w),
-                        p.form);
+      last = make_float4(n.x * w2.x + b2.x, n.y * w2.y + b2.y, n.z * w2.z + b2.z, n.w * w2.w + b2.w);
+      store_activation4(p.out2, lo_offset, o, last, p.form);
     }
+    if (p.out16) put_f16x4(p.out16 + o, last);
   }
 }
 
@@ -189,7 +195,8 @@ bool vector_ready(const NormArgs& p) {
   const uintptr_t out_align = p.form == Activations::fp32_rows ? 16 : 8;  // four outputs a store
   return p.hidden % 4 == 0 && aligned16(p.x) && aligned16(p.w1) && aligned16(p.b1) && aligned16(p.w2) &&
          aligned16(p.b2) && aligned16(r.a) && aligned16(r.a_bias) && aligned16(r.c) && aligned16(r.c_bias) &&
-         reinterpret_cast<uintptr_t>(p.out1) % out_align == 0 && reinterpret_cast<uintptr_t>(p.out2) % out_align == 0;
+         reinterpret_cast<uintptr_t>(p.out1) % out_align == 0 && reinterpret_cast<uintptr_t>(p.out2) % out_align == 0 &&
+         reinterpret_cast<uintptr_t>(p.out16) % 8 == 0;
 }
 
 // A step of many rows has blocks enough to fill the SMs: fewer threads per row, more float4
@@ -339,19 +346,31 @@ __global__ void __launch_bounds__(1024) row_stats_kernel(const float* logits, in
 }  // namespace
 
 void layer_norm(const float* x, const int32_t* rows_idx, int64_t rows, int64_t hidden, const float* w, const float* b,
-                float eps, bf16* out, cudaStream_t s, Activations form) {
+                float eps, bf16* out, cudaStream_t s, Activations form, f16* out16) {
   if (rows == 0) return;
   // Without a pending residual the kernel only reads x.
-  launch_layer_norm({const_cast<float*>(x), rows_idx, {}, hidden, w, b, nullptr, nullptr, eps, out, nullptr,
-                     rows * hidden, form},
+  launch_layer_norm({const_cast<float*>(x),
+                     rows_idx,
+                     {},
+                     hidden,
+                     w,
+                     b,
+                     nullptr,
+                     nullptr,
+                     eps,
+                     out,
+                     nullptr,
+                     rows * hidden,
+                     form,
+                     out16},
                     rows, s);
 }
 
 void residual_layer_norm(float* x, const PendingResidual& res, int64_t rows, int64_t hidden, const float* w1,
                          const float* b1, const float* w2, const float* b2, float eps, bf16* out1, bf16* out2,
-                         cudaStream_t s, Activations form) {
+                         cudaStream_t s, Activations form, f16* out16) {
   if (rows == 0) return;
-  launch_layer_norm({x, nullptr, res, hidden, w1, b1, w2, b2, eps, out1, out2, rows * hidden, form}, rows, s);
+  launch_layer_norm({x, nullptr, res, hidden, w1, b1, w2, b2, eps, out1, out2, rows * hidden, form, out16}, rows, s);
 }
 
 void row_stats(const float* logits, int64_t rows, int64_t vocab, float* lse, int32_t* argmax, float* max,

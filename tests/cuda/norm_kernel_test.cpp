@@ -338,6 +338,47 @@ TEST(CudaNormKernel, Fp16RowsAreTheActivationsRoundedOnce) {
   }
 }
 
+// A norm's fp16 rows (for a product on fp16 activations) are the values its fp32 form stores,
+// each rounded once to fp16 and saturated at 65504: the last norm's when there are two, from
+// the 16-byte kernel and from the one for widths off a multiple of 4, for few rows and many.
+TEST(CudaNormKernel, Fp16RowsOfANormAreItsValuesRoundedOnce) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(19);
+  for (const auto& [rows, hidden] : {std::pair<int64_t, int64_t>{2, 4544}, {3, 1001}, {130, 4544}, {70, 1001}})
+    for (const bool two : {false, true}) {
+      SCOPED_TRACE("rows " + std::to_string(rows) + " hidden " + std::to_string(hidden) + (two ? " two norms" : ""));
+      const std::size_t n = rows * hidden;
+      const auto x = random_vector(n, rng, 3.f);
+      Device<float> a(random_vector(2 * n, rng, 1.f));
+      auto b1 = random_vector(hidden, rng, 0.2f), b2 = random_vector(hidden, rng, 0.2f);
+      // Columns past fp16's range in the norm the fp16 rows take.
+      (two ? b2 : b1)[0] = 7e4f;
+      (two ? b2 : b1)[hidden - 1] = -1e5f;
+      Device<float> w1(random_vector(hidden, rng, 0.5f, 1.f)), w2(random_vector(hidden, rng, 0.5f, 1.f));
+      Device<float> db1(b1), db2(b2);
+      Device<float> x_whole(x), x_16(x);
+      Device<cuda::bf16> f1(2 * n), f2(2 * n), h1(2 * n), h2(2 * n);
+      Device<uint16_t> out16(n);
+      const cuda::PendingResidual res{a.p, nullptr, nullptr, nullptr};
+      cuda::residual_layer_norm(x_whole.p, res, rows, hidden, w1.p, db1.p, two ? w2.p : nullptr, two ? db2.p : nullptr,
+                                1e-5f, f1.p, two ? f2.p : nullptr, nullptr, cuda::Activations::fp32_rows);
+      cuda::residual_layer_norm(x_16.p, res, rows, hidden, w1.p, db1.p, two ? w2.p : nullptr, two ? db2.p : nullptr,
+                                1e-5f, h1.p, two ? h2.p : nullptr, nullptr, cuda::Activations::split_halves,
+                                reinterpret_cast<cuda::f16*>(out16.p));
+      EXPECT_EQ(x_whole.get(n), x_16.get(n));
+      const auto bytes = (two ? f2 : f1).get(2 * n);
+      std::vector<float> whole(n);
+      std::memcpy(whole.data(), bytes.data(), n * sizeof(float));
+      const auto got = out16.get(n);
+      int saturated = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        saturated += std::abs(whole[i]) > 65504.f;
+        ASSERT_EQ(got[i], f32_to_f16(std::clamp(whole[i], -65504.f, 65504.f))) << "element " << i;
+      }
+      EXPECT_EQ(saturated, 2 * rows);
+    }
+}
+
 // Logsumexp, first argmax and max of each row against float64, with the max planted twice in
 // some rows (the first index wins, as torch.argmax); widths in and out of multiples of 4.
 TEST(CudaNormKernel, RowStatsMatchFloat64AndTakeTheFirstMax) {
