@@ -349,21 +349,9 @@ void layer_norm(const float* x, const int32_t* rows_idx, int64_t rows, int64_t h
                 float eps, bf16* out, cudaStream_t s, Activations form, f16* out16) {
   if (rows == 0) return;
   // Without a pending residual the kernel only reads x.
-  launch_layer_norm({const_cast<float*>(x),
-                     rows_idx,
-                     {},
-                     hidden,
-                     w,
-                     b,
-                     nullptr,
-                     nullptr,
-                     eps,
-                     out,
-                     nullptr,
-                     rows * hidden,
-                     form,
-                     out16},
-                    rows, s);
+  const NormArgs p{const_cast<float*>(x), rows_idx, {},   hidden, w, b, nullptr, nullptr, eps, out, nullptr,
+                   rows * hidden,         form,     out16};
+  launch_layer_norm(p, rows, s);
 }
 
 void residual_layer_norm(float* x, const PendingResidual& res, int64_t rows, int64_t hidden, const float* w1,
