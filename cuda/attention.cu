@@ -132,6 +132,16 @@ __device__ inline void put4(const AttentionShape& a, void* cache, int64_t row, i
   store_activation4(c.at, c.lo_offset, i, make_float4(v[0], v[1], v[2], v[3]), c.form);
 }
 
+// v += four biases, when given.
+__device__ inline void add_bias4(const float* bias, float (&v)[4]) {
+  if (!bias) return;
+  const float4 b = *reinterpret_cast<const float4*>(bias);
+  v[0] += b.x;
+  v[1] += b.y;
+  v[2] += b.z;
+  v[3] += b.w;
+}
+
 // Four bf16 values (8 bytes) as floats, plus four biases when given.
 __device__ inline void load4(const bf16* p, const float* bias, float (&v)[4]) {
   const uint2 u = *reinterpret_cast<const uint2*>(p);
@@ -141,13 +151,7 @@ __device__ inline void load4(const bf16* p, const float* bias, float (&v)[4]) {
   v[1] = __high2float(p01);
   v[2] = __low2float(p23);
   v[3] = __high2float(p23);
-  if (bias) {
-    const float4 b = *reinterpret_cast<const float4*>(bias);
-    v[0] += b.x;
-    v[1] += b.y;
-    v[2] += b.z;
-    v[3] += b.w;
-  }
+  add_bias4(bias, v);
 }
 
 // Four fp32 values, plus the low parts of split products' outputs (lo, when given) and four
@@ -162,13 +166,7 @@ __device__ inline void load4(const float* p, const float* lo, const float* bias,
   v[1] = x.y;
   v[2] = x.z;
   v[3] = x.w;
-  if (bias) {
-    const float4 b = *reinterpret_cast<const float4*>(bias);
-    v[0] += b.x;
-    v[1] += b.y;
-    v[2] += b.z;
-    v[3] += b.w;
-  }
+  add_bias4(bias, v);
 }
 
 constexpr int kQkvRowThreads = 128;
