@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "cuda/cuda_engine.hpp"
 #include "model/error.hpp"
 
 extern char** environ;
@@ -138,12 +139,9 @@ ServingOptions ServingOptions::resolve(const std::optional<std::string>& path,
   const std::string& dtype = o.values_["dtype"];
   if (dtype != "auto" && dtype != "bf16" && dtype != "fp16" && dtype != "fp32")
     throw InvalidArgument(o.sources_["dtype"] + ": 'dtype' must be auto, bf16, fp16 or fp32");
-  const std::string& precision = o.values_["activation_precision"];
-  if (precision != "mixed" && precision != "split" && precision != "bf16")
-    throw InvalidArgument(o.sources_["activation_precision"] +
-                          ": 'activation_precision' must be mixed, split or bf16, "
-                          "got '" +
-                          precision + "'");
+  CudaEngineOptions named_precision;  // the names the CUDA engine takes
+  set_activation_precision(named_precision, o.values_["activation_precision"],
+                           o.sources_["activation_precision"] + ": 'activation_precision'");
   if (o.integer("tensor_parallel_degree") < 1)
     throw InvalidArgument(o.sources_["tensor_parallel_degree"] + ": 'tensor_parallel_degree' must be at least 1: " +
                           o.values_["tensor_parallel_degree"]);

@@ -833,15 +833,15 @@ struct CudaEngine::Impl {
 
   // y = dense_4h_to_h(gelu(dense_h_to_4h(in))), on the main stream or the MLP branch; without
   // `output`, the GELU values alone, in fb; with into_x, x += that product instead of y (see
-  // adds_into_x()); with in16_written, the norm that wrote `in` left its fp16 rows in mlp_in16.
+  // adds_into_x()). On fp16 rows (mlp_on_f16_rows()) the input is mlp_in16 instead, which the
+  // norm that wrote `in` filled.
   void mlp(const Layer& L, const bf16* in, int64_t n, bool on_mlp_stream, bool output = true, bool beside_qkv = false,
-           bool into_x = false, bool in16_written = false) {
+           bool into_x = false) {
     prof.mark("gemm_mlp", stream);
     const int64_t rows = split ? 2 * n : n;
     if (mlp_on_f16_rows()) {
-      // The input rounded to fp16 rows once, the product in fp32, its GELU written in fp16.
+      // The input's fp16 rows, the product in fp32, its GELU written in fp16.
       cudaStream_t s = on_mlp_stream ? mlp_stream : stream;
-      if (!in16_written) cuda::to_f16_rows(in, acts, n, cfg.hidden_size, mlp_in16.get(), s);
       blas_product(on_mlp_stream ? mlp_blas : blas, mlp_in16.get(), n, L.h_to_4h.w.get(), ffn, cfg.hidden_size, f.get(),
                    CUDA_R_32F, 0.f, CUDA_R_16F);
       prof.mark("gelu", stream);
@@ -1073,9 +1073,8 @@ struct CudaEngine::Impl {
         EYRIE_CUDA_CHECK(cudaEventRecord(fork_event, stream));
         EYRIE_CUDA_CHECK(cudaStreamWaitEvent(mlp_stream, fork_event, 0));
       }
-      // A parallel block's MLP reads this norm's last output; its fp16 rows come with it, but
-      // for a last layer of picked rows, whose MLP input moves first.
-      const bool norm16 = mlp_on_f16_rows() && cfg.parallel_attn && !last;
+      // A parallel block's MLP on fp16 rows reads this norm's last output as those rows.
+      const bool norm16 = mlp_on_f16_rows() && cfg.parallel_attn;
       cuda::residual_layer_norm(x.get(), pending, n, h, L.ln_attn.w.get(), L.ln_attn.b.get(),
                                 two ? L.ln_mlp.w.get() : nullptr, two ? L.ln_mlp.b.get() : nullptr, eps, a.get(),
                                 two ? m.get() : nullptr, products_first ? mlp_stream : stream, acts,
@@ -1100,7 +1099,7 @@ struct CudaEngine::Impl {
         EYRIE_CUDA_CHECK(cudaStreamWaitEvent(mlp_stream, fork_event, 0));
       }
       if (fork || fork_up) {
-        mlp(L, cfg.two_layernorms() ? m.get() : a.get(), n, true, fork && !summed, products_first, false, norm16);
+        mlp(L, cfg.two_layernorms() ? m.get() : a.get(), n, true, fork && !summed, products_first);
         EYRIE_CUDA_CHECK(cudaEventRecord(join_event, mlp_stream));
       }
       if (!products_first) {
@@ -1121,7 +1120,11 @@ struct CudaEngine::Impl {
                             last ? last_splits : splits, stream);
       if (last) {
         keep_rows(attn.get(), nq * cfg.head_dim, d_kept, np);
-        if (cfg.parallel_attn) keep_rows(two ? m.get() : a.get(), h, d_kept, np);
+        // The MLP's input: its fp16 rows where it runs on them.
+        if (norm16)
+          keep_row_bytes(mlp_in16.get(), h * static_cast<int64_t>(sizeof(cuda::f16)), d_kept, np);
+        else if (cfg.parallel_attn)
+          keep_rows(two ? m.get() : a.get(), h, d_kept, np);
         keep_row_bytes(x.get(), h * static_cast<int64_t>(sizeof(float)), d_kept, np);
       }
       // The output products that add themselves into x, with no output of their own for the
@@ -1137,8 +1140,6 @@ struct CudaEngine::Impl {
       }
       prof.mark("other", stream);
       const bf16* mlp_in = a.get();
-      // Whether the norm before the MLP left its fp16 rows in mlp_in16.
-      bool mlp_in16_written = norm16;
       cuda::f16* const seq_norm16 = mlp_on_f16_rows() ? mlp_in16.get() : nullptr;
       if (cfg.parallel_attn) {
         if (cfg.two_layernorms()) mlp_in = m.get();
@@ -1147,7 +1148,6 @@ struct CudaEngine::Impl {
         cuda::layer_norm(x.get(), nullptr, rows, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream, acts,
                          seq_norm16);
         mlp_in = m.get();
-        mlp_in16_written = seq_norm16 != nullptr;
       } else {
         const cuda::PendingResidual attn_res =
             dense_into_x ? cuda::PendingResidual{}
@@ -1155,13 +1155,12 @@ struct CudaEngine::Impl {
         cuda::residual_layer_norm(x.get(), attn_res, rows, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), nullptr, nullptr, eps,
                                   m.get(), nullptr, stream, acts, seq_norm16);
         mlp_in = m.get();
-        mlp_in16_written = seq_norm16 != nullptr;
       }
       if (fork || fork_up) EYRIE_CUDA_CHECK(cudaStreamWaitEvent(stream, join_event, 0));
       if (fork_up && !summed)
         mlp_down(L, rows, false, mlp_into_x);
       else if (!fork && !fork_up)
-        mlp(L, mlp_in, rows, false, !summed, false, mlp_into_x, mlp_in16_written);
+        mlp(L, mlp_in, rows, false, !summed, false, mlp_into_x);
       if (summed) {
         prof.mark("gemm_out", stream);
         sum_outputs(L, rows, *summed_tiling);

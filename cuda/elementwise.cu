@@ -131,44 +131,6 @@ __global__ void bias_gelu_f16_kernel(const float* x, const float* bias, int64_t 
   }
 }
 
-// Element i of the activations as `form` stores them; n = rows x cols.
-__device__ __forceinline__ float activation_at(const void* x, Activations form, int64_t i, int64_t n) {
-  switch (form) {
-    case Activations::split_halves: {
-      const bf16* h = static_cast<const bf16*>(x);
-      return __bfloat162float(h[i]) + __bfloat162float(h[n + i]);
-    }
-    case Activations::bf16_rows: return __bfloat162float(static_cast<const bf16*>(x)[i]);
-    default: return static_cast<const float*>(x)[i];
-  }
-}
-
-__global__ void to_f16_kernel(const void* x, Activations form, int64_t n, __half* out) {
-  allow_dependents();  // the product after this kernel starts reading its weights
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    out[i] = saturated_f16(activation_at(x, form, i, n));
-}
-
-// Eight elements a thread, 16-byte stores, from bf16 halves or rows (n a multiple of 8).
-__global__ void to_f16_kernel8(const bf16* x, bool halves, int64_t n, __half* out) {
-  allow_dependents();
-  for (int64_t i = 8 * (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x); i < n;
-       i += 8 * static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const uint4 hv = *reinterpret_cast<const uint4*>(x + i);
-    const uint4 lv = halves ? *reinterpret_cast<const uint4*>(x + n + i) : make_uint4(0, 0, 0, 0);
-    const uint32_t hw[4] = {hv.x, hv.y, hv.z, hv.w}, lw[4] = {lv.x, lv.y, lv.z, lv.w};
-    __half r[8];
-    for (int j = 0; j < 8; ++j) {
-      const int shift = j % 2 ? 0 : 16;
-      const float hi = __uint_as_float((hw[j / 2] << shift) & 0xffff0000u);
-      const float lo = __uint_as_float((lw[j / 2] << shift) & 0xffff0000u);
-      r[j] = saturated_f16(hi + lo);
-    }
-    *reinterpret_cast<uint4*>(out + i) = *reinterpret_cast<const uint4*>(r);
-  }
-}
-
 __global__ void bf16_to_f16_kernel(uint16_t* p, int64_t n) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -270,19 +232,6 @@ void bias_gelu_f16(const float* x, const float* bias, int64_t rows, int64_t cols
     bias_gelu_f16_kernel<4><<<gelu_grid(rows, cols, 4), kGeluThreads, 0, s>>>(x, bias, rows, cols, out);
   else
     bias_gelu_f16_kernel<1><<<gelu_grid(rows, cols, 1), kGeluThreads, 0, s>>>(x, bias, rows, cols, out);
-  EYRIE_CUDA_LAUNCHED();
-}
-
-void to_f16_rows(const void* x, Activations form, int64_t rows, int64_t cols, f16* out, cudaStream_t s) {
-  const int64_t n = rows * cols;
-  if (n == 0) return;
-  const bool vec = form != Activations::fp32_rows && n % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
-                   reinterpret_cast<uintptr_t>(out) % 16 == 0;
-  if (vec)
-    to_f16_kernel8<<<grid_for(n / 8), 256, 0, s>>>(static_cast<const bf16*>(x), form == Activations::split_halves, n,
-                                                   out);
-  else
-    to_f16_kernel<<<grid_for(n), 256, 0, s>>>(x, form, n, out);
   EYRIE_CUDA_LAUNCHED();
 }
 

@@ -40,7 +40,7 @@ void embed_rows(const bf16* emb, const int32_t* tokens, int64_t rows, int64_t hi
 
 // out = LayerNorm(x[src(r)]) as `form` stores it (split_halves: [2 x rows, hidden]);
 // src(r) = rows_idx ? rows_idx[r] : r. With out16, the same values as fp16 rows [rows, hidden]
-// too (saturating, as to_f16_rows), for a product on fp16 activations.
+// too (past fp16's range its largest value of their sign), for a product on fp16 activations.
 void layer_norm(const float* x, const int32_t* rows_idx, int64_t rows, int64_t hidden, const float* w, const float* b,
                 float eps, bf16* out, cudaStream_t s, Activations form = Activations::split_halves,
                 f16* out16 = nullptr);
@@ -169,10 +169,6 @@ void bias_gelu(const float* x, const float* bias, int64_t rows, int64_t cols, bf
 // out = fp16(gelu(x + bias)), x a [rows, cols] fp32 GEMM output without halves: the input of an
 // fp16 product. Values past fp16's range saturate to its largest. bias may be null.
 void bias_gelu_f16(const float* x, const float* bias, int64_t rows, int64_t cols, f16* out, cudaStream_t s);
-
-// out[r] = fp16 of activation row r as `form` stores it in x (split_halves: hi + lo, [2 x rows,
-// cols]; bf16_rows; fp32_rows), saturating as bias_gelu_f16 does: the input of an fp16 product.
-void to_f16_rows(const void* x, Activations form, int64_t rows, int64_t cols, f16* out, cudaStream_t s);
 
 // x = bf16(gelu(x + bias)) in place, x [rows, cols] bf16: the MLP's activation when its
 // product on bf16 activations was written in bf16. bias may be null.
