@@ -1,5 +1,5 @@
 // Stores of activation rows in the forms the products after them read (Activations): bf16,
-// split-bf16 halves, or fp32 rows in the halves' bytes.
+// split-bf16 halves, fp32 rows in the halves' bytes, or fp16 rows.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -57,6 +57,10 @@ __device__ inline void store_activation(bf16* out, int64_t lo_offset, int64_t at
     reinterpret_cast<float*>(out)[at] = v;
     return;
   }
+  if (form == Activations::f16_rows) {
+    reinterpret_cast<__half*>(out)[at] = saturated_f16(v);
+    return;
+  }
   const bf16 hi = __float2bfloat16(v);
   out[at] = hi;
   if (form == Activations::split_halves) out[lo_offset + at] = __float2bfloat16(v - __bfloat162float(hi));
@@ -67,6 +71,11 @@ __device__ inline void store_activation2(bf16* out, int64_t lo_offset, int64_t a
                                          Activations form) {
   if (form == Activations::fp32_rows) {
     *reinterpret_cast<float2*>(reinterpret_cast<float*>(out) + at) = make_float2(v0, v1);
+    return;
+  }
+  if (form == Activations::f16_rows) {
+    *reinterpret_cast<__half2*>(reinterpret_cast<__half*>(out) + at) =
+        __halves2half2(saturated_f16(v0), saturated_f16(v1));
     return;
   }
   uint32_t hi, lo;
@@ -81,6 +90,8 @@ __device__ inline void store_activation4(bf16* out, int64_t lo_offset, int64_t a
     *reinterpret_cast<float4*>(reinterpret_cast<float*>(out) + at) = v;
   else if (form == Activations::split_halves)
     put_split4(out + at, out + lo_offset + at, v);
+  else if (form == Activations::f16_rows)
+    put_f16x4(reinterpret_cast<__half*>(out) + at, v);
   else
     put_bf16x4(out + at, v);
 }

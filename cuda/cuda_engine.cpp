@@ -150,6 +150,8 @@ struct CudaEngine::Impl {
   // The MLP's weights are fp16 and its products, but for steps of fp32 rows, run on fp16
   // activations (CudaEngineOptions::fp16_mlp).
   bool mlp_f16 = false;
+  // So are dense's, which then reads attention's output as fp16 rows (CudaEngineOptions::fp16_dense).
+  bool dense_f16 = false;
   DeviceArray<uint8_t> blas_workspace;
   int64_t nq = 0, nkv = 0, qkv_dim = 0, ffn = 0, vocab_rows = 0;
   KvCacheSpec spec;
@@ -273,6 +275,7 @@ struct CudaEngine::Impl {
                             std::to_string(opt.block_size));
     spec.block_size = opt.block_size;
     mlp_f16 = opt.fp16_mlp && opt.split_rows_max > 0;
+    dense_f16 = mlp_f16 && opt.fp16_dense;
     bf16_cache = opt.bf16_kv_cache && opt.split_rows_max <= 0 &&
                  cuda::bf16_cache_supports(static_cast<int32_t>(cfg.head_dim));
     // Where every step is split, keys and values are cached as the halves its attention
@@ -385,7 +388,7 @@ struct CudaEngine::Impl {
       l.shared_norm = lw.ln_mlp.weight == lw.ln_attn.weight;
       if (!l.shared_norm) norm(l.ln_mlp, lw.ln_mlp);
       linear(l.qkv, lw.qkv);
-      linear(l.dense, lw.dense);
+      linear(l.dense, lw.dense, dense_f16 ? cuda::WeightType::float16 : cuda::WeightType::bfloat16);
       const auto mlp_type = mlp_f16 ? cuda::WeightType::float16 : cuda::WeightType::bfloat16;
       linear(l.h_to_4h, lw.h_to_4h, mlp_type);
       linear(l.h4_to_h, lw.h4_to_h, mlp_type);
@@ -457,11 +460,10 @@ struct CudaEngine::Impl {
       linear(l.dense, h, nq * hd, h, true);
       linear(l.h_to_4h, ffn, h, h, false);
       linear(l.h4_to_h, h, ffn, cfg.ffn_hidden_size, true);
-      if (mlp_f16) {
-        for (Linear* lin : {&l.h_to_4h, &l.h4_to_h}) {
-          cuda::bf16_to_f16_inplace(lin->w.get(), lin->out * lin->in, stream);
-          lin->type = cuda::WeightType::float16;
-        }
+      for (Linear* lin : {&l.dense, &l.h_to_4h, &l.h4_to_h}) {
+        if (lin == &l.dense ? !dense_f16 : !mlp_f16) continue;
+        cuda::bf16_to_f16_inplace(lin->w.get(), lin->out * lin->in, stream);
+        lin->type = cuda::WeightType::float16;
       }
       layers.push_back(std::move(l));
     }
@@ -814,7 +816,7 @@ struct CudaEngine::Impl {
     if (!opt.summed_output_products || !cfg.parallel_attn || comm || mlp_on_f16_rows()) return std::nullopt;
     const int64_t rows = split ? 2 * n : n;
     const auto t = streaming_tiling(rows, ffn, fb.get(), L.h4_to_h.w.get(), L.h4_to_h.type);
-    const auto td = streaming_tiling(rows, L.dense.in, attn.get(), L.dense.w.get());
+    const auto td = streaming_tiling(rows, L.dense.in, attn.get(), L.dense.w.get(), L.dense.type);
     if (!t || !td || t->tensor_cores || td->tensor_cores) return std::nullopt;
     return t;
   }
@@ -822,7 +824,7 @@ struct CudaEngine::Impl {
   // y = dense(attn) + dense_4h_to_h(gelu) with both biases, in one launch: one ramp and one tail
   // in place of two, and one output for the residual (or the all-reduce) to read.
   void sum_outputs(const Layer& L, int64_t n, const cuda::GemvTiling& t) {
-    const cuda::GemvProduct p{.term = {attn.get(), L.dense.w.get(), L.dense.in},
+    const cuda::GemvProduct p{.term = {attn.get(), L.dense.w.get(), L.dense.in, L.dense.type},
                               .term2 = {fb.get(), L.h4_to_h.w.get(), ffn, L.h4_to_h.type},
                               .out_dim = cfg.hidden_size,
                               .y = y.get(),
@@ -884,6 +886,8 @@ struct CudaEngine::Impl {
   // Whether this step's MLP runs on fp16 rows (cuBLAS): with fp16 weights, every step but those
   // of fp32 rows, whose weight-streaming products read the fp16 weights as they are.
   bool mlp_on_f16_rows() const { return mlp_f16 && acts != cuda::Activations::fp32_rows; }
+  // Likewise dense, on attention's output stored as fp16 rows.
+  bool dense_on_f16_rows() const { return dense_f16 && acts != cuda::Activations::fp32_rows; }
 
   // x += r.a + r.a_bias (+ r.c + r.c_bias). A shard's a and c are partial sums over its heads
   // and MLP columns: added up first, so a parallel block needs one all-reduce.
@@ -1032,6 +1036,7 @@ struct CudaEngine::Impl {
                             acts};
     as.q_bf16 = as.bf16_products && cuda::attention_mma_supports(as.head_dim);
     as.wgmma = wgmma_step;
+    if (dense_on_f16_rows()) as.out = cuda::Activations::f16_rows;
     cuda::RowMeta meta{d_seq, d_pos, d_index.at[Index::tables]};
     const float eps = static_cast<float>(cfg.layer_norm_epsilon);
     const std::size_t layer_cache =
@@ -1119,7 +1124,10 @@ struct CudaEngine::Impl {
                             last ? d_index.at[Index::last_tiles] : d_tiles, tiled, meta, alibi_slopes.get(), attn.get(),
                             last ? last_splits : splits, stream);
       if (last) {
-        keep_rows(attn.get(), nq * cfg.head_dim, d_kept, np);
+        if (dense_on_f16_rows())
+          keep_row_bytes(attn.get(), nq * cfg.head_dim * static_cast<int64_t>(sizeof(cuda::f16)), d_kept, np);
+        else
+          keep_rows(attn.get(), nq * cfg.head_dim, d_kept, np);
         // The MLP's input: its fp16 rows where it runs on them.
         if (norm16)
           keep_row_bytes(mlp_in16.get(), h * static_cast<int64_t>(sizeof(cuda::f16)), d_kept, np);
@@ -1135,23 +1143,28 @@ struct CudaEngine::Impl {
         prof.mark("gemm_dense", stream);
         if (dense_into_x)
           add_product_into_x(attn.get(), rows, L.dense);
+        else if (dense_on_f16_rows())  // o without low halves: the residual that adds it is told so
+          blas_product(blas, attn.get(), rows, L.dense.w.get(), h, L.dense.in, o.get(), CUDA_R_32F, 0.f, CUDA_R_16F);
         else
-          gemm_rows(attn.get(), rows, L.dense.w.get(), h, L.dense.in, o.get());
+          gemm_rows(attn.get(), rows, L.dense.w.get(), h, L.dense.in, o.get(), false, false, L.dense.type);
       }
       prof.mark("other", stream);
+      // A product on fp16 rows writes no low halves.
+      const bool dense_halves = split && !dense_on_f16_rows();
+      const bool mlp_halves = split && !mlp_on_f16_rows();
       const bf16* mlp_in = a.get();
       cuda::f16* const seq_norm16 = mlp_on_f16_rows() ? mlp_in16.get() : nullptr;
       if (cfg.parallel_attn) {
         if (cfg.two_layernorms()) mlp_in = m.get();
       } else if (comm) {
-        add_to_residual({o.get(), L.dense.bias(), nullptr, nullptr, split}, rows);
+        add_to_residual({o.get(), L.dense.bias(), nullptr, nullptr, dense_halves}, rows);
         cuda::layer_norm(x.get(), nullptr, rows, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), eps, m.get(), stream, acts,
                          seq_norm16);
         mlp_in = m.get();
       } else {
         const cuda::PendingResidual attn_res =
             dense_into_x ? cuda::PendingResidual{}
-                         : cuda::PendingResidual{o.get(), L.dense.bias(), nullptr, nullptr, split};
+                         : cuda::PendingResidual{o.get(), L.dense.bias(), nullptr, nullptr, dense_halves};
         cuda::residual_layer_norm(x.get(), attn_res, rows, h, L.ln_mlp.w.get(), L.ln_mlp.b.get(), nullptr, nullptr, eps,
                                   m.get(), nullptr, stream, acts, seq_norm16);
         mlp_in = m.get();
@@ -1170,12 +1183,11 @@ struct CudaEngine::Impl {
       // with its bias.
       const float* dense_out = cfg.parallel_attn && !dense_into_x ? o.get() : nullptr;
       const float* mlp_out = mlp_into_x ? nullptr : y.get();
-      // The MLP's product on fp16 rows writes no low halves.
-      const bool mlp_halves = split && !mlp_on_f16_rows();
       const cuda::PendingResidual res =
-          summed      ? cuda::PendingResidual{y.get(), nullptr, nullptr, nullptr, split}
-          : dense_out ? cuda::PendingResidual{dense_out, L.dense.bias(), mlp_out, L.h4_to_h.bias(), split, mlp_halves}
-                      : cuda::PendingResidual{mlp_out, L.h4_to_h.bias(), nullptr, nullptr, mlp_halves};
+          summed ? cuda::PendingResidual{y.get(), nullptr, nullptr, nullptr, split}
+          : dense_out
+              ? cuda::PendingResidual{dense_out, L.dense.bias(), mlp_out, L.h4_to_h.bias(), dense_halves, mlp_halves}
+              : cuda::PendingResidual{mlp_out, L.h4_to_h.bias(), nullptr, nullptr, mlp_halves};
       if (!comm && li + 1 < layers.size())
         pending = res;
       else if (res.a)

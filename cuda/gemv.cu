@@ -496,6 +496,14 @@ void check_product(const GemvProduct& p, int64_t rows, const char* which) {
 
 }  // namespace
 
+namespace {
+// fp16 rows go to cuBLAS's fp16 products; this kernel reads bf16, split halves or fp32 rows.
+void refuse_f16_rows(Activations form, const char* what) {
+  if (form == Activations::f16_rows)
+    throw InvalidArgument(std::string(what) + ": reads bf16, split or fp32 rows, not fp16");
+}
+}  // namespace
+
 void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s,
           const GemvTiling& t, WeightType w_type) {
   if (rows == 0 || out_dim == 0) return;
@@ -504,6 +512,7 @@ void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t i
 
 void gemv_pairs(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s,
                 const GemvTiling& t, Activations form, WeightType w_type) {
+  refuse_f16_rows(form, "gemv_pairs");
   if (form == Activations::bf16_rows) throw InvalidArgument("gemv_pairs: reads split rows, halves or fp32, not bf16");
   if (rows % 2) throw InvalidArgument("gemv_pairs: " + std::to_string(rows) + " rows; split-bf16 rows come in pairs");
   if (rows == 0 || out_dim == 0) return;
@@ -512,6 +521,7 @@ void gemv_pairs(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int
 
 void gemv_bias_gelu(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, const float* bias,
                     bf16* g, cudaStream_t s, const GemvTiling& t, Activations form, WeightType w_type) {
+  refuse_f16_rows(form, "gemv_bias_gelu");
   if (form != Activations::bf16_rows && rows % 2)
     throw InvalidArgument("gemv_bias_gelu: " + std::to_string(rows) + " rows; split-bf16 rows come in pairs");
   if (rows == 0 || out_dim == 0) return;
@@ -520,6 +530,7 @@ void gemv_bias_gelu(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim,
 
 void gemv_products(int64_t rows, Activations form, const GemvProduct& first, const GemvProduct* second,
                    cudaStream_t s, const GemvTiling& t) {
+  refuse_f16_rows(form, "gemv_products");
   const bool pairs = form != Activations::bf16_rows;
   if (rows < 1 || rows > kGemvRowsMax || (pairs && rows % 2))
     throw InvalidArgument("gemv_products: " + std::to_string(rows) + " rows; the kernel takes 1 to " +

@@ -19,7 +19,7 @@ using bf16 = __nv_bfloat16;
 using f16 = __half;
 
 // The element type of a weight matrix: bf16, or fp16 for products on fp16 activations (the
-// MLP's with CudaEngineOptions::fp16_mlp), which carry 11 mantissa bits in one tensor-core
+// MLP's with CudaEngineOptions::fp16_mlp, dense's with fp16_dense), which carry 11 mantissa bits in one tensor-core
 // product where split-bf16 halves carry 16 in two.
 enum class WeightType : uint8_t { bfloat16, float16 };
 
@@ -32,6 +32,9 @@ enum class Activations : uint8_t {
   bf16_rows,     // [rows, cols] bf16: products on bf16 activations
   split_halves,  // [2 x rows, cols] split-bf16 halves (above)
   fp32_rows,     // [rows, cols] fp32: split rows stored whole
+  // [rows, cols] fp16 (saturated), for a cuBLAS product on fp16 weights: the attention output
+  // before dense with CudaEngineOptions::fp16_dense. The weight-streaming kernels refuse it.
+  f16_rows,
 };
 
 // out[r, :] = fp32(emb[tokens[r], :])

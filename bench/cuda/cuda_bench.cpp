@@ -9,6 +9,7 @@
 //              [--gemv-early-start-rows-min 3] [--fp32-gemv-rows-max 2]
 //              [--key-split-blocks-per-sm 1] [--wgmma-attention-rows-min 512]
 //              [--decode-head-split-rows-max 8] [--bf16-kv-cache on|off] [--fp16-mlp on|off]
+//              [--fp16-dense on|off]
 //              [--peer-exchange on|off] [--summed-output-products on|off]
 //              [--prompts 128,2048] [--tpot on|off] [--sampling greedy|device|host]
 //              [--profile-last-step on|off]
@@ -166,6 +167,7 @@ int main(int argc, char** argv) {
   int64_t decode_head_split_rows_max = CudaEngineOptions{}.decode_head_split_rows_max;
   bool bf16_kv_cache = CudaEngineOptions{}.bf16_kv_cache;
   bool fp16_mlp = CudaEngineOptions{}.fp16_mlp;
+  bool fp16_dense = CudaEngineOptions{}.fp16_dense;
   bool peer_exchange = true;
   bool summed_output_products = CudaEngineOptions{}.summed_output_products;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -187,6 +189,7 @@ int main(int argc, char** argv) {
       summed_output_products = std::strcmp(argv[i + 1], "off") != 0;
     if (!std::strcmp(argv[i], "--bf16-kv-cache")) bf16_kv_cache = std::strcmp(argv[i + 1], "off") != 0;
     if (!std::strcmp(argv[i], "--fp16-mlp")) fp16_mlp = std::strcmp(argv[i + 1], "off") != 0;
+    if (!std::strcmp(argv[i], "--fp16-dense")) fp16_dense = std::strcmp(argv[i + 1], "off") != 0;
     if (!std::strcmp(argv[i], "--batches")) batches = int_list(argv[i + 1]);
     if (!std::strcmp(argv[i], "--prompts")) prompts = int_list(argv[i + 1]);
     if (!std::strcmp(argv[i], "--sampling"))
@@ -229,6 +232,7 @@ int main(int argc, char** argv) {
       o.decode_head_split_rows_max = decode_head_split_rows_max;
       o.bf16_kv_cache = bf16_kv_cache;
       o.fp16_mlp = fp16_mlp;
+      o.fp16_dense = fp16_dense;
       o.summed_output_products = summed_output_products;
       o.peer_exchange = peers;
       auto shard = std::make_shared<CudaEngine>(cfg, 7, o, comms[r]);

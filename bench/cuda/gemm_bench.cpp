@@ -14,8 +14,8 @@
 // engine's product and in-place GELU after it, and which GELU the epilogue computes: its bf16
 // outputs against the exact (erf) form and the tanh approximation of the same fp32 products.
 //
-// With --fp16 on, the MLP's products on fp16 operands (activation_precision mixed) instead, beside
-// the same products on bf16.
+// With --fp16 on, the MLP's and dense's products on fp16 operands (activation_precision mixed)
+// instead, beside the same products on bf16.
 //
 //   bench_gemm [--rows 2048,4096] [--candidates 8] [--iters 20] [--sustained 32] [--gelu-epilogue on]
 //              [--fp16 on]
@@ -209,14 +209,16 @@ int main(int argc, char** argv) {
                                             {"h_to_4h", 18176, 4544, CUDA_R_16BF, 0.f},
                                             {"4h_to_h", 4544, 18176, CUDA_R_32F, 1.f},
                                             {"dense+4h_to_h", 4544, 22720, CUDA_R_32F, 1.f}};
-    // The MLP's products on fp16 (activation_precision mixed) as the engine writes them, fp32
-    // outputs, and against fp16 outputs and bf16 operands.
+    // The MLP's and dense's products on fp16 (activation_precision mixed) as the engine writes
+    // them, fp32 outputs, and against fp16 outputs and bf16 operands.
     const std::vector<Shape> fp16_shapes = {{"h_to_4h", 18176, 4544, CUDA_R_32F, 0.f, CUDA_R_16F},
                                             {"4h_to_h", 4544, 18176, CUDA_R_32F, 0.f, CUDA_R_16F},
                                             {"h_to_4h f16", 18176, 4544, CUDA_R_16F, 0.f, CUDA_R_16F},
                                             {"4h_to_h +=", 4544, 18176, CUDA_R_32F, 1.f, CUDA_R_16F},
                                             {"h_to_4h bf16", 18176, 4544, CUDA_R_32F, 0.f},
-                                            {"4h_to_h bf16", 4544, 18176, CUDA_R_32F, 0.f}};
+                                            {"4h_to_h bf16", 4544, 18176, CUDA_R_32F, 0.f},
+                                            {"dense", 4544, 4544, CUDA_R_32F, 0.f, CUDA_R_16F},
+                                            {"dense bf16", 4544, 4544, CUDA_R_32F, 0.f}};
     const std::vector<Shape>& shapes = fp16 ? fp16_shapes : bf16_shapes;
     cublasHandle_t blas;
     cublasLtHandle_t lt;

@@ -170,6 +170,20 @@ void check_attention(const Shape& sh, bool split_keys, uint32_t seed, bool bf16_
       ASSERT_EQ(split_bits[i], hi) << "fp32 output, high half of element " << i;
       ASSERT_EQ(split_bits[count + i], lo) << "fp32 output, low half of element " << i;
     }
+    // The output as fp16 rows (Activations::f16_rows, dense's input with fp16_dense): the same
+    // values rounded to fp16 once.
+    cuda::AttentionShape a16 = a;
+    a16.out = cuda::Activations::f16_rows;
+    Device<cuda::bf16> d_o16(count);
+    cuda::paged_attention(qp, d_k.p, d_v.p, rows, static_cast<int32_t>(launch.size() / cuda::kAttentionTileInts),
+                          d_tiles.p, a16, meta, d_slopes.p, d_o16.p, splits, nullptr);
+    const auto bits16 = bits_of(d_o16.get(count));
+    for (int64_t i = 0; i < count; ++i) {
+      const __half want = __float2half_rn(whole[i]);
+      uint16_t want_bits;
+      std::memcpy(&want_bits, &want, 2);
+      ASSERT_EQ(bits16[i], want_bits) << "fp16 output, element " << i;
+    }
   }
 
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));

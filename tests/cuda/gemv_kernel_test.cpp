@@ -327,6 +327,10 @@ TEST(CudaGemvKernel, Fp32RowsGiveTheBitsOfTheirSplitPairs) {
   EXPECT_THROW(cuda::gemv_pairs(x.p, 2, w.p, 1, 64, y.p, nullptr, {}, cuda::Activations::bf16_rows), InvalidArgument);
   EXPECT_THROW(cuda::gemv_pairs(x.p, 2, w.p, 1, 64, y.p, nullptr, cuda::kGemvMmaTiling, cuda::Activations::fp32_rows),
                InvalidArgument);
+  // fp16 rows are cuBLAS's to multiply.
+  EXPECT_THROW(cuda::gemv_pairs(x.p, 2, w.p, 1, 64, y.p, nullptr, {}, cuda::Activations::f16_rows), InvalidArgument);
+  const cuda::GemvProduct p{.term = {x.p, w.p, 64}, .term2 = {}, .out_dim = 1, .y = y.p};
+  EXPECT_THROW(cuda::gemv_products(2, cuda::Activations::f16_rows, p, nullptr, nullptr), InvalidArgument);
 }
 
 // fp16 weights (the MLP's with fp16_mlp) on every form of activation rows the FMA kernel reads,

@@ -2,7 +2,8 @@
 // Falcon's real head dim of 64: a Falcon-7B layout (many query heads on one key-value head, one
 // LayerNorm) and a Falcon-40B layout (grouped key-value heads, two LayerNorms), several layers,
 // hidden sizes of hundreds. A prompt step with every row's logits, then decode steps, with every
-// product on split halves and with the MLP on fp16 (activation_precision split and mixed).
+// product on split halves and with the MLP and dense on fp16 (activation_precision split and
+// mixed).
 #include <gtest/gtest.h>
 
 #include <algorithm>
