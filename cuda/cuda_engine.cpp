@@ -152,6 +152,9 @@ struct CudaEngine::Impl {
   bool mlp_f16 = false;
   // So are dense's, which then reads attention's output as fp16 rows (CudaEngineOptions::fp16_dense).
   bool dense_f16 = false;
+  // And lm_head's (CudaEngineOptions::fp16_lm_head), and the embedding table's where it is lm_head.
+  bool lm_head_f16 = false;
+  cuda::WeightType embed_type = cuda::WeightType::bfloat16, lm_head_type = cuda::WeightType::bfloat16;
   DeviceArray<uint8_t> blas_workspace;
   int64_t nq = 0, nkv = 0, qkv_dim = 0, ffn = 0, vocab_rows = 0;
   KvCacheSpec spec;
@@ -215,7 +218,9 @@ struct CudaEngine::Impl {
   DeviceArray<float> x, qkv, q, o, f, y, partial, logits_split, logits_part, logits_all, logits, lse, rowmax;
   DeviceArray<int32_t> argmax;
   DeviceArray<bf16> a, m, attn, fb, lnf;
-  DeviceArray<cuda::f16> mlp_in16;  // the MLP's input as fp16 rows (mlp_f16)
+  // A norm's output as fp16 rows for the product on fp16 weights after it: the MLP's input
+  // (mlp_f16), then lm_head's (lm_head_f16).
+  DeviceArray<cuda::f16> in16;
   std::vector<int32_t> h_tokens, h_pos, h_seq, h_tables, h_pick, h_tiles, h_launch_tiles, h_row_split;
   // The last layer's rows past attention when a step picks some out (plan_last_layer_rows).
   std::vector<int32_t> h_kept, h_last_tiles, h_last_row_split;
@@ -276,6 +281,7 @@ struct CudaEngine::Impl {
     spec.block_size = opt.block_size;
     mlp_f16 = opt.fp16_mlp && opt.split_rows_max > 0;
     dense_f16 = mlp_f16 && opt.fp16_dense;
+    lm_head_f16 = mlp_f16 && opt.fp16_lm_head;
     bf16_cache = opt.bf16_kv_cache && opt.split_rows_max <= 0 &&
                  cuda::bf16_cache_supports(static_cast<int32_t>(cfg.head_dim));
     // Where every step is split, keys and values are cached as the halves its attention
@@ -395,9 +401,12 @@ struct CudaEngine::Impl {
       layers.push_back(std::move(l));
     }
     norm(ln_f, w.ln_f);
-    matrix(embed, *w.word_embeddings);
-    if (w.lm_head.weight != w.word_embeddings) {
-      matrix(lm_head_own, *w.lm_head.weight);
+    lm_head_type = lm_head_f16 ? cuda::WeightType::float16 : cuda::WeightType::bfloat16;
+    const bool tied = w.lm_head.weight == w.word_embeddings;
+    embed_type = tied ? lm_head_type : cuda::WeightType::bfloat16;
+    matrix(embed, *w.word_embeddings, embed_type);
+    if (!tied) {
+      matrix(lm_head_own, *w.lm_head.weight, lm_head_type);
       lm_head = lm_head_own.get();
     } else {
       lm_head = embed.get();
@@ -469,12 +478,15 @@ struct CudaEngine::Impl {
     }
     norm(ln_f);
     rnd_bf16(embed, cfg.vocab_size * h, 1.0f);
+    lm_head_type = lm_head_f16 ? cuda::WeightType::float16 : cuda::WeightType::bfloat16;
     if (cfg.tie_word_embeddings && !comm) {
       lm_head = embed.get();
+      embed_type = lm_head_type;
     } else {
       rnd_bf16(lm_head_own, vocab_rows * h, 1.0f);
       lm_head = lm_head_own.get();
     }
+    if (lm_head_f16) cuda::bf16_to_f16_inplace(const_cast<bf16*>(lm_head), vocab_rows * h, stream);
     EYRIE_CUDA_CHECK(cudaStreamSynchronize(stream));
   }
 
@@ -498,7 +510,7 @@ struct CudaEngine::Impl {
     // memory plan counts them): a decode graph holds their addresses, and one that grew would
     // void every graph captured so far, those of the warm-up included.
     lnf.resize(2 * t * h);
-    if (mlp_f16) mlp_in16.resize(t * h);
+    if (mlp_f16) in16.resize(t * h);
     logits_split.resize(2 * t * vocab_rows);
     logits.resize(t * cfg.vocab_size);
     lse.resize(t);
@@ -835,7 +847,7 @@ struct CudaEngine::Impl {
 
   // y = dense_4h_to_h(gelu(dense_h_to_4h(in))), on the main stream or the MLP branch; without
   // `output`, the GELU values alone, in fb; with into_x, x += that product instead of y (see
-  // adds_into_x()). On fp16 rows (mlp_on_f16_rows()) the input is mlp_in16 instead, which the
+  // adds_into_x()). On fp16 rows (mlp_on_f16_rows()) the input is in16 instead, which the
   // norm that wrote `in` filled.
   void mlp(const Layer& L, const bf16* in, int64_t n, bool on_mlp_stream, bool output = true, bool beside_qkv = false,
            bool into_x = false) {
@@ -844,7 +856,7 @@ struct CudaEngine::Impl {
     if (mlp_on_f16_rows()) {
       // The input's fp16 rows, the product in fp32, its GELU written in fp16.
       cudaStream_t s = on_mlp_stream ? mlp_stream : stream;
-      blas_product(on_mlp_stream ? mlp_blas : blas, mlp_in16.get(), n, L.h_to_4h.w.get(), ffn, cfg.hidden_size, f.get(),
+      blas_product(on_mlp_stream ? mlp_blas : blas, in16.get(), n, L.h_to_4h.w.get(), ffn, cfg.hidden_size, f.get(),
                    CUDA_R_32F, 0.f, CUDA_R_16F);
       prof.mark("gelu", stream);
       cuda::bias_gelu_f16(f.get(), L.h_to_4h.bias(), n, ffn, reinterpret_cast<cuda::f16*>(fb.get()), s);
@@ -888,6 +900,8 @@ struct CudaEngine::Impl {
   bool mlp_on_f16_rows() const { return mlp_f16 && acts != cuda::Activations::fp32_rows; }
   // Likewise dense, on attention's output stored as fp16 rows.
   bool dense_on_f16_rows() const { return dense_f16 && acts != cuda::Activations::fp32_rows; }
+  // And lm_head, on the final norm's fp16 rows.
+  bool lm_head_on_f16_rows() const { return lm_head_f16 && acts != cuda::Activations::fp32_rows; }
 
   // x += r.a + r.a_bias (+ r.c + r.c_bias). A shard's a and c are partial sums over its heads
   // and MLP columns: added up first, so a parallel block needs one all-reduce.
@@ -914,9 +928,9 @@ struct CudaEngine::Impl {
 
   // Every shard's vocabulary slice of the picked rows, gathered into whole rows of `logits`;
   // the padding of the last slices is dropped.
-  void gather_logits(int64_t np) {
+  void gather_logits(int64_t np, bool halves) {
     const int64_t vs = vocab_rows, vocab = cfg.vocab_size;
-    cuda::combine_halves(logits_split.get(), np, vs, logits_part.get(), stream, split);
+    cuda::combine_halves(logits_split.get(), np, vs, logits_part.get(), stream, halves);
     prof.mark("all_gather", stream);
     comm->all_gather(logits_part.get(), logits_all.get(), static_cast<std::size_t>(np * vs), stream);
     prof.mark("lm_head", stream);
@@ -1049,7 +1063,7 @@ struct CudaEngine::Impl {
     // from a CUDA graph for decode steps (one launch instead of ~10 per layer).
     auto forward = [&] {
     prof.mark("embed", stream);
-    cuda::embed_rows(embed.get(), d_tokens, n, h, x.get(), stream);
+    cuda::embed_rows(embed.get(), d_tokens, n, h, x.get(), stream, embed_type);
     // A block's residual add waits to be done by the next LayerNorm, in the same pass over x
     // (tensor-parallel shards add an all-reduced sum instead).
     cuda::PendingResidual pending;
@@ -1083,7 +1097,7 @@ struct CudaEngine::Impl {
       cuda::residual_layer_norm(x.get(), pending, n, h, L.ln_attn.w.get(), L.ln_attn.b.get(),
                                 two ? L.ln_mlp.w.get() : nullptr, two ? L.ln_mlp.b.get() : nullptr, eps, a.get(),
                                 two ? m.get() : nullptr, products_first ? mlp_stream : stream, acts,
-                                norm16 ? mlp_in16.get() : nullptr);
+                                norm16 ? in16.get() : nullptr);
       pending = {};
       // query_key_value's output in bf16 where the activations are and cuBLAS takes the product:
       // rotary reads half the bytes, and its queries are rounded to bf16 anyway.
@@ -1130,7 +1144,7 @@ struct CudaEngine::Impl {
           keep_rows(attn.get(), nq * cfg.head_dim, d_kept, np);
         // The MLP's input: its fp16 rows where it runs on them.
         if (norm16)
-          keep_row_bytes(mlp_in16.get(), h * static_cast<int64_t>(sizeof(cuda::f16)), d_kept, np);
+          keep_row_bytes(in16.get(), h * static_cast<int64_t>(sizeof(cuda::f16)), d_kept, np);
         else if (cfg.parallel_attn)
           keep_rows(two ? m.get() : a.get(), h, d_kept, np);
         keep_row_bytes(x.get(), h * static_cast<int64_t>(sizeof(float)), d_kept, np);
@@ -1153,7 +1167,7 @@ struct CudaEngine::Impl {
       const bool dense_halves = split && !dense_on_f16_rows();
       const bool mlp_halves = split && !mlp_on_f16_rows();
       const bf16* mlp_in = a.get();
-      cuda::f16* const seq_norm16 = mlp_on_f16_rows() ? mlp_in16.get() : nullptr;
+      cuda::f16* const seq_norm16 = mlp_on_f16_rows() ? in16.get() : nullptr;
       if (cfg.parallel_attn) {
         if (cfg.two_layernorms()) mlp_in = m.get();
       } else if (comm) {
@@ -1196,13 +1210,19 @@ struct CudaEngine::Impl {
     }
     prof.mark("lm_head", stream);
     // After a last layer of picked rows, x holds those alone, in order.
+    const bool head16 = lm_head_on_f16_rows();
     cuda::layer_norm(x.get(), last_picked ? nullptr : d_pick, np, h, ln_f.w.get(), ln_f.b.get(), eps, lnf.get(), stream,
-                     acts);
+                     acts, head16 ? in16.get() : nullptr);
     // A whole vocabulary without halves to add goes straight to the logits.
-    gemm_rows(lnf.get(), np, lm_head, vocab_rows, h, comm || split ? logits_split.get() : logits.get());
+    const bool logit_halves = split && !head16;
+    float* const head_out = comm || logit_halves ? logits_split.get() : logits.get();
+    if (head16)
+      blas_product(blas, in16.get(), np, lm_head, vocab_rows, h, head_out, CUDA_R_32F, 0.f, CUDA_R_16F);
+    else
+      gemm_rows(lnf.get(), np, lm_head, vocab_rows, h, head_out, false, false, lm_head_type);
     if (comm)
-      gather_logits(np);
-    else if (split)
+      gather_logits(np, logit_halves);
+    else if (logit_halves)
       cuda::combine_halves(logits_split.get(), np, cfg.vocab_size, logits.get(), stream);
     cuda::row_stats(logits.get(), np, cfg.vocab_size, lse.get(), argmax.get(), rowmax.get(), stream);
     };

@@ -52,6 +52,13 @@ struct CudaEngineOptions {
   // products at those rows). The fixtures' prompt logprobs land 0.012-0.026 from the float64
   // reference, against 0.011-0.024 with the MLP alone on fp16. Weights as for fp16_mlp.
   bool fp16_dense = true;
+  // With fp16_mlp, lm_head on fp16 weights and activations too (a table of word embeddings tied
+  // to it is then kept as fp16, from which the embedding rows are read): one product on the
+  // final norm's fp16 rows where split halves take two, and logits with no halves to add. On
+  // the H200 with Falcon-7B: batch-256 decode 25,364-25,843 tok/s against 25,062, batch 64
+  // 12,938-13,058 against 12,682-12,897. With fp16_dense too, the fixtures' prompt logprobs land
+  // 0.013-0.023 from the float64 reference.
+  bool fp16_lm_head = true;
   // Decode steps replayed from CUDA graphs, one per batch shape (not for tensor-parallel shards
   // whose collectives run on the host, or with EYRIE_CUDA_PROFILE).
   bool cuda_graphs = true;

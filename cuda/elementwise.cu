@@ -16,10 +16,11 @@
 namespace eyrie::cuda {
 namespace {
 
-__global__ void embed_kernel(const bf16* emb, const int32_t* tokens, int64_t hidden, float* out) {
+template <typename T>
+__global__ void embed_kernel(const T* emb, const int32_t* tokens, int64_t hidden, float* out) {
   const int64_t r = blockIdx.x;
-  const bf16* src = emb + static_cast<int64_t>(tokens[r]) * hidden;
-  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) out[r * hidden + i] = __bfloat162float(src[i]);
+  const T* src = emb + static_cast<int64_t>(tokens[r]) * hidden;
+  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) out[r * hidden + i] = static_cast<float>(src[i]);
 }
 
 // grid: (column groups, rows in steps of gridDim.y); each thread V consecutive columns of a row,
@@ -187,10 +188,13 @@ unsigned grid_for(int64_t n) { return static_cast<unsigned>(std::min<int64_t>((n
 
 }  // namespace
 
-void embed_rows(const bf16* emb, const int32_t* tokens, int64_t rows, int64_t hidden, float* out,
-                cudaStream_t s) {
+void embed_rows(const bf16* emb, const int32_t* tokens, int64_t rows, int64_t hidden, float* out, cudaStream_t s,
+                WeightType type) {
   if (rows == 0) return;
-  embed_kernel<<<static_cast<unsigned>(rows), 256, 0, s>>>(emb, tokens, hidden, out);
+  if (type == WeightType::float16)
+    embed_kernel<<<static_cast<unsigned>(rows), 256, 0, s>>>(reinterpret_cast<const f16*>(emb), tokens, hidden, out);
+  else
+    embed_kernel<<<static_cast<unsigned>(rows), 256, 0, s>>>(emb, tokens, hidden, out);
   EYRIE_CUDA_LAUNCHED();
 }
 

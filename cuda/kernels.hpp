@@ -37,9 +37,10 @@ enum class Activations : uint8_t {
   f16_rows,
 };
 
-// out[r, :] = fp32(emb[tokens[r], :])
-void embed_rows(const bf16* emb, const int32_t* tokens, int64_t rows, int64_t hidden, float* out,
-                cudaStream_t s);
+// out[r, :] = fp32(emb[tokens[r], :]), emb of `type` (fp16 in the same bytes: a table tied to an
+// lm_head on fp16 weights).
+void embed_rows(const bf16* emb, const int32_t* tokens, int64_t rows, int64_t hidden, float* out, cudaStream_t s,
+                WeightType type = WeightType::bfloat16);
 
 // out = LayerNorm(x[src(r)]) as `form` stores it (split_halves: [2 x rows, hidden]);
 // src(r) = rows_idx ? rows_idx[r] : r. With out16, the same values as fp16 rows [rows, hidden]

@@ -9,7 +9,7 @@
 //              [--gemv-early-start-rows-min 3] [--fp32-gemv-rows-max 2]
 //              [--key-split-blocks-per-sm 1] [--wgmma-attention-rows-min 512]
 //              [--decode-head-split-rows-max 8] [--bf16-kv-cache on|off] [--fp16-mlp on|off]
-//              [--fp16-dense on|off]
+//              [--fp16-dense on|off] [--fp16-lm-head on|off]
 //              [--peer-exchange on|off] [--summed-output-products on|off]
 //              [--prompts 128,2048] [--tpot on|off] [--sampling greedy|device|host]
 //              [--profile-last-step on|off]
@@ -168,6 +168,7 @@ int main(int argc, char** argv) {
   bool bf16_kv_cache = CudaEngineOptions{}.bf16_kv_cache;
   bool fp16_mlp = CudaEngineOptions{}.fp16_mlp;
   bool fp16_dense = CudaEngineOptions{}.fp16_dense;
+  bool fp16_lm_head = CudaEngineOptions{}.fp16_lm_head;
   bool peer_exchange = true;
   bool summed_output_products = CudaEngineOptions{}.summed_output_products;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -190,6 +191,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--bf16-kv-cache")) bf16_kv_cache = std::strcmp(argv[i + 1], "off") != 0;
     if (!std::strcmp(argv[i], "--fp16-mlp")) fp16_mlp = std::strcmp(argv[i + 1], "off") != 0;
     if (!std::strcmp(argv[i], "--fp16-dense")) fp16_dense = std::strcmp(argv[i + 1], "off") != 0;
+    if (!std::strcmp(argv[i], "--fp16-lm-head")) fp16_lm_head = std::strcmp(argv[i + 1], "off") != 0;
     if (!std::strcmp(argv[i], "--batches")) batches = int_list(argv[i + 1]);
     if (!std::strcmp(argv[i], "--prompts")) prompts = int_list(argv[i + 1]);
     if (!std::strcmp(argv[i], "--sampling"))
@@ -233,6 +235,7 @@ int main(int argc, char** argv) {
       o.bf16_kv_cache = bf16_kv_cache;
       o.fp16_mlp = fp16_mlp;
       o.fp16_dense = fp16_dense;
+      o.fp16_lm_head = fp16_lm_head;
       o.summed_output_products = summed_output_products;
       o.peer_exchange = peers;
       auto shard = std::make_shared<CudaEngine>(cfg, 7, o, comms[r]);

@@ -128,8 +128,9 @@ TEST(CudaEngine, AgreesWithTheCpuEngineOnLargerRandomCheckpoints) {
           layout.name, fp16_mlp ? "mixed" : "split", worst, peak);
       EXPECT_GT(peak, 2.0);
       // Split activations keep about 16 mantissa bits: 1.5e-4 on an H200, far inside bf16's 3e-2;
-      // with the MLP's inputs on fp16 (11 bits), 6e-3.
-      EXPECT_LT(worst, fp16_mlp ? 1e-2 : 5e-3);
+      // with the MLP's, dense's and lm_head's inputs on fp16 (11 bits), 9.2e-3 (the MLP's alone
+      // 6e-3).
+      EXPECT_LT(worst, fp16_mlp ? 2e-2 : 5e-3);
     }
   }
 }
