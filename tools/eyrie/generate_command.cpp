@@ -29,7 +29,8 @@ const OptionSpec kOptions[] = {
     {"threads", "N", "CPU threads (default: all)"},
     {"device", "D", "cpu (default) or cuda"},
     {"activation-precision", "P",
-     "cuda: mixed (default; GEMM activations as two bf16 halves, the MLP's as fp16), split (all halves) or bf16"},
+     "cuda: mixed (default; GEMM activations as two bf16 halves, the MLP's, dense's and lm_head's as fp16), split (all "
+     "halves) or bf16"},
     {"help", "", "show this help"},
 };
 
