@@ -1163,7 +1163,8 @@ struct CudaEngine::Impl {
           gemm_rows(attn.get(), rows, L.dense.w.get(), h, L.dense.in, o.get(), false, false, L.dense.type);
       }
       prof.mark("other", stream);
-      // A product on fp16 rows writes no low halves.
+      // A product on fp16 rows writes no low halves. (dense on them implies the MLP on them, so
+      // no residual has an a without halves beside a c with them.)
       const bool dense_halves = split && !dense_on_f16_rows();
       const bool mlp_halves = split && !mlp_on_f16_rows();
       const bf16* mlp_in = a.get();

@@ -1,6 +1,6 @@
-// The Falcon forward pass on one GPU: bf16 weights (the MLP's and dense's fp16 with fp16_mlp and
-// fp16_dense) and paged KV cache, cuBLAS GEMMs with fp32 accumulation, fp32 residual stream; the
-// same batched step interface as the CPU engine.
+// The Falcon forward pass on one GPU: bf16 weights (the MLP's, dense's and lm_head's fp16 with
+// fp16_mlp, fp16_dense and fp16_lm_head) and paged KV cache, cuBLAS GEMMs with fp32
+// accumulation, fp32 residual stream; the same batched step interface as the CPU engine.
 // As a tensor-parallel shard, rank 0's output is the step's; the other ranks leave theirs empty.
 #pragma once
 
@@ -146,14 +146,15 @@ struct CudaEngineOptions {
 };
 
 // The activation precisions a CUDA engine takes, as options and the command line name them:
-// "mixed" (the default: split-bf16 halves, the MLP and dense on fp16, fp16_mlp and fp16_dense),
-// "split" (every product on split-bf16 halves), "bf16" (products and attention on bf16
-// activations, as other servers compute them: the fastest, and the least precise). Throws InvalidArgument for any
-// other, naming `what` (the option as the caller spells it).
+// "mixed" (the default: split-bf16 halves, the MLP, dense and lm_head on fp16: fp16_mlp,
+// fp16_dense, fp16_lm_head), "split" (every product on split-bf16 halves), "bf16" (products and
+// attention on bf16 activations, as other servers compute them: the fastest, and the least
+// precise). Throws InvalidArgument for any other, naming `what` (the option as the caller
+// spells it).
 inline void set_activation_precision(CudaEngineOptions& o, const std::string& precision, const std::string& what) {
   if (precision == "mixed") return;
   if (precision == "split") {
-    o.fp16_mlp = o.fp16_dense = false;
+    o.fp16_mlp = o.fp16_dense = o.fp16_lm_head = false;
   } else if (precision == "bf16") {
     o.split_rows_max = 0;
   } else {

@@ -494,14 +494,12 @@ void check_product(const GemvProduct& p, int64_t rows, const char* which) {
   }
 }
 
-}  // namespace
-
-namespace {
 // fp16 rows go to cuBLAS's fp16 products; this kernel reads bf16, split halves or fp32 rows.
 void refuse_f16_rows(Activations form, const char* what) {
   if (form == Activations::f16_rows)
     throw InvalidArgument(std::string(what) + ": reads bf16, split or fp32 rows, not fp16");
 }
+
 }  // namespace
 
 void gemv(const bf16* x, int64_t rows, const bf16* w, int64_t out_dim, int64_t in_dim, float* y, cudaStream_t s,

@@ -19,8 +19,9 @@ using bf16 = __nv_bfloat16;
 using f16 = __half;
 
 // The element type of a weight matrix: bf16, or fp16 for products on fp16 activations (the
-// MLP's with CudaEngineOptions::fp16_mlp, dense's with fp16_dense), which carry 11 mantissa bits in one tensor-core
-// product where split-bf16 halves carry 16 in two.
+// MLP's, dense's and lm_head's with CudaEngineOptions::fp16_mlp, fp16_dense, fp16_lm_head),
+// which carry 11 mantissa bits in one tensor-core product where split-bf16 halves carry 16 in
+// two.
 enum class WeightType : uint8_t { bfloat16, float16 };
 
 // How kernels hand activation rows to the products that read them. fp32_rows is for steps of
