@@ -1,9 +1,14 @@
-// Device helpers shared by the attention kernels: the paged-cache address of a key, the key
-// range a launched tile covers, the writes of outputs (bf16 packing: cuda/activation_store.cuh).
+// Helpers shared by the attention kernels and the cache writer: the paged-cache address of a key,
+// the key range a launched tile covers, the writes of outputs (bf16 packing:
+// cuda/activation_store.cuh), and the host's check of the queries' form.
 #pragma once
 
+#include <string>
+
 #include "cuda/activation_store.cuh"
+#include "cuda/attention_mma.hpp"
 #include "cuda/kernels.hpp"
+#include "model/error.hpp"
 
 namespace eyrie::cuda {
 
@@ -108,6 +113,13 @@ __device__ __forceinline__ void write_attention_slots(const AttentionTile& t, co
     if (live_a) write_attention_stats(t, a, qa, m_a, l_a, part_ml);
     if (live_b) write_attention_stats(t, a, qb, m_b, l_b, part_ml);
   }
+}
+
+// The queries' form as the attention kernels can read it.
+inline void check_query_form(const char* where, const AttentionShape& a) {
+  if (a.q_bf16 && (!a.bf16_products || !attention_mma_supports(a.head_dim)))
+    throw InvalidArgument(std::string(where) + ": bf16 queries need bf16 products and a tensor-core head dim, not " +
+                          std::to_string(a.head_dim));
 }
 
 }  // namespace eyrie::cuda
