@@ -232,24 +232,26 @@ void CudaEngine::Impl::random_model(uint64_t seed) {
     linear(l.dense, h, nq * hd, h, true);
     linear(l.h_to_4h, ffn, h, h, false);
     linear(l.h4_to_h, h, ffn, cfg.ffn_hidden_size, true);
-    for (Linear* lin : {&l.dense, &l.h_to_4h, &l.h4_to_h}) {
-      if (lin == &l.dense ? !dense_f16 : !mlp_f16) continue;
-      cuda::bf16_to_f16_inplace(lin->w.get(), lin->out * lin->in, stream);
-      lin->type = cuda::WeightType::float16;
+    auto to_f16 = [&](Linear& lin) {
+      cuda::bf16_to_f16_inplace(lin.w.get(), lin.out * lin.in, stream);
+      lin.type = cuda::WeightType::float16;
+    };
+    if (dense_f16) to_f16(l.dense);
+    if (mlp_f16) {
+      to_f16(l.h_to_4h);
+      to_f16(l.h4_to_h);
     }
     layers.push_back(std::move(l));
   }
   norm(ln_f);
   rnd_bf16(embed, cfg.vocab_size * h, 1.0f);
+  const bool tied = cfg.tie_word_embeddings && !comm;
+  if (!tied) rnd_bf16(lm_head_own, vocab_rows * h, 1.0f);
+  DeviceArray<bf16>& head = tied ? embed : lm_head_own;
+  lm_head = head.get();
   lm_head_type = lm_head_f16 ? cuda::WeightType::float16 : cuda::WeightType::bfloat16;
-  if (cfg.tie_word_embeddings && !comm) {
-    lm_head = embed.get();
-    embed_type = lm_head_type;
-  } else {
-    rnd_bf16(lm_head_own, vocab_rows * h, 1.0f);
-    lm_head = lm_head_own.get();
-  }
-  if (lm_head_f16) cuda::bf16_to_f16_inplace(const_cast<bf16*>(lm_head), vocab_rows * h, stream);
+  if (tied) embed_type = lm_head_type;
+  if (lm_head_f16) cuda::bf16_to_f16_inplace(head.get(), vocab_rows * h, stream);
   EYRIE_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 

@@ -62,6 +62,7 @@ struct PendingResidual {
   bool halves = true;  // false: a and c have no low halves (GEMMs on bf16 activations write none)
   // With halves, false where c alone has none: an fp16 product's output in a step of split rows.
   bool c_halves = true;
+  __host__ __device__ bool c_has_halves() const { return halves && c_halves; }
 };
 
 // x += the pending residual (as residual_add), then out1 = LayerNorm(x) with (w1, b1) and,

@@ -71,8 +71,8 @@ __global__ void __launch_bounds__(1024) layer_norm_kernel(NormArgs p) {
     float xi = row[i];
     if (res.a) {
       // As residual_kernel: the pending outputs' low halves are rows * hidden further on.
-      xi += residual_at(res.a, res.a_bias, res.c, res.c_bias, res.halves, res.halves && res.c_halves, r * hidden + i,
-                        lo_offset, i);
+      xi += residual_at(res.a, res.a_bias, res.c, res.c_bias, res.halves, res.c_has_halves(), r * hidden + i, lo_offset,
+                        i);
       row[i] = xi;
     }
     v[k] = xi;
@@ -140,7 +140,7 @@ __global__ void __launch_bounds__(1024) layer_norm_vec_kernel(NormArgs p) {
       float4 c = zero, cl = zero, cb = zero;
       if (has_c) {
         c = ldg4(res.c, at);
-        cl = res.halves && res.c_halves ? ldg4(res.c, n4 + at) : zero;
+        cl = res.c_has_halves() ? ldg4(res.c, n4 + at) : zero;
         if (res.c_bias) cb = ldg4(res.c_bias, i);
       }
       xi.x += residual_sum(a.x, al.x, ab.x, has_c, c.x, cl.x, cb.x);

@@ -31,10 +31,10 @@ struct RuntimeOptions {
   int64_t max_total_tokens = 0;     // prompt + new tokens; 0: the model's context
   int64_t default_max_new_tokens = 100;
   // cuda: "split" feeds GEMMs and attention two bf16 halves per activation (about fp32
-  // results); "mixed" does too but for the MLP's products, on fp16 activations (one product
-  // instead of two for four fifths of the work, within the reference fixtures' 3e-2); "bf16"
-  // rounds activations to bf16 as other servers do: the fastest where compute bound (long
-  // prompts, large batches). The CPU computes in fp32 either way.
+  // results); "mixed" does too but for the MLP's, dense's and lm_head's products, on fp16
+  // activations (one product instead of two for most of the work, within the reference
+  // fixtures' 3e-2); "bf16" rounds activations to bf16 as other servers do: the fastest where
+  // compute bound (long prompts, large batches). The CPU computes in fp32 either way.
   std::string activation_precision = "mixed";
   // cuda, tensor_parallel_degree > 1: where a replica's GPUs reach each other's memory, decode
   // steps' residual sums are read from the peers' memory in one kernel per layer instead of

@@ -275,11 +275,8 @@ TEST(CudaNormKernel, GeluInPlaceOnBf16MatchesBiasGelu) {
   }
 }
 
-// The fp16 inputs of the MLP's products: activation rows in each form rounded as the host rounds
-// their values (split halves summed first), values past fp16's range saturated to 65504 (NaN
-// kept); and the GELU of an fp32 product written in fp16, the exact GELU within fp16 rounding.
-// The MLP's GELU in fp16 from an fp32 product's rows, against float64, saturating past fp16's
-// range, NaN kept NaN.
+// The MLP's GELU in fp16 from an fp32 product's rows: the exact GELU of float64 within fp16
+// rounding, saturating past fp16's range, NaN kept NaN.
 TEST(CudaNormKernel, GeluInFp16MatchesFloat64) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   std::mt19937 rng(17);
