@@ -1,6 +1,7 @@
-// The Falcon forward pass on one GPU: bf16 weights (the MLP's, dense's and lm_head's fp16 with
-// fp16_mlp, fp16_dense and fp16_lm_head) and paged KV cache, cuBLAS GEMMs with fp32
-// accumulation, fp32 residual stream; the same batched step interface as the CPU engine.
+// The Falcon forward pass on one GPU: bf16 weights (the MLP's, dense's, lm_head's and
+// query_key_value's fp16 with fp16_mlp, fp16_dense, fp16_lm_head and fp8_qkv_rows_min) and
+// paged KV cache, cuBLAS GEMMs with fp32 accumulation, fp32 residual stream; the same batched
+// step interface as the CPU engine.
 // As a tensor-parallel shard, rank 0's output is the step's; the other ranks leave theirs empty.
 #pragma once
 
@@ -59,6 +60,17 @@ struct CudaEngineOptions {
   // 12,938-13,058 against 12,682-12,897. With fp16_dense too, the fixtures' prompt logprobs land
   // 0.013-0.023 from the float64 reference.
   bool fp16_lm_head = true;
+  // With fp16_mlp, query_key_value's weights are fp16 too, and steps of at least this many
+  // token rows (not of fp32 rows) take its product as fp16(x) W^T plus an fp8 product of the
+  // rests x - fp16(x) with an e4m3 copy of the weights (cuda/fp8.hpp; compute capability 8.9 and
+  // up, else this is off), at the precision of split halves or better. Smaller steps take one
+  // product over fp16 halves (about 22 mantissa bits), which reads the weights once as split
+  // halves do. The e4m3 copy costs a byte a weight (0.68 GB for Falcon-7B). On the H200 with
+  // Falcon-7B: 2048-token prompts 50.5-51.1 ms against 51.8-52.9; batch 256 about 1% slower
+  // (cuBLAS's fp16 product over 512 rows of halves), batch 64 within 1%; at 256 rows the fp8
+  // product (13 us a layer) and the fp16 one took longer than split halves' one bf16 product,
+  // hence the threshold. 0: query_key_value stays on split-bf16 halves and bf16 weights.
+  int64_t fp8_qkv_rows_min = 1024;
   // Decode steps replayed from CUDA graphs, one per batch shape (not for tensor-parallel shards
   // whose collectives run on the host, or with EYRIE_CUDA_PROFILE).
   bool cuda_graphs = true;
@@ -147,7 +159,8 @@ struct CudaEngineOptions {
 
 // The activation precisions a CUDA engine takes, as options and the command line name them:
 // "mixed" (the default: split-bf16 halves, the MLP, dense and lm_head on fp16: fp16_mlp,
-// fp16_dense, fp16_lm_head), "split" (every product on split-bf16 halves), "bf16" (products and
+// fp16_dense, fp16_lm_head; query_key_value on fp16 halves or fp16 rows and fp8 rests:
+// fp8_qkv_rows_min), "split" (every product on split-bf16 halves), "bf16" (products and
 // attention on bf16 activations, as other servers compute them: the fastest, and the least
 // precise). Throws InvalidArgument for any other, naming `what` (the option as the caller
 // spells it).

@@ -28,6 +28,7 @@
 #include "cuda/check.hpp"
 #include "cuda/decode_buckets.hpp"
 #include "cuda/device_array.hpp"
+#include "cuda/fp8.hpp"
 #include "cuda/host_staging.hpp"
 #include "cuda/kernels.hpp"
 #include "cuda/op_profiler.hpp"
@@ -63,6 +64,11 @@ struct CudaEngine::Impl {
     Norm ln_attn, ln_mlp;
     bool shared_norm = false;
     Linear qkv, dense, h_to_4h, h4_to_h;
+    // With qkv_f16: qkv's weights in e4m3, the scales of its fp8 product (cuda::Fp8Scale), and
+    // that product's alpha.
+    DeviceArray<uint8_t> qkv8;
+    DeviceArray<float> qkv_scales;
+    float qkv8_alpha = 1.f;
   };
 
   cuda::OpProfiler prof;
@@ -84,6 +90,10 @@ struct CudaEngine::Impl {
   bool dense_f16 = false;
   // And lm_head's (CudaEngineOptions::fp16_lm_head), and the embedding table's where it is lm_head.
   bool lm_head_f16 = false;
+  // And query_key_value's (CudaEngineOptions::fp8_qkv_rows_min), with its e4m3 copy and the
+  // product on it.
+  bool qkv_f16 = false;
+  std::unique_ptr<cuda::Fp8Product> fp8;
   cuda::WeightType embed_type = cuda::WeightType::bfloat16, lm_head_type = cuda::WeightType::bfloat16;
   DeviceArray<uint8_t> blas_workspace;
   int64_t nq = 0, nkv = 0, qkv_dim = 0, ffn = 0, vocab_rows = 0;
@@ -151,6 +161,8 @@ struct CudaEngine::Impl {
   // A norm's output as fp16 rows for the product on fp16 weights after it: the MLP's input
   // (mlp_f16), then lm_head's (lm_head_f16).
   DeviceArray<cuda::f16> in16;
+  // query_key_value's input's e4m3 rests, for its fp8 product (qkv_f16).
+  DeviceArray<uint8_t> a8;
   std::vector<int32_t> h_tokens, h_pos, h_seq, h_tables, h_pick, h_tiles, h_launch_tiles, h_row_split;
   // The last layer's rows past attention when a step picks some out (plan_last_layer_rows).
   std::vector<int32_t> h_kept, h_last_tiles, h_last_row_split;
@@ -177,6 +189,10 @@ struct CudaEngine::Impl {
   void upload_model(const FalconModel& model);
 
   void random_model(uint64_t seed);
+
+  // With qkv_f16, each layer's e4m3 copy of its query_key_value weights and the scales of its
+  // fp8 product, from the fp16 weights and ln_attn.
+  void prepare_fp8_qkv();
 
   void alloc_scratch();
 

@@ -50,6 +50,13 @@ void CudaEngine::Impl::init_common() {
   mlp_f16 = opt.fp16_mlp && opt.split_rows_max > 0;
   dense_f16 = mlp_f16 && opt.fp16_dense;
   lm_head_f16 = mlp_f16 && opt.fp16_lm_head;
+  int cc_major = 0, cc_minor = 0;
+  EYRIE_CUDA_CHECK(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, opt.device));
+  EYRIE_CUDA_CHECK(cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, opt.device));
+  // e4m3 tensor cores from compute capability 8.9 on.
+  const bool fp8_device = cc_major * 10 + cc_minor >= 89;
+  qkv_f16 = mlp_f16 && opt.fp8_qkv_rows_min > 0 && fp8_device && cuda::Fp8Product::fits(cfg.hidden_size, qkv_dim);
+  if (qkv_f16) fp8 = std::make_unique<cuda::Fp8Product>();
   bf16_cache =
       opt.bf16_kv_cache && opt.split_rows_max <= 0 && cuda::bf16_cache_supports(static_cast<int32_t>(cfg.head_dim));
   // Where every step is split, keys and values are cached as the halves its attention
@@ -94,11 +101,12 @@ void CudaEngine::Impl::plan_memory() {
   const bool own_head = comm || !cfg.tie_word_embeddings;
   const double weights =
       2.0 * (static_cast<double>(cfg.num_layers) * per_layer + static_cast<double>(cfg.vocab_size) * h +
-             (own_head ? static_cast<double>(vocab_rows) * h : 0.0));
+             (own_head ? static_cast<double>(vocab_rows) * h : 0.0)) +
+      (qkv_f16 ? static_cast<double>(cfg.num_layers) * qd * h : 0.0);
   const double t = static_cast<double>(opt.max_step_tokens);
   const double vocab = static_cast<double>(cfg.vocab_size);
   const double scratch =
-      4.0 * t * (h + 2 * h + 2 * qd + attn_w + 2 * h + 2 * fd + 2 * h + h) +
+      (qkv_f16 ? t * h : 0.0) + 4.0 * t * (h + 2 * h + 2 * qd + attn_w + 2 * h + 2 * fd + 2 * h + h) +
       2.0 * t * (2 * h + 2 * h + 2 * attn_w + 2 * fd + h) + 12.0 * t * vocab +
       (comm ? 4.0 * t * (3.0 * static_cast<double>(vocab_rows) + static_cast<double>(plan.degree * vocab_rows)) : 0.0);
   const double per_token = 2.0 * static_cast<double>(cache_elem_bytes()) * cfg.num_layers * nkv * cfg.head_dim;
@@ -156,7 +164,7 @@ void CudaEngine::Impl::upload_model(const FalconModel& model) {
     norm(l.ln_attn, lw.ln_attn);
     l.shared_norm = lw.ln_mlp.weight == lw.ln_attn.weight;
     if (!l.shared_norm) norm(l.ln_mlp, lw.ln_mlp);
-    linear(l.qkv, lw.qkv);
+    linear(l.qkv, lw.qkv, qkv_f16 ? cuda::WeightType::float16 : cuda::WeightType::bfloat16);
     linear(l.dense, lw.dense, dense_f16 ? cuda::WeightType::float16 : cuda::WeightType::bfloat16);
     const auto mlp_type = mlp_f16 ? cuda::WeightType::float16 : cuda::WeightType::bfloat16;
     linear(l.h_to_4h, lw.h_to_4h, mlp_type);
@@ -197,6 +205,24 @@ void CudaEngine::Impl::upload_model(const FalconModel& model) {
   weight_bytes = up.bytes_done();
   // The callback may point at the caller's stack; it has no use past the upload.
   opt.upload_progress = nullptr;
+  prepare_fp8_qkv();
+}
+
+void CudaEngine::Impl::prepare_fp8_qkv() {
+  if (!qkv_f16) return;
+  for (Layer& L : layers) {
+    L.qkv8.resize(static_cast<std::size_t>(L.qkv.out * L.qkv.in));
+    L.qkv_scales.resize(cuda::kFp8Scales);
+    cuda::quantize_weights_e4m3(reinterpret_cast<const cuda::f16*>(L.qkv.w.get()), L.qkv.out * L.qkv.in, L.qkv8.get(),
+                                L.qkv_scales.get(), stream);
+    cuda::rest_scales(L.ln_attn.w.get(), L.ln_attn.b.get(), cfg.hidden_size, L.qkv_scales.get(), stream);
+  }
+  for (Layer& L : layers) {
+    float scales[cuda::kFp8Scales];
+    EYRIE_CUDA_CHECK(cudaMemcpyAsync(scales, L.qkv_scales.get(), sizeof(scales), cudaMemcpyDeviceToHost, stream));
+    EYRIE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    L.qkv8_alpha = scales[cuda::kWeightDequant] * scales[cuda::kRestDequant];
+  }
 }
 
 void CudaEngine::Impl::random_model(uint64_t seed) {
@@ -236,6 +262,7 @@ void CudaEngine::Impl::random_model(uint64_t seed) {
       cuda::bf16_to_f16_inplace(lin.w.get(), lin.out * lin.in, stream);
       lin.type = cuda::WeightType::float16;
     };
+    if (qkv_f16) to_f16(l.qkv);
     if (dense_f16) to_f16(l.dense);
     if (mlp_f16) {
       to_f16(l.h_to_4h);
@@ -252,6 +279,7 @@ void CudaEngine::Impl::random_model(uint64_t seed) {
   lm_head_type = lm_head_f16 ? cuda::WeightType::float16 : cuda::WeightType::bfloat16;
   if (tied) embed_type = lm_head_type;
   if (lm_head_f16) cuda::bf16_to_f16_inplace(head.get(), vocab_rows * h, stream);
+  prepare_fp8_qkv();
   EYRIE_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
@@ -276,6 +304,7 @@ void CudaEngine::Impl::alloc_scratch() {
   // void every graph captured so far, those of the warm-up included.
   lnf.resize(2 * t * h);
   if (mlp_f16) in16.resize(t * h);
+  if (qkv_f16) a8.resize(t * h);
   logits_split.resize(2 * t * vocab_rows);
   logits.resize(t * cfg.vocab_size);
   lse.resize(t);

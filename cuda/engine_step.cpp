@@ -143,6 +143,14 @@ void CudaEngine::Impl::step(const StepBatch& batch, StepOutput& out) {
   if (n > opt.max_step_tokens)
     throw InvalidArgument("step: " + std::to_string(n) + " token rows exceed this engine's limit of " +
                           std::to_string(opt.max_step_tokens));
+  // query_key_value's input and product on fp16 weights (qkv_f16): fp16 rows and their e4m3
+  // rests (fp8 product) in steps of enough rows, fp16 halves in other split steps, fp16 rows
+  // in steps of bf16 rows; steps of fp32 rows stream the fp16 weights as the other products do.
+  const bool qkv_rests = qkv_f16 && acts != cuda::Activations::fp32_rows && n >= opt.fp8_qkv_rows_min;
+  std::optional<cuda::FirstNormOutput> qkv_in;
+  if (qkv_f16 && acts != cuda::Activations::fp32_rows)
+    qkv_in = cuda::FirstNormOutput{split && !qkv_rests ? cuda::Activations::f16_halves : cuda::Activations::f16_rows,
+                                   nullptr, nullptr};
   const bool key_split = plan_key_splits(batch, n);
   const bool last_picked = plan_last_layer_rows(n);
   using Index = StepIndex;
@@ -178,7 +186,7 @@ void CudaEngine::Impl::step(const StepBatch& batch, StepOutput& out) {
                           group,
                           static_cast<int32_t>(plan.q_begin),
                           !split,
-                          split,
+                          split && !(qkv_in && qkv_in->form == cuda::Activations::f16_rows),
                           bf16_cache,
                           halves_cache,
                           acts};
@@ -227,20 +235,34 @@ void CudaEngine::Impl::step(const StepBatch& batch, StepOutput& out) {
       }
       // A parallel block's MLP on fp16 rows reads this norm's last output as those rows.
       const bool norm16 = mlp_on_f16_rows() && cfg.parallel_attn;
+      if (qkv_in && qkv_rests) {
+        qkv_in->rest8 = a8.get();
+        qkv_in->scales = L.qkv_scales.get();
+      }
       cuda::residual_layer_norm(x.get(), pending, n, h, L.ln_attn.w.get(), L.ln_attn.b.get(),
                                 two ? L.ln_mlp.w.get() : nullptr, two ? L.ln_mlp.b.get() : nullptr, eps, a.get(),
                                 two ? m.get() : nullptr, products_first ? mlp_stream : stream, acts,
-                                norm16 ? in16.get() : nullptr);
+                                norm16 ? in16.get() : nullptr, qkv_in ? &*qkv_in : nullptr);
       pending = {};
       // query_key_value's output in bf16 where the activations are and cuBLAS takes the product:
       // rotary reads half the bytes, and its queries are rounded to bf16 anyway.
-      as.qkv_bf16 = !split && !streaming_tiling(n, h, a.get(), L.qkv.w.get());
+      as.qkv_bf16 = !split && !qkv_in && !streaming_tiling(n, h, a.get(), L.qkv.w.get());
       auto qkv_product = [&](bool on_mlp_stream, bool early) {
-        if (as.qkv_bf16)
-          blas_product(on_mlp_stream ? mlp_blas : blas, a.get(), n, L.qkv.w.get(), L.qkv.out, h, qkv.get(),
-                       CUDA_R_16BF);
-        else
-          gemm_rows(a.get(), n, L.qkv.w.get(), L.qkv.out, h, qkv.get(), on_mlp_stream, early);
+        cublasHandle_t handle = on_mlp_stream ? mlp_blas : blas;
+        if (qkv_in) {
+          const bool halves = qkv_in->form == cuda::Activations::f16_halves;
+          blas_product(handle, a.get(), halves ? 2 * n : n, L.qkv.w.get(), L.qkv.out, h, qkv.get(), CUDA_R_32F, 0.f,
+                       CUDA_R_16F);
+          if (qkv_rests) {
+            DeviceArray<uint8_t>& ws = on_mlp_stream ? mlp_workspace : blas_workspace;
+            fp8->add(a8.get(), n, L.qkv8.get(), L.qkv.out, h, L.qkv8_alpha, qkv.get(), ws.get(), ws.size(),
+                     on_mlp_stream ? mlp_stream : stream);
+          }
+        } else if (as.qkv_bf16) {
+          blas_product(handle, a.get(), n, L.qkv.w.get(), L.qkv.out, h, qkv.get(), CUDA_R_16BF);
+        } else {
+          gemm_rows(a.get(), n, L.qkv.w.get(), L.qkv.out, h, qkv.get(), on_mlp_stream, early, L.qkv.type);
+        }
       };
       if (products_first) {
         qkv_product(true, true);

@@ -494,9 +494,10 @@ void check_product(const GemvProduct& p, int64_t rows, const char* which) {
   }
 }
 
-// fp16 rows go to cuBLAS's fp16 products; this kernel reads bf16, split halves or fp32 rows.
+// fp16 rows and halves go to cuBLAS's fp16 products; this kernel reads bf16, split halves or
+// fp32 rows.
 void refuse_f16_rows(Activations form, const char* what) {
-  if (form == Activations::f16_rows)
+  if (form == Activations::f16_rows || form == Activations::f16_halves)
     throw InvalidArgument(std::string(what) + ": reads bf16, split or fp32 rows, not fp16");
 }
 

@@ -36,6 +36,12 @@ enum class Activations : uint8_t {
   // [rows, cols] fp16 (saturated), for a cuBLAS product on fp16 weights: the attention output
   // before dense with CudaEngineOptions::fp16_dense. The weight-streaming kernels refuse it.
   f16_rows,
+  // [2 x rows, cols] fp16 halves, hi = fp16(x) at row r and lo = fp16(x - hi) at row rows + r
+  // (both saturated): query_key_value's input on fp16 weights (CudaEngineOptions::
+  // fp8_qkv_rows_min) in steps too small for its fp8 product, one cuBLAS product over 2 x rows
+  // as for split_halves, carrying about 22 mantissa bits (lo's subnormals below |x| = 2^-3
+  // hold 2^-25 absolute). The weight-streaming kernels refuse it.
+  f16_halves,
 };
 
 // out[r, :] = fp32(emb[tokens[r], :]), emb of `type` (fp16 in the same bytes: a table tied to an
@@ -65,14 +71,25 @@ struct PendingResidual {
   __host__ __device__ bool c_has_halves() const { return halves && c_halves; }
 };
 
+// Where a norm's first output (query_key_value's input) is stored in a form of its own: as
+// fp16 halves, or with rest8 as fp16 rows plus e4m3((x - fp16(x)) scales[kRestQuant]) rows
+// [rows, hidden] for the fp8 product (cuda/fp8.hpp).
+struct FirstNormOutput {
+  Activations form;
+  uint8_t* rest8 = nullptr;
+  const float* scales = nullptr;
+};
+
 // x += the pending residual (as residual_add), then out1 = LayerNorm(x) with (w1, b1) and,
 // when w2 is given, out2 with (w2, b2): one pass over each row, the two norms sharing its mean
 // and variance (new-architecture blocks' ln_attn and ln_mlp); the same arithmetic as
 // residual_add followed by layer_norm. form as for layer_norm; out16, as for layer_norm, takes
 // the last norm's values (out2's when w2 is given, else out1's).
+// With first, out1 is stored as it says instead.
 void residual_layer_norm(float* x, const PendingResidual& res, int64_t rows, int64_t hidden, const float* w1,
                          const float* b1, const float* w2, const float* b2, float eps, bf16* out1, bf16* out2,
-                         cudaStream_t s, Activations form = Activations::split_halves, f16* out16 = nullptr);
+                         cudaStream_t s, Activations form = Activations::split_halves, f16* out16 = nullptr,
+                         const FirstNormOutput* first = nullptr);
 
 // Geometry of the fused query_key_value row and of the paged cache, for the kernels below.
 struct AttentionShape {

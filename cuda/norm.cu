@@ -8,6 +8,7 @@
 #include "cuda/activation_store.cuh"
 #include "cuda/check.hpp"
 #include "cuda/dependent_launch.cuh"
+#include "cuda/fp8.hpp"
 #include "cuda/kernels.hpp"
 #include "cuda/residual.cuh"
 
@@ -44,6 +45,9 @@ struct NormArgs {
   int64_t lo_offset;  // rows * hidden: where the split outputs' low halves (and the pending ones') start
   Activations form;   // of the outputs
   f16* out16;         // the last norm's values as fp16 rows too, when given
+  Activations form1;  // of out1 (FirstNormOutput; else form)
+  uint8_t* rest8;     // out1's e4m3 rests, when given (form1 f16_rows)
+  const float* scales;
 };
 
 template <int K>
@@ -94,7 +98,8 @@ __global__ void __launch_bounds__(1024) layer_norm_kernel(NormArgs p) {
     if (i >= hidden) continue;
     const float norm = (v[k] - mean) * inv;
     const float n1 = norm * w1v[k] + b1v[k];
-    store_activation(out1, lo_offset, r * hidden + i, n1, p.form);
+    store_activation(out1, lo_offset, r * hidden + i, n1, p.form1);
+    if (p.rest8) p.rest8[r * hidden + i] = rest8(n1, p.scales[kRestQuant]);
     float last = n1;
     if (w2) {
       last = norm * w2[i] + b2[i];
@@ -178,7 +183,8 @@ __global__ void __launch_bounds__(1024) layer_norm_vec_kernel(NormArgs p) {
       b1 = ldg4(p.b1, i);
     }
     float4 last = make_float4(n.x * w1.x + b1.x, n.y * w1.y + b1.y, n.z * w1.z + b1.z, n.w * w1.w + b1.w);
-    store_activation4(p.out1, lo_offset, o, last, p.form);
+    store_activation4(p.out1, lo_offset, o, last, p.form1);
+    if (p.rest8) put_rest4(p.rest8 + o, last, p.scales[kRestQuant]);
     if (p.w2) {
       const float4 w2 = ldg4(p.w2, i), b2 = ldg4(p.b2, i);
       last = make_float4(n.x * w2.x + b2.x, n.y * w2.y + b2.y, n.z * w2.z + b2.z, n.w * w2.w + b2.w);
@@ -192,11 +198,13 @@ bool aligned16(const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0;
 
 bool vector_ready(const NormArgs& p) {
   const PendingResidual& r = p.res;
-  const uintptr_t out_align = p.form == Activations::fp32_rows ? 16 : 8;  // four outputs a store
+  // Four outputs a store.
+  auto out_align = [](Activations form) -> uintptr_t { return form == Activations::fp32_rows ? 16 : 8; };
   return p.hidden % 4 == 0 && aligned16(p.x) && aligned16(p.w1) && aligned16(p.b1) && aligned16(p.w2) &&
          aligned16(p.b2) && aligned16(r.a) && aligned16(r.a_bias) && aligned16(r.c) && aligned16(r.c_bias) &&
-         reinterpret_cast<uintptr_t>(p.out1) % out_align == 0 && reinterpret_cast<uintptr_t>(p.out2) % out_align == 0 &&
-         reinterpret_cast<uintptr_t>(p.out16) % 8 == 0;
+         reinterpret_cast<uintptr_t>(p.out1) % out_align(p.form1) == 0 &&
+         reinterpret_cast<uintptr_t>(p.out2) % out_align(p.form) == 0 &&
+         reinterpret_cast<uintptr_t>(p.out16) % 8 == 0 && reinterpret_cast<uintptr_t>(p.rest8) % 4 == 0;
 }
 
 // A step of many rows has blocks enough to fill the SMs: fewer threads per row, more float4
@@ -349,16 +357,20 @@ void layer_norm(const float* x, const int32_t* rows_idx, int64_t rows, int64_t h
                 float eps, bf16* out, cudaStream_t s, Activations form, f16* out16) {
   if (rows == 0) return;
   // Without a pending residual the kernel only reads x.
-  const NormArgs p{const_cast<float*>(x), rows_idx, {},   hidden, w, b, nullptr, nullptr, eps, out, nullptr,
-                   rows * hidden,         form,     out16};
+  const NormArgs p{const_cast<float*>(x), rows_idx, {},    hidden, w,       b,      nullptr, nullptr, eps, out, nullptr,
+                   rows * hidden,         form,     out16, form,   nullptr, nullptr};
   launch_layer_norm(p, rows, s);
 }
 
 void residual_layer_norm(float* x, const PendingResidual& res, int64_t rows, int64_t hidden, const float* w1,
                          const float* b1, const float* w2, const float* b2, float eps, bf16* out1, bf16* out2,
-                         cudaStream_t s, Activations form, f16* out16) {
+                         cudaStream_t s, Activations form, f16* out16, const FirstNormOutput* first) {
   if (rows == 0) return;
-  launch_layer_norm({x, nullptr, res, hidden, w1, b1, w2, b2, eps, out1, out2, rows * hidden, form, out16}, rows, s);
+  if (first && first->rest8 && (first->form != Activations::f16_rows || !first->scales))
+    throw InvalidArgument("residual_layer_norm: e4m3 rests go with fp16 rows and their scales");
+  launch_layer_norm({x, nullptr, res, hidden, w1, b1, w2, b2, eps, out1, out2, rows * hidden, form, out16,
+                     first ? first->form : form, first ? first->rest8 : nullptr, first ? first->scales : nullptr},
+                    rows, s);
 }
 
 void row_stats(const float* logits, int64_t rows, int64_t vocab, float* lse, int32_t* argmax, float* max,

@@ -9,7 +9,7 @@
 //              [--gemv-early-start-rows-min 3] [--fp32-gemv-rows-max 2]
 //              [--key-split-blocks-per-sm 1] [--wgmma-attention-rows-min 512]
 //              [--decode-head-split-rows-max 8] [--bf16-kv-cache on|off] [--fp16-mlp on|off]
-//              [--fp16-dense on|off] [--fp16-lm-head on|off]
+//              [--fp16-dense on|off] [--fp16-lm-head on|off] [--fp8-qkv-rows-min 256]
 //              [--peer-exchange on|off] [--summed-output-products on|off]
 //              [--prompts 128,2048] [--tpot on|off] [--sampling greedy|device|host]
 //              [--profile-last-step on|off] [--warm-steps 2]
@@ -172,6 +172,7 @@ int main(int argc, char** argv) {
   bool fp16_mlp = CudaEngineOptions{}.fp16_mlp;
   bool fp16_dense = CudaEngineOptions{}.fp16_dense;
   bool fp16_lm_head = CudaEngineOptions{}.fp16_lm_head;
+  int64_t fp8_qkv_rows_min = CudaEngineOptions{}.fp8_qkv_rows_min;
   bool peer_exchange = true;
   int warm_steps = 2;
   bool summed_output_products = CudaEngineOptions{}.summed_output_products;
@@ -196,6 +197,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--fp16-mlp")) fp16_mlp = std::strcmp(argv[i + 1], "off") != 0;
     if (!std::strcmp(argv[i], "--fp16-dense")) fp16_dense = std::strcmp(argv[i + 1], "off") != 0;
     if (!std::strcmp(argv[i], "--fp16-lm-head")) fp16_lm_head = std::strcmp(argv[i + 1], "off") != 0;
+    if (!std::strcmp(argv[i], "--fp8-qkv-rows-min")) fp8_qkv_rows_min = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--batches")) batches = int_list(argv[i + 1]);
     if (!std::strcmp(argv[i], "--warm-steps")) warm_steps = std::stoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--prompts")) prompts = int_list(argv[i + 1]);
@@ -245,6 +247,7 @@ int main(int argc, char** argv) {
       o.fp16_mlp = fp16_mlp;
       o.fp16_dense = fp16_dense;
       o.fp16_lm_head = fp16_lm_head;
+      o.fp8_qkv_rows_min = fp8_qkv_rows_min;
       o.summed_output_products = summed_output_products;
       o.peer_exchange = peers;
       auto shard = std::make_shared<CudaEngine>(cfg, 7, o, comms[r]);

@@ -33,8 +33,10 @@ struct RuntimeOptions {
   // cuda: "split" feeds GEMMs and attention two bf16 halves per activation (about fp32
   // results); "mixed" does too but for the MLP's, dense's and lm_head's products, on fp16
   // activations (one product instead of two for most of the work, within the reference
-  // fixtures' 3e-2); "bf16" rounds activations to bf16 as other servers do: the fastest where
-  // compute bound (long prompts, large batches). The CPU computes in fp32 either way.
+  // fixtures' 3e-2), and query_key_value's, on fp16 halves or, in long prompts, fp16 rows plus
+  // an fp8 product of their rests; "bf16" rounds activations to bf16 as other servers do: the
+  // fastest where compute bound (long prompts, large batches). The CPU computes in fp32 either
+  // way.
   std::string activation_precision = "mixed";
   // cuda, tensor_parallel_degree > 1: where a replica's GPUs reach each other's memory, decode
   // steps' residual sums are read from the peers' memory in one kernel per layer instead of
