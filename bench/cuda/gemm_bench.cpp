@@ -14,9 +14,9 @@
 // engine's product and in-place GELU after it, and which GELU the epilogue computes: its bf16
 // outputs against the exact (erf) form and the tanh approximation of the same fp32 products.
 //
-// With --fp16 on, instead: the MLP's and dense's products on fp16 operands (activation_precision
-// mixed), beside the same products on bf16, and the two output products as one (dense+4h_to_h,
-// K = 4544 + 18176).
+// With --fp16 on, instead: the MLP's, dense's, query_key_value's and lm_head's products on fp16
+// operands (activation_precision mixed), beside some of the same products on bf16, and the two
+// output products as one (dense+4h_to_h, K = 4544 + 18176).
 //
 //   bench_gemm [--rows 2048,4096] [--candidates 8] [--iters 20] [--sustained 32] [--gelu-epilogue on]
 //              [--fp16 on]
@@ -220,7 +220,10 @@ int main(int argc, char** argv) {
                                             {"4h_to_h bf16", 4544, 18176, CUDA_R_32F, 0.f},
                                             {"dense", 4544, 4544, CUDA_R_32F, 0.f, CUDA_R_16F},
                                             {"dense bf16", 4544, 4544, CUDA_R_32F, 0.f},
-                                            {"dense+4h_to_h", 4544, 22720, CUDA_R_32F, 0.f, CUDA_R_16F}};
+                                            {"dense+4h_to_h", 4544, 22720, CUDA_R_32F, 0.f, CUDA_R_16F},
+                                            {"qkv", 4672, 4544, CUDA_R_32F, 0.f, CUDA_R_16F},
+                                            {"qkv bf16", 4672, 4544, CUDA_R_32F, 0.f},
+                                            {"lm_head", 65024, 4544, CUDA_R_32F, 0.f, CUDA_R_16F}};
     const std::vector<Shape>& shapes = fp16 ? fp16_shapes : bf16_shapes;
     cublasHandle_t blas;
     cublasLtHandle_t lt;
