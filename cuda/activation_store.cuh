@@ -57,7 +57,8 @@ __device__ inline void put_split4(bf16* hi, bf16* lo, float4 v) {
 __device__ inline void put_f16_halves4(__half* hi, __half* lo, float4 v) {
   const __half2 a = __halves2half2(saturated_f16(v.x), saturated_f16(v.y));
   const __half2 b = __halves2half2(saturated_f16(v.z), saturated_f16(v.w));
-  put_f16x4(hi, v);
+  *reinterpret_cast<uint2*>(hi) =
+      make_uint2(*reinterpret_cast<const uint32_t*>(&a), *reinterpret_cast<const uint32_t*>(&b));
   put_f16x4(lo, make_float4(v.x - __low2float(a), v.y - __high2float(a), v.z - __low2float(b), v.w - __high2float(b)));
 }
 
