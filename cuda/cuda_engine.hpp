@@ -66,10 +66,10 @@ struct CudaEngineOptions {
   // up, else this is off), at the precision of split halves or better. Smaller steps take one
   // product over fp16 halves (about 22 mantissa bits), which reads the weights once as split
   // halves do. The e4m3 copy costs a byte a weight (0.68 GB for Falcon-7B). On the H200 with
-  // Falcon-7B: 2048-token prompts 50.5-51.1 ms against 51.8-52.9; batch 256 about 1% slower
-  // (cuBLAS's fp16 product over 512 rows of halves), batch 64 within 1%; at 256 rows the fp8
-  // product (13 us a layer) and the fp16 one took longer than split halves' one bf16 product,
-  // hence the threshold. 0: query_key_value stays on split-bf16 halves and bf16 weights.
+  // Falcon-7B: 2048-token prompts 50.5-51.1 ms against 51.8-52.9; batch 256 0.6-1.3% slower
+  // (on fp16 halves), batch 64 within 1%; at 256 rows the fp8 product (13 us a layer) and the
+  // fp16 one took longer than split halves' one bf16 product, hence the threshold. 0:
+  // query_key_value stays on split-bf16 halves and bf16 weights.
   int64_t fp8_qkv_rows_min = 1024;
   // Decode steps replayed from CUDA graphs, one per batch shape (not for tensor-parallel shards
   // whose collectives run on the host, or with EYRIE_CUDA_PROFILE).
