@@ -39,8 +39,8 @@ struct Precision {
 // fixtures' prompts are shorter than fp8_qkv_rows_min).
 constexpr Precision kPrecisions[] = {{"bf16", 1.0, 0.25},
                                      {"split", kBf16LogprobTol, 1e-3},
-                                     {"mixed", kBf16LogprobTol, 5e-3},
-                                     {"mixed-fp8", kBf16LogprobTol, 5e-3}};
+                                     {"mixed", kBf16LogprobTol, 1e-2},
+                                     {"mixed-fp8", kBf16LogprobTol, 1e-2}};
 
 CudaEngineOptions with_precision(const char* name) {
   CudaEngineOptions o;
@@ -192,8 +192,11 @@ TEST_P(CudaReference, PromptStepWithTheMlpUpProjectionBesideTheChainGivesTheSame
 // rows (as decode rows, keys split into ranges). Every prompt in one step, at each precision:
 // the last rows' ten likeliest tokens against the reference (bounds as above) and against the
 // same step with every row's logits (up to 2.3e-2 on bf16 rows and 1.3e-4 on split halves on
-// the H200, 2026-11-29; 1.5e-3 mixed, 2026-11-30). A two-row prompt, whose picked row goes on
-// as an fp32 row, against its step with both rows.
+// the H200, 2026-11-29; mixed 1.5e-3, and 5.3e-3 with query_key_value on fp16 halves,
+// 2026-11-30). The two paths' small differences (attention's kernels, the products' row counts)
+// can move a value across an fp16 rounding step, which these peaked models magnify; a broken
+// path misses by far more. A two-row prompt, whose picked row goes on as an fp32 row, against its
+// step with both rows.
 TEST_P(CudaReference, StepsPickingTheirLastRowsMatchStepsWithEveryRow) {
   auto model = FalconModel::load(GetParam());
   const auto cases = test::load_reference(GetParam() + "/reference.json");
