@@ -1,9 +1,11 @@
-// A device allocation filled from and read back into host vectors, for the CUDA kernel tests.
+// A device allocation filled from and read back into host vectors, and random host vectors, for
+// the CUDA kernel tests.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <random>
 #include <vector>
 
 #include "cuda/check.hpp"
@@ -27,5 +29,13 @@ struct Device {
     return h;
   }
 };
+
+// n values drawn uniformly from (-scale, scale), plus offset.
+inline std::vector<float> random_vector(std::size_t n, std::mt19937& rng, float scale, float offset = 0.f) {
+  std::uniform_real_distribution<float> u(-scale, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng) + offset;
+  return v;
+}
 
 }  // namespace eyrie::test

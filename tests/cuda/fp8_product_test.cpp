@@ -21,13 +21,7 @@ namespace eyrie {
 namespace {
 
 using test::Device;
-
-std::vector<float> random_vector(std::size_t n, std::mt19937& rng, float scale, float offset = 0.f) {
-  std::uniform_real_distribution<float> u(-scale, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = u(rng) + offset;
-  return v;
-}
+using test::random_vector;
 
 float e4m3_to_f32(uint8_t b) {
   const int e = (b >> 3) & 0xf, m = b & 7;

@@ -22,13 +22,7 @@ namespace eyrie {
 namespace {
 
 using test::Device;
-
-std::vector<float> random_vector(std::size_t n, std::mt19937& rng, float scale, float offset = 0.f) {
-  std::uniform_real_distribution<float> u(-scale, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = u(rng) + offset;
-  return v;
-}
+using test::random_vector;
 
 std::vector<uint16_t> bits(const std::vector<cuda::bf16>& v) {
   std::vector<uint16_t> out(v.size());
