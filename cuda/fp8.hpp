@@ -2,8 +2,8 @@
 // x W^T = fp16(x) W^T + (x - fp16(x)) W^T, the first term one product on fp16 rows and fp16
 // weights, the second one on e4m3 rests and an e4m3 copy of the weights. The rest is about
 // 2^-11 of x, so e4m3's 3 mantissa bits there still leave x W^T within about 2^-15 of its
-// size: two tensor-core passes where the second costs half of an fp16 one, against two fp16-
-// sized passes for split-bf16 halves.
+// size. Split-bf16 halves take two fp16-sized passes; here the second is an e4m3 one (on the
+// H200 at 2048 rows of Falcon-7B, 84 us against the fp16 product's 128: bench/RESULTS.md).
 #pragma once
 
 #include <cublasLt.h>
@@ -38,9 +38,9 @@ void rest_scales(const float* gamma, const float* beta, int64_t hidden, float* s
 
 // y[rows, out] += alpha r8 w8^T: r8 [rows, in] and w8 [out, in] e4m3, fp32 y, on cuBLASLt;
 // alpha = scales[kRestDequant] scales[kWeightDequant], read once at load time (a host value, as
-// the scales are powers of two; cuBLASLt 13.1 on the H200 answered NOT_SUPPORTED to every
-// such product given scale pointers, with fp32, bf16 or fp16 outputs). The algorithm of each
-// shape is chosen once and kept.
+// the scales are powers of two; cuBLASLt 13.1 on the H200 answered NOT_SUPPORTED to these
+// products whenever they were given A and B scale pointers, with fp32, bf16 or fp16 outputs).
+// The algorithm of each shape is chosen once and kept.
 class Fp8Product {
  public:
   Fp8Product();
