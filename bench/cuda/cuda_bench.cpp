@@ -9,7 +9,7 @@
 //              [--gemv-early-start-rows-min 3] [--fp32-gemv-rows-max 2]
 //              [--key-split-blocks-per-sm 1] [--wgmma-attention-rows-min 512]
 //              [--decode-head-split-rows-max 8] [--bf16-kv-cache on|off] [--fp16-mlp on|off]
-//              [--fp16-dense on|off] [--fp16-lm-head on|off] [--fp8-qkv-rows-min 256]
+//              [--fp16-dense on|off] [--fp16-lm-head on|off] [--fp8-qkv-rows-min 1024]
 //              [--peer-exchange on|off] [--summed-output-products on|off]
 //              [--prompts 128,2048] [--tpot on|off] [--sampling greedy|device|host]
 //              [--profile-last-step on|off] [--warm-steps 2]
