@@ -62,8 +62,9 @@ struct CudaEngineOptions {
   bool fp16_lm_head = true;
   // With fp16_mlp, query_key_value's weights are fp16 too, and steps of at least this many
   // token rows (not of fp32 rows) take its product as fp16(x) W^T plus an fp8 product of the
-  // rests x - fp16(x) with an e4m3 copy of the weights (cuda/fp8.hpp; compute capability 8.9 and
-  // up, else this is off), at the precision of split halves or better. Smaller steps take one
+  // rests x - fp16(x) with an e4m3 copy of the weights (cuda/fp8.hpp; on devices of compute
+  // capability 8.9 and up and shapes cuBLASLt's e4m3 products take, Fp8Product::fits; else this
+  // is off), at the precision of split halves or better. Smaller steps take one
   // product over fp16 halves (about 22 mantissa bits), which reads the weights once as split
   // halves do. The e4m3 copy costs a byte a weight (0.68 GB for Falcon-7B). On the H200 with
   // Falcon-7B: 2048-token prompts 50.5-51.1 ms against 51.8-52.9; batch 256 0.6-1.3% slower

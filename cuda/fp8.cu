@@ -60,12 +60,10 @@ __global__ void rest_scales_kernel(const float* gamma, const float* beta, int64_
   }
   __syncthreads();
   if (threadIdx.x != 0) return;
-  for (int k = 1; k < static_cast<int>(blockDim.x / 32); ++k) {
+  for (int k = 1; k < static_cast<int>(blockDim.x / 32); ++k) {  // warp 0's are g and b already
     g = fmaxf(g, g_warp[k]);
     b = fmaxf(b, b_warp[k]);
   }
-  g = fmaxf(g, g_warp[0]);
-  b = fmaxf(b, b_warp[0]);
   const float bound = sqrtf(static_cast<float>(hidden)) * g + b;
   // Half an fp16 unit in the last place at |x| <= bound, or of its subnormals; past fp16's range
   // what saturation leaves out.
