@@ -68,11 +68,9 @@ const std::vector<OptionDecl>& serving_option_decls() {
       {"device", T::string, "cpu", "cpu or cuda: where the replicas run"},
       {"dtype", T::string, "auto", "weight type in memory: auto keeps the checkpoint's (bf16, fp16, fp32)"},
       {"activation_precision", T::string, "mixed",
-       "cuda: mixed (activations as two bf16 halves; query_key_value's as fp16 halves, or fp16 plus an fp8 rest in "
-       "long "
-       "prompts; the MLP's, dense's and lm_head's as fp16), split (all as bf16 halves, ~fp32 results) or bf16 "
-       "(fastest, "
-       "bf16 rounding)"},
+       "cuda: mixed (activations as two bf16 halves; query_key_value's as fp16 halves, or fp16 plus an fp8 rest "
+       "in long prompts; the MLP's, dense's and lm_head's as fp16), split (all as bf16 halves, ~fp32 results) or "
+       "bf16 (fastest, bf16 rounding)"},
       {"tensor_parallel_degree", T::integer, "1", "shards per replica: GPUs (NCCL), or CPU thread groups"},
       {"peer_sums", T::boolean, "true",
        "cuda, tensor_parallel_degree > 1: small residual sums through the GPUs' peer memory instead of NCCL"},
